@@ -1,0 +1,1 @@
+"""Spawning and supervising zsyft worker processes, and the `zsyft` command line."""

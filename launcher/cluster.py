@@ -1,0 +1,87 @@
+"""The cluster file: where `zsyft launch` records its workers for `sy.connect` and `zsyft status`.
+
+JSON, written atomically with mode 0600 in a 0700 directory:
+
+    {"version": 1, "launcher_pid": 1234, "workers": {"bob": {"pid": 1235, "address": "tcp://...",
+     "log": "/path/bob.log"}, ...}}
+
+Its default location is `$ZSYFT_HOME/cluster.json` (`~/.zsyft/cluster.json` when unset).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from zsyft.errors import ClusterFileError
+
+VERSION = 1
+
+
+def zsyft_home() -> Path:
+    return Path(os.environ.get("ZSYFT_HOME") or Path.home() / ".zsyft")
+
+
+def default_path() -> Path:
+    return zsyft_home() / "cluster.json"
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """One launched worker as the cluster file records it."""
+
+    name: str
+    pid: int
+    address: str
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    launcher_pid: int
+    workers: dict[str, WorkerRecord]
+
+
+def write(path: Path, launcher_pid: int, workers: list[WorkerRecord]) -> None:
+    """Write the cluster file atomically (readers never see half a file)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = {
+        "version": VERSION,
+        "launcher_pid": launcher_pid,
+        "workers": {w.name: {"pid": w.pid, "address": w.address, "log": w.log} for w in workers},
+    }
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+    os.replace(tmp, path)
+
+
+def read(path: Path | None = None) -> Cluster:
+    """The cluster recorded at `path`; raises `ClusterFileError` saying how to create one."""
+    path = path or default_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ClusterFileError(
+            f"no cluster file at {path}: start workers first with `zsyft launch bob alice`"
+            " (or pass the file `zsyft launch --cluster-file` wrote)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ClusterFileError(f"cannot read the cluster file {path}: {exc}") from None
+    try:
+        if data["version"] != VERSION:
+            raise ClusterFileError(f"cluster file {path} has version {data['version']}")
+        workers = {
+            name: WorkerRecord(name, int(w["pid"]), str(w["address"]), str(w.get("log", "")))
+            for name, w in data["workers"].items()
+        }
+        return Cluster(int(data["launcher_pid"]), workers)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ClusterFileError(f"cluster file {path} is malformed: {exc}") from None
+
+
+def remove(path: Path) -> None:
+    path.unlink(missing_ok=True)

@@ -1,0 +1,170 @@
+"""Start worker processes and know when they are ready.
+
+Each worker is `python launcher/bin/zsyft-worker NAME --address ADDR --parent-pid PID`: `ps`
+shows it as `zsyft-worker NAME`. Its stderr goes to a log file; its stdout carries one JSON
+readiness line with the address it actually bound (so port 0 picks a free port without races).
+With `die_with_parent` (the default) the worker exits when the spawning process does, even
+after `kill -9` of that process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zsyft
+from zsyft.errors import LaunchError
+
+WORKER_SCRIPT = Path(__file__).with_name("bin") / "zsyft-worker"
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 3.0
+_PROJECT_ROOT = str(Path(zsyft.__file__).resolve().parent.parent)
+
+
+@dataclass
+class WorkerProcess:
+    """A worker process this process started: its name, pid, log file and (once ready) address."""
+
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+    address: str | None = None
+    owned_dir: Path | None = None
+    ready: bool = False
+    _ready_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the worker's log (its stderr)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def diagnose(self) -> str | None:
+        """Why the worker may not answer: its exit status and log tail, if it exited."""
+        code = self.popen.poll()
+        if code is None:
+            return None
+        how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        tail = self.log_tail()
+        return f"worker process {self.name} (pid {self.pid}) {how}" + (
+            f"; its log ({self.log_path}):\n{tail}" if tail else ""
+        )
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> str:
+        """Block until the worker printed its readiness line; return its bound address."""
+        with self._ready_lock:
+            if self.ready:
+                return self.address
+            line = _read_line(self.popen, timeout)
+            if not line:
+                self.stop()
+                raise LaunchError(
+                    f"worker {self.name!r} failed to start"
+                    + (f": {self.diagnose()}" if self.diagnose() else f" within {timeout:.0f} s")
+                )
+            self.address = json.loads(line)["address"]
+            self.ready = True
+            self.popen.stdout.close()
+            return self.address
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; remove its private directory if any."""
+        if self.popen.poll() is None:
+            try:
+                self.popen.send_signal(signal.SIGTERM)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+            except ProcessLookupError:
+                pass
+        if self.popen.stdout and not self.popen.stdout.closed:
+            self.popen.stdout.close()
+        if self.owned_dir is not None:
+            for path in self.owned_dir.iterdir():
+                path.unlink(missing_ok=True)
+            self.owned_dir.rmdir()
+            self.owned_dir = None
+
+
+def _read_line(popen: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(popen.stdout, selectors.EVENT_READ)
+    buffer = b""
+    try:
+        while b"\n" not in buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                return ""
+            chunk = os.read(popen.stdout.fileno(), 4096)
+            if not chunk:
+                return ""
+            buffer += chunk
+    finally:
+        selector.close()
+    return buffer.split(b"\n", 1)[0].decode()
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [_PROJECT_ROOT, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def spawn(
+    name: str,
+    address: str,
+    log_path: Path,
+    *,
+    die_with_parent: bool = True,
+    owned_dir: Path | None = None,
+) -> WorkerProcess:
+    """Start one worker process; returns at once (call `wait_ready()` before relying on it)."""
+    argv = [sys.executable, str(WORKER_SCRIPT), name, "--address", address]
+    if die_with_parent:
+        argv += ["--parent-pid", str(os.getpid())]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=_worker_env(),
+            start_new_session=True,  # a Ctrl-C in the parent's terminal is the parent's to handle
+        )
+    return WorkerProcess(name, popen, log_path, owned_dir=owned_dir)
+
+
+def spawn_private(name: str) -> WorkerProcess:
+    """A worker only this process can reach: an ipc:// socket in a fresh 0700 directory.
+
+    Its address is known before it is ready, so callers may connect at once and let the
+    first request wait (ZeroMQ connects as soon as the worker binds).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="zsyft-"))
+    process = spawn(
+        name, f"ipc://{directory}/{name}.sock", directory / f"{name}.log", owned_dir=directory
+    )
+    process.address = f"ipc://{directory}/{name}.sock"
+    return process

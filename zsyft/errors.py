@@ -1,0 +1,100 @@
+"""Every exception zsyft raises on purpose, in one tree.
+
+    ZsyftError
+    ├── ProtocolError          a frame or message that breaks the wire format (bad version, limits)
+    ├── WorkerError            something went wrong at or with a named worker
+    │   ├── RemoteError        an op raised inside the worker; carries the op and remote traceback
+    │   │   └── ObjectNotFoundError   the id is not (or no longer) in the worker's store
+    │   ├── OpNotAllowedError  the worker refused an op before running it (allowlist, limits)
+    │   └── WorkerUnavailableError    the worker did not answer (never reachable, died, frozen)
+    │       └── WorkerLostError       the connection to a worker that was up has gone
+    ├── PointerUsageError      an operation that would reveal remote data implicitly (bool(),
+    │                          item()) or mixes locations; the message names the alternative
+    ├── LaunchError            a worker process could not start (name clash, port in use, crash)
+    └── ClusterFileError       the cluster file written by `zsyft launch` is missing or invalid
+
+`WorkerUnavailableError` also subclasses `TimeoutError` so generic timeout handling catches it.
+This module imports nothing from zsyft so that every layer may raise these.
+"""
+
+from __future__ import annotations
+
+
+class ZsyftError(Exception):
+    """Base class of every error zsyft raises on purpose."""
+
+
+class ProtocolError(ZsyftError):
+    """A message that does not follow the zsyft wire format."""
+
+
+class WorkerError(ZsyftError):
+    """An error tied to one worker; `worker` names it."""
+
+    def __init__(self, message: str, *, worker: str | None = None) -> None:
+        super().__init__(message)
+        self.worker = worker
+
+
+class RemoteError(WorkerError):
+    """An op failed inside a worker process.
+
+    `op` is the command that failed, `remote_type` the exception class name raised there,
+    `remote_traceback` the worker-side traceback text, `path` the chain of workers the
+    command travelled (for pointer chains), and `callsite` where the user issued it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        worker: str | None = None,
+        op: str | None = None,
+        remote_type: str | None = None,
+        remote_traceback: str | None = None,
+        path: list[str] | None = None,
+        callsite: str | None = None,
+    ) -> None:
+        super().__init__(message, worker=worker)
+        self.op = op
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+        self.path = path or ([worker] if worker else [])
+        self.callsite = callsite
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        where = " -> ".join(self.path) if self.path else self.worker
+        head = f"[{where}] {self.op}: " if self.op else f"[{where}] "
+        tail = f"\n  issued at {self.callsite}" if self.callsite else ""
+        if self.remote_traceback:
+            tail += "\n--- remote traceback ---\n" + self.remote_traceback.rstrip()
+        return head + text + tail
+
+
+class ObjectNotFoundError(RemoteError):
+    """The object id is not in the worker's store (retrieved, deleted, or the worker restarted)."""
+
+
+class OpNotAllowedError(WorkerError):
+    """The worker refused to run an op (not on the allowlist, or over a limit)."""
+
+
+class WorkerUnavailableError(WorkerError, TimeoutError):
+    """The worker did not answer in time: not started, unreachable, frozen or dead."""
+
+
+class WorkerLostError(WorkerUnavailableError):
+    """The connection to a worker that had answered before is gone (process died or froze)."""
+
+
+class PointerUsageError(ZsyftError, RuntimeError):
+    """A local use of a remote value that zsyft will not do implicitly."""
+
+
+class LaunchError(ZsyftError):
+    """A worker process could not be started."""
+
+
+class ClusterFileError(ZsyftError):
+    """The cluster file is missing, unreadable, or does not name the requested worker."""

@@ -1,0 +1,78 @@
+"""`sy.TorchHook(torch)`: the one place that adds zsyft's methods to torch classes.
+
+Nothing changes in torch until the user asks for it: importing zsyft adds nothing. The hook
+adds `Tensor.send`, `Tensor.id`, and `nn.Module.send`/`get`; pointers (`PointerTensor`) carry
+`get` and their PySyft attributes themselves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from zsyft.errors import PointerUsageError
+from zsyft.nn import get_module, send_module
+from zsyft.remote.handle import WorkerHandle
+from zsyft.remote.node import LocalNode, local_node
+from zsyft.remote.refs import RemoteRef
+from zsyft.tensors.pointer import PointerTensor
+
+
+def send_tensor(tensor: torch.Tensor, worker: Any) -> PointerTensor:
+    """Store a copy of a local tensor at `worker`; returns the pointer to it.
+
+    The pointer keeps `requires_grad` (it is a leaf), so autograd runs on the remote data.
+    """
+    if not isinstance(worker, WorkerHandle):
+        raise TypeError(
+            f"send() expects a worker such as sy.VirtualWorker(hook, id='bob'), "
+            f"got {type(worker).__name__}"
+        )
+    if isinstance(tensor, PointerTensor):
+        raise PointerUsageError(
+            "sending a pointer to another worker (pointer chains) is not available yet; "
+            "call .get() and send the tensor instead"
+        )
+    data = tensor.detach().contiguous()
+    if data.data_ptr() == tensor.data_ptr():
+        data = data.clone()  # the caller may modify `tensor` while the bytes are in flight
+    ref = RemoteRef(worker)
+    worker.store(ref.id, data)
+    return PointerTensor(
+        ref, data.shape, data.stride(), data.dtype, requires_grad=tensor.requires_grad
+    )
+
+
+def _tensor_send(self: torch.Tensor, worker: Any) -> PointerTensor:
+    """Send this tensor to `worker` and return a pointer to it."""
+    return send_tensor(self, worker)
+
+
+def _tensor_id(self: torch.Tensor) -> int:
+    """A random id for this tensor (PySyft tensors carry one), allocated on first use."""
+    own = self.__dict__.get("_zsyft_id")
+    if own is None:
+        own = self.__dict__["_zsyft_id"] = secrets.randbits(64)
+    return own
+
+
+class TorchHook:
+    """Adds zsyft's methods to torch; `hook.local_worker` is the local node "me"."""
+
+    def __init__(self, torch_module: ModuleType = torch, **_ignored: Any) -> None:
+        if torch_module is not torch:
+            raise TypeError("TorchHook expects the torch module: sy.TorchHook(torch)")
+        self.torch = torch_module
+        self.local_worker: LocalNode = local_node()
+        torch.Tensor.send = _tensor_send  # type: ignore[attr-defined]
+        if not isinstance(getattr(torch.Tensor, "id", None), property):
+            torch.Tensor.id = property(_tensor_id)  # type: ignore[attr-defined]
+        nn.Module.send = send_module  # type: ignore[attr-defined]
+        nn.Module.get = get_module  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return "<TorchHook zsyft>"

@@ -1,0 +1,219 @@
+"""A handle on one worker: what `bob` is in `bob = sy.VirtualWorker(hook, id="bob")`.
+
+The handle owns the link to the worker and speaks the request/notice protocol over it:
+
+- `post()` pipelines a message (commands, stores, deletes): no reply is awaited.
+- `request()` sends a message and waits for its reply. While waiting, ERROR notices of earlier
+  pipelined commands are collected by the local node, which raises them at a sync point.
+- Deletes queued by garbage-collected pointers go out, batched, in front of the next message.
+
+Handles compare by identity, so `bob == x_ptr.location` holds for the one `bob` handle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Protocol
+
+from zsyft.errors import (
+    ObjectNotFoundError,
+    OpNotAllowedError,
+    RemoteError,
+    WorkerError,
+    WorkerUnavailableError,
+)
+from zsyft.transport.zmq import SETTINGS, Link, context
+from zsyft.wire.codec import decode, encode
+from zsyft.wire.messages import Kind, id_number
+
+if TYPE_CHECKING:
+    from zsyft.remote.node import LocalNode
+
+ISSUED_MEMORY = 4096  # how many recent commands keep their call site for error messages
+DELETE_BATCH = 64  # garbage-collected ids wait for this many (or for a request) before a DELETE
+
+
+class Process(Protocol):
+    """What a handle needs from a worker process it started (see `launcher.spawn`)."""
+
+    pid: int
+
+    def diagnose(self) -> str | None: ...
+
+    def stop(self) -> None: ...
+
+
+def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
+    """The typed exception for an ERROR body received from a worker."""
+    if not isinstance(body, dict):
+        return RemoteError(f"malformed error reply: {body!r}")
+    worker, message = body.get("worker"), str(body.get("message"))
+    if body.get("type") == "OpNotAllowedError":
+        return OpNotAllowedError(message, worker=worker)
+    cls = ObjectNotFoundError if body.get("type") == "ObjectNotFoundError" else RemoteError
+    return cls(
+        message,
+        worker=worker,
+        op=body.get("op"),
+        remote_type=body.get("type"),
+        remote_traceback=body.get("traceback"),
+        path=body.get("path"),
+        callsite=callsite,
+    )
+
+
+class WorkerHandle:
+    """The client side of one worker: `id` (its name), `address`, `pid` and `_objects`."""
+
+    def __init__(
+        self,
+        node: LocalNode,
+        name: str,
+        address: str,
+        pid: int | None = None,
+        process: Process | None = None,
+    ) -> None:
+        self.node = node
+        self.id = name
+        self.address = address
+        self.pid = pid
+        self.process = process
+        self.link = Link(context(), address, name)
+        self._lock = threading.RLock()
+        self._pending_deletes: list[bytes] = []
+        self._rids = itertools.count(1)
+        self._seqs = itertools.count(1)
+        self._issued: OrderedDict[int, tuple[str, str | None]] = OrderedDict()
+
+    # -- lifetime of remote objects -------------------------------------------------------
+    def release(self, object_id: bytes) -> None:
+        """Queue a delete (called from `__del__`: only appends, never does I/O)."""
+        self._pending_deletes.append(object_id)
+
+    def _flush_deletes(self, at_least: int = 1) -> None:
+        if len(self._pending_deletes) >= at_least:
+            ids, self._pending_deletes = self._pending_deletes, []
+            self.link.send(encode(Kind.DELETE, 0, ids))
+
+    # -- pipelined messages ---------------------------------------------------------------
+    def post(self, kind: int, body: Any) -> None:
+        """Send a message that expects no reply (errors come back as notices)."""
+        frames = encode(kind, 0, body)
+        with self._lock:
+            self._flush_deletes(DELETE_BATCH)
+            self._send(frames)
+
+    def command(
+        self, op: str, args: Any, kwargs: Any, result_ids: list[bytes | None], callsite: str | None
+    ) -> None:
+        """Pipeline one op; its failure is reported at the next sync point."""
+        seq = next(self._seqs)
+        self._remember(seq, op, callsite)
+        self.post(Kind.COMMAND, [seq, op, args, kwargs, result_ids, False])
+
+    def command_sync(
+        self, op: str, args: Any, kwargs: Any, result_ids: list[bytes | None], callsite: str | None
+    ) -> list[Any]:
+        """Run one op and wait for its outputs' metadata (ops whose shapes depend on data)."""
+        seq = next(self._seqs)
+        self._remember(seq, op, callsite)
+        reply = self.request(Kind.COMMAND, [seq, op, args, kwargs, result_ids, True])
+        return reply[1]
+
+    def _remember(self, seq: int, op: str, callsite: str | None) -> None:
+        self._issued[seq] = (op, callsite)
+        if len(self._issued) > ISSUED_MEMORY:
+            self._issued.popitem(last=False)
+
+    def _send(self, frames: list[Any]) -> None:
+        try:
+            self.link.send(frames)
+        except WorkerUnavailableError as exc:
+            raise self._explain(exc) from None
+
+    # -- requests -------------------------------------------------------------------------
+    def request(self, kind: int, body: Any, timeout: float | None = None) -> Any:
+        """Send one request and return the body of its reply; raises the typed error on ERROR."""
+        timeout = SETTINGS.request_timeout_s if timeout is None else timeout
+        with self._lock:
+            rid = next(self._rids)
+            frames = encode(kind, rid, body)
+            self._flush_deletes()
+            self._send(frames)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    reply = decode(self.link.recv(deadline))
+                except WorkerUnavailableError as exc:
+                    raise self._explain(exc) from None
+                if reply.rid == rid:
+                    if reply.kind == Kind.ERROR:
+                        raise self._error(reply.body)
+                    return reply.body
+                self._notice(reply)
+
+    def drain_notices(self) -> None:
+        """Collect ERROR notices that already arrived, without waiting."""
+        with self._lock:
+            for frames in self.link.poll_messages():
+                self._notice(decode(frames))
+
+    def _notice(self, reply: Any) -> None:
+        if reply.kind == Kind.ERROR and reply.rid == 0:
+            self.node.record_error(self._error(reply.body))
+        # anything else is a late reply to a request that already timed out: drop it
+
+    def _error(self, body: Any) -> WorkerError:
+        callsite = None
+        if isinstance(body, dict) and isinstance(body.get("seq"), int):
+            callsite = self._issued.get(body["seq"], (None, None))[1]
+        return error_from_body(body, callsite)
+
+    def _explain(self, exc: WorkerUnavailableError) -> WorkerUnavailableError:
+        """Add what the worker's own process says (exit status, log tail) when we started it."""
+        detail = self.process.diagnose() if self.process is not None else None
+        if detail:
+            return type(exc)(f"{exc}\n{detail}", worker=self.id)
+        return exc
+
+    # -- what users call ------------------------------------------------------------------
+    def fetch(self, object_id: bytes, delete: bool) -> Any:
+        """The stored object (deleting it remotely if `delete`); a sync point."""
+        self.node.raise_pending()
+        return self.request(Kind.FETCH, [object_id, delete])
+
+    def store(self, object_id: bytes, tensor: Any) -> None:
+        """Pipeline storing a local tensor under `object_id`."""
+        self.post(Kind.STORE, [object_id, tensor])
+
+    def ping(self, timeout: float | None = None) -> dict[str, Any]:
+        """The worker's status: name, pid, object count, protocol version."""
+        return self.request(Kind.PING, None, timeout)
+
+    def sync(self) -> None:
+        """Wait until the worker has run every message sent so far."""
+        self.request(Kind.SYNC, None)
+
+    @property
+    def _objects(self) -> dict[int, Any]:
+        """A snapshot of the worker's store: {id: tensor, or a description for pointers}."""
+        listing = self.request(Kind.LIST, None)
+        self.node.raise_pending()
+        return {id_number(oid): value for oid, value in listing.items()}
+
+    def __repr__(self) -> str:
+        try:
+            count = self.ping(timeout=2.0)["objects"]
+        except WorkerError:
+            count = "? (unreachable)"
+        return f"<Worker id:{self.id} #objects:{count}>"
+
+    def close(self) -> None:
+        """Close the link; stop the worker process too if this handle started it."""
+        with self._lock:
+            self.link.close()
+        if self.process is not None:
+            self.process.stop()

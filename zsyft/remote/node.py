@@ -1,0 +1,103 @@
+"""The local node "me": the registry of worker handles, error collection and sync points.
+
+Pipelined commands do not wait for replies, so an op that fails inside a worker is reported
+later, at a *sync point*: `get()`, `_objects`, an op whose result shape
+depends on data (`nonzero`, `unique`, ...), or `sy.sync()`. Exactly: an error is raised at the
+first sync point that starts after its worker reported it; `sy.sync()` waits for every worker
+and therefore always raises errors of every op issued before it. Fetching a value that was
+computed from a failed op raises that op's error directly. An error never makes a sync point
+discard data: a `get()` that succeeds returns its tensor, and the error comes at the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import torch
+
+from zsyft.errors import WorkerError
+from zsyft.remote.handle import WorkerHandle
+
+_SKIP_DIRS = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    os.path.dirname(os.path.abspath(torch.__file__)),
+)
+
+
+def callsite(depth: int = 2) -> str | None:
+    """ "file:line" of the innermost frame outside zsyft and torch (the user's line)."""
+    frame = sys._getframe(depth)
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class LocalNode:
+    """The process's own node ("me"): owns pointers, knows every worker handle by name."""
+
+    def __init__(self, name: str = "me") -> None:
+        self.id = name
+        self.workers: dict[str, WorkerHandle] = {}
+        self._errors: list[WorkerError] = []
+        self._lock = threading.Lock()
+
+    @property
+    def _objects(self) -> dict:
+        """The local node keeps no registry of local tensors: always empty."""
+        return {}
+
+    def add_worker(self, handle: WorkerHandle) -> WorkerHandle:
+        """Register `handle` under its name, closing any older handle of that name."""
+        old = self.workers.get(handle.id)
+        self.workers[handle.id] = handle
+        if old is not None and old is not handle:
+            old.close()
+        return handle
+
+    def record_error(self, error: WorkerError) -> None:
+        with self._lock:
+            self._errors.append(error)
+
+    def raise_pending(self) -> None:
+        """Raise the first error reported by a worker since the last sync point, if any."""
+        for handle in list(self.workers.values()):
+            if not handle.link.socket.closed:
+                handle.drain_notices()
+        with self._lock:
+            if not self._errors:
+                return
+            first, more = self._errors[0], len(self._errors) - 1
+            self._errors.clear()
+        if more:
+            first.add_note(f"({more} more pipelined op(s) failed after this one)")
+        raise first
+
+    def sync(self) -> None:
+        """Wait for every worker to run everything sent so far; raise the first error."""
+        for handle in list(self.workers.values()):
+            handle.sync()
+        self.raise_pending()
+
+    def shutdown(self) -> None:
+        """Close every handle (stopping worker processes this node started)."""
+        for handle in list(self.workers.values()):
+            handle.close()
+        self.workers.clear()
+
+    def __repr__(self) -> str:
+        return f"<Worker id:{self.id} #objects:0>"
+
+
+_local_node: LocalNode | None = None
+
+
+def local_node() -> LocalNode:
+    """The process-wide local node, created on first use."""
+    global _local_node
+    if _local_node is None:
+        _local_node = LocalNode()
+    return _local_node

@@ -1,0 +1,60 @@
+"""Remote object ids and their lifetime.
+
+Ids are random 128-bit integers chosen by the client (so commands can be pipelined: the client
+knows the result's id before the worker ran it). A `RemoteRef` is the client's claim on one
+remote object; several pointer tensors may share it (a `detach()` is a new wrapper around the
+same remote object). When the last holder drops it, its `__del__` only appends the id to the
+location's pending-delete list; the deletes travel, batched, in front of the next message to
+that worker. No socket I/O ever happens inside `__del__`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from zsyft.errors import PointerUsageError
+
+
+def new_id() -> bytes:
+    """A fresh random 128-bit object id (16 bytes from the OS's cryptographic RNG)."""
+    return os.urandom(16)
+
+
+class Location(Protocol):
+    """What a `RemoteRef` needs from the worker handle it points into."""
+
+    id: str
+
+    def release(self, object_id: bytes) -> None: ...
+
+
+class RemoteRef:
+    """The client's claim on object `id` at `location`; deletes it remotely when dropped."""
+
+    __slots__ = ("__weakref__", "id", "location", "released")
+
+    def __init__(self, location: Location, object_id: bytes | None = None) -> None:
+        self.location = location
+        self.id = new_id() if object_id is None else object_id
+        self.released = False
+
+    def check_live(self) -> None:
+        """Raise a clear error if the remote object was already retrieved or deleted."""
+        if self.released:
+            raise PointerUsageError(
+                f"the object {int.from_bytes(self.id, 'big')} at {self.location.id} was already "
+                "retrieved with .get() (or deleted); this pointer no longer points at anything"
+            )
+
+    def forget(self) -> None:
+        """The remote side no longer has the object (it was fetched with delete)."""
+        self.released = True
+
+    def __del__(self) -> None:
+        if not self.released:
+            self.released = True
+            try:
+                self.location.release(self.id)
+            except Exception:  # interpreter shutdown: nothing left to clean up
+                pass

@@ -1,0 +1,96 @@
+"""Run one allowlisted aten op on stored objects and store its results under client-chosen ids.
+
+The executor resolves object ids (16-byte `bin`) in the arguments to stored objects, refuses
+ops that are not on the allowlist before touching any argument, calls the op, and stores each
+tensor output under the id the client chose for it (`None` for outputs that alias an input,
+such as in-place ops).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zsyft.errors import OpNotAllowedError
+from zsyft.runtime.allowlist import allowed_ops
+from zsyft.runtime.store import Failed, ObjectStore
+from zsyft.wire.messages import is_object_id
+
+
+class FailedInput(Exception):
+    """An argument is the result of an earlier failed op; carries that op's error body."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", "an earlier op failed"))
+        self.error = error
+
+
+def tensor_meta(value: Any) -> Any:
+    """What a client needs to build a pointer to `value`: [shape, stride, dtype] or None."""
+    if isinstance(value, torch.Tensor):
+        return [list(value.shape), list(value.stride()), value.dtype]
+    return None
+
+
+def flatten_outputs(out: Any) -> list[Any]:
+    """An op's result as a flat list: one element per returned tensor (or None)."""
+    if isinstance(out, tuple | list):
+        return list(out)
+    return [out]
+
+
+class Executor:
+    """Runs commands against one store, with the worker's name for error messages."""
+
+    def __init__(self, store: ObjectStore, worker: str) -> None:
+        self.store = store
+        self.worker = worker
+        self.ops = allowed_ops()
+
+    def lookup(self, op_name: Any) -> torch._ops.OpOverload:
+        """The aten overload for a wire name; refuses anything not allowlisted."""
+        op = self.ops.get(op_name) if isinstance(op_name, str) else None
+        if op is None:
+            raise OpNotAllowedError(
+                f"op {op_name!r} is not on {self.worker}'s allowlist of aten ops; zsyft never "
+                "runs file I/O, RNG-state, reflection or out= ops remotely",
+                worker=self.worker,
+            )
+        return op
+
+    def resolve(self, value: Any) -> Any:
+        """Replace every object id in `value` (lists and dicts included) by the stored object."""
+        if isinstance(value, bytes):
+            obj = self.store.get(value)
+            if isinstance(obj, Failed):
+                raise FailedInput(obj.error)
+            return obj
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.resolve(item) for key, item in value.items()}
+        return value
+
+    def run(self, op_name: Any, args: Any, kwargs: Any, result_ids: Any) -> list[Any]:
+        """Run the op and store its outputs; returns the flat list of outputs."""
+        op = self.lookup(op_name)
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError("command arguments must be a list and keyword arguments a dict")
+        if not all(isinstance(key, str) for key in kwargs):
+            raise TypeError("keyword argument names must be strings")
+        if not isinstance(result_ids, list):
+            raise TypeError("result ids must be a list")
+        outputs = flatten_outputs(op(*self.resolve(args), **self.resolve(kwargs)))
+        for object_id, output in zip(result_ids, outputs, strict=False):
+            if is_object_id(object_id) and isinstance(output, torch.Tensor):
+                self.store.put(object_id, output)
+        return outputs
+
+    def fail(self, result_ids: Any, error: dict[str, Any]) -> None:
+        """Mark the results of a failed command so later uses report the original error."""
+        if not isinstance(result_ids, list):
+            return
+        for object_id in result_ids:
+            if is_object_id(object_id) and object_id not in self.store:
+                self.store.put(object_id, Failed(error))

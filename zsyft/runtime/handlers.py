@@ -1,0 +1,135 @@
+"""The worker's routing table: one handler per request kind.
+
+A handler takes the worker and the decoded message and returns the reply `(kind, body)`, or
+None for pipelined messages that need no reply. Pipelined messages that fail answer with an
+ERROR notice (request id 0) so the client can raise it at its next sync point; their results
+are marked failed so dependent ops report the same error.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from zsyft.runtime.executor import FailedInput, tensor_meta
+from zsyft.runtime.store import Failed
+from zsyft.wire.messages import PROTOCOL_VERSION, Kind, Message, error_body, is_object_id
+
+if TYPE_CHECKING:
+    from zsyft.runtime.worker import Worker
+
+Reply = tuple[int, Any] | None
+LIST_INLINE_NUMEL = 1 << 20  # `_objects` shows tensors up to this size in full
+TRACEBACK_LINES = 30
+
+
+def exception_body(worker: Worker, exc: BaseException, op: str | None, seq: int | None) -> dict:
+    """An ERROR body describing `exc` raised while running `op` at `worker`."""
+    if isinstance(exc, FailedInput):
+        return exc.error
+    lines = traceback.format_exception(exc)
+    return error_body(
+        worker=worker.name,
+        message=str(exc) or type(exc).__name__,
+        type_name=type(exc).__name__,
+        op=op,
+        traceback="".join(lines[-TRACEBACK_LINES:]),
+        seq=seq,
+    )
+
+
+def _ref(value: Any) -> bytes:
+    if not is_object_id(value):
+        raise TypeError(f"expected a 16-byte object id, got {type(value).__name__}")
+    return value
+
+
+def handle_ping(worker: Worker, msg: Message) -> Reply:
+    return Kind.PONG, {
+        "name": worker.name,
+        "pid": os.getpid(),
+        "objects": len(worker.store),
+        "version": PROTOCOL_VERSION,
+    }
+
+
+def handle_command(worker: Worker, msg: Message) -> Reply:
+    body = msg.body
+    if not (isinstance(body, list) and len(body) == 6):
+        raise TypeError("command body must be [seq, op, args, kwargs, result ids, want meta]")
+    seq, op, args, kwargs, result_ids, want_meta = body
+    try:
+        outputs = worker.executor.run(op, args, kwargs, result_ids)
+    except Exception as exc:
+        error = exception_body(worker, exc, op if isinstance(op, str) else None, seq)
+        worker.executor.fail(result_ids, error)
+        if isinstance(exc, FailedInput) and not want_meta:
+            return None  # the original failure was already reported
+        return Kind.ERROR, error
+    if want_meta:
+        return Kind.META, [seq, [tensor_meta(out) for out in outputs]]
+    return None
+
+
+def handle_store(worker: Worker, msg: Message) -> Reply:
+    body = msg.body
+    if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], torch.Tensor)):
+        raise TypeError("store body must be [id, tensor]")
+    worker.store.put(_ref(body[0]), body[1])
+    return None
+
+
+def handle_fetch(worker: Worker, msg: Message) -> Reply:
+    body = msg.body
+    if not (isinstance(body, list) and len(body) == 2):
+        raise TypeError("fetch body must be [id, delete]")
+    object_id, delete = _ref(body[0]), bool(body[1])
+    value = worker.store.get(object_id)
+    if isinstance(value, Failed):
+        worker.store.discard(object_id)
+        return Kind.ERROR, value.error
+    if delete:
+        worker.store.discard(object_id)
+    return Kind.DATA, worker.export(value)
+
+
+def handle_delete(worker: Worker, msg: Message) -> Reply:
+    if not isinstance(msg.body, list):
+        raise TypeError("delete body must be a list of ids")
+    for ref in msg.body:
+        worker.store.discard(_ref(ref))
+    return None
+
+
+def describe(value: Any, worker: Worker) -> Any:
+    """How one stored object appears in a client's `worker._objects` snapshot."""
+    if isinstance(value, Failed):
+        return {"failed": value.error.get("message")}
+    if isinstance(value, torch.Tensor) and type(value) is torch.Tensor:
+        if value.numel() <= LIST_INLINE_NUMEL:
+            return value
+        return {"shape": list(value.shape), "dtype": value.dtype}
+    return worker.export(value)
+
+
+def handle_list(worker: Worker, msg: Message) -> Reply:
+    return Kind.DATA, {oid: describe(value, worker) for oid, value in worker.store.items()}
+
+
+def handle_sync(worker: Worker, msg: Message) -> Reply:
+    return Kind.OK, None
+
+
+HANDLERS: dict[int, Callable[[Worker, Message], Reply]] = {
+    Kind.PING: handle_ping,
+    Kind.COMMAND: handle_command,
+    Kind.STORE: handle_store,
+    Kind.FETCH: handle_fetch,
+    Kind.DELETE: handle_delete,
+    Kind.LIST: handle_list,
+    Kind.SYNC: handle_sync,
+}

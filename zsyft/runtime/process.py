@@ -1,0 +1,90 @@
+"""The worker process: command line, process title, parent watch, signals, readiness line.
+
+Started by `launcher.spawn` as `python .../zsyft-worker NAME --address ADDR [--parent-pid PID]`.
+Once its socket is bound it prints one JSON line `{"name", "pid", "address"}` on stdout and
+closes stdout, so the spawner knows it is ready and where it listens. With `--parent-pid` the
+worker dies with that process: the kernel sends SIGKILL when the parent exits (Linux
+PDEATHSIG), and the loop also checks the parent every tick where PDEATHSIG is unavailable.
+SIGTERM and SIGINT stop the loop cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import signal
+import sys
+
+PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
+
+
+def _prctl(option: int, value: int | bytes) -> None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the tick-based parent check still applies
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before PDEATHSIG was armed
+        os._exit(1)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="zsyft-worker", description="Run one zsyft worker.")
+    parser.add_argument("name")
+    parser.add_argument("--address", default="tcp://127.0.0.1:*")
+    parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a worker until SIGTERM/SIGINT, or until its parent exits."""
+    args = _parse(argv)
+    _prctl(PR_SET_NAME, b"zsyft-worker")
+    if args.parent_pid:
+        _die_with_parent(args.parent_pid)
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(message)s")
+
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    from zsyft.runtime.worker import Worker  # imported after the cheap setup above
+
+    worker = Worker(args.name, args.address)
+    sys.stdout.write(json.dumps({"name": args.name, "pid": os.getpid(), "address": worker.address}))
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    sys.stdout.close()
+
+    def should_stop() -> bool:
+        return stopping or (args.parent_pid != 0 and os.getppid() != args.parent_pid)
+
+    try:
+        worker.serve(should_stop, tick_ms=250)
+    finally:
+        worker.close()
+        if worker.address.startswith("ipc://"):
+            try:
+                os.unlink(worker.address[len("ipc://") :])
+            except OSError:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Every private PyTorch API zsyft relies on, in one place, so a torch upgrade touches one file.
+
+- `make_wrapper_subclass`: a tensor subclass instance with metadata but no storage.
+- `disabled_torch_function`: opts a subclass out of `__torch_function__` so every op reaches
+  `__torch_dispatch__` with plain aten semantics (the recipe of torch's own subclasses).
+- `tree_flatten`/`tree_map`/`tree_unflatten`: torch's pytree utilities.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+
+disabled_torch_function = torch._C._disabled_torch_function_impl
+
+__all__ = [
+    "disabled_torch_function",
+    "make_wrapper_subclass",
+    "return_aliases",
+    "tree_flatten",
+    "tree_map",
+    "tree_unflatten",
+]
+
+
+def make_wrapper_subclass(
+    cls: type,
+    shape: Any,
+    stride: Any,
+    dtype: torch.dtype,
+    storage_offset: int = 0,
+    requires_grad: bool = False,
+) -> torch.Tensor:
+    """An instance of `cls` that reports this metadata on the CPU device and owns no data."""
+    return torch.Tensor._make_wrapper_subclass(
+        cls,
+        shape,
+        strides=stride,
+        storage_offset=storage_offset,
+        dtype=dtype,
+        device="cpu",
+        requires_grad=requires_grad,
+    )
+
+
+@functools.cache
+def return_aliases(func: torch._ops.OpOverload) -> tuple[int | None, ...]:
+    """For each return of `func`, the index of the argument it writes into (in-place), or None."""
+    schema = func._schema
+    result: list[int | None] = []
+    for ret in schema.returns:
+        info = ret.alias_info
+        index = None
+        if info is not None and info.is_write:
+            for i, arg in enumerate(schema.arguments):
+                if arg.alias_info is not None and arg.alias_info.before_set == info.before_set:
+                    index = i
+                    break
+        result.append(index)
+    return tuple(result)

@@ -1,0 +1,116 @@
+"""`PointerTensor`: a `torch.Tensor` that stands for a tensor stored at a worker.
+
+The pointer carries only metadata (shape, stride, dtype) and a `RemoteRef` (location + id).
+Because it is a wrapper subclass with `__torch_dispatch__`, torch's own autograd, `nn` and
+`optim` run unchanged on top of it, and every aten op that reaches it becomes one command to
+the worker (see `remote_ops`). The client never sees the data until `.get()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zsyft.errors import PointerUsageError
+from zsyft.remote.node import LocalNode, local_node
+from zsyft.remote.refs import RemoteRef, new_id
+from zsyft.tensors._torch_compat import disabled_torch_function, make_wrapper_subclass
+from zsyft.wire.messages import id_number
+
+
+class PointerTensor(torch.Tensor):
+    """A pointer to a tensor at `location` under `id_at_location`.
+
+    Attributes follow PySyft: `location` (the worker handle), `id_at_location`, `id` (this
+    pointer's own random id) and `owner` (the local node, "me").
+    """
+
+    ref: RemoteRef
+
+    @staticmethod
+    def __new__(
+        cls,
+        ref: RemoteRef,
+        shape: Any,
+        stride: Any,
+        dtype: torch.dtype,
+        storage_offset: int = 0,
+        requires_grad: bool = False,
+    ) -> PointerTensor:
+        tensor = make_wrapper_subclass(cls, shape, stride, dtype, storage_offset, requires_grad)
+        tensor.ref = ref
+        return tensor
+
+    __torch_function__ = disabled_torch_function
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]
+        from zsyft.tensors.remote_ops import run_remote
+
+        return run_remote(func, args, kwargs or {})
+
+    # -- PySyft's pointer attributes ------------------------------------------------------
+    @property
+    def location(self) -> Any:
+        """The worker handle holding the data."""
+        return self.ref.location
+
+    @property
+    def id_at_location(self) -> int:
+        """The id of the data in the worker's store."""
+        return id_number(self.ref.id)
+
+    @property
+    def id(self) -> int:
+        """This pointer's own id (random, allocated on first use)."""
+        own = self.__dict__.get("_zsyft_id")
+        if own is None:
+            own = self.__dict__["_zsyft_id"] = id_number(new_id())
+        return own
+
+    @property
+    def owner(self) -> LocalNode:
+        """The node that owns this pointer: the local worker "me"."""
+        return local_node()
+
+    def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]
+        return (
+            f"(Wrapper)>[PointerTensor | {self.owner.id}:{self.id} -> "
+            f"{self.location.id}:{self.id_at_location}]"
+        )
+
+    __str__ = __repr__
+
+    # -- moving data ----------------------------------------------------------------------
+    def get(self) -> torch.Tensor:
+        """Bring the tensor back and delete it at the worker.
+
+        With `requires_grad`, the returned tensor requires grad too, and a gradient computed
+        remotely (`x.grad` is then a pointer) comes back as its `.grad`.
+        """
+        self.ref.check_live()
+        value = self.ref.location.fetch(self.ref.id, delete=True)
+        self.ref.forget()
+        if not isinstance(value, torch.Tensor):
+            raise PointerUsageError(f"the object at {self.location.id} is not a tensor: {value!r}")
+        if self.requires_grad and value.is_floating_point():
+            value.requires_grad_(True)
+        grad = self.grad if self.is_leaf else None
+        if isinstance(grad, PointerTensor):
+            value.grad = grad.get()
+        elif grad is not None:
+            value.grad = grad
+        return value
+
+    # -- refusing implicit data movement --------------------------------------------------
+    def numpy(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise PointerUsageError(
+            f"this tensor is at {self.location.id}; call .get() to bring it here first"
+        )
+
+    def tolist(self) -> Any:  # type: ignore[override]
+        return self.numpy()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise PointerUsageError("pointers cannot be pickled; send the data with .get() first")

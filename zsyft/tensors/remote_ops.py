@@ -1,0 +1,202 @@
+"""How one aten op on pointers becomes one command to a worker.
+
+1. Refuse ops that would reveal remote data implicitly (`item()`, `bool()`, `torch.equal`).
+2. Check all pointer arguments live at the same worker.
+3. Infer the outputs' shapes and dtypes by running the op on meta tensors, so result pointers
+   exist at once and the command is pipelined (no reply awaited). Ops whose output shape
+   depends on the data (`nonzero`, `unique`, boolean indexing) cannot be inferred: they run
+   synchronously and the worker replies with the outputs' metadata.
+4. Choose result ids, send `Command(op, args with refs, result ids)`, return result pointers.
+   In-place ops return the pointer they wrote into; `detach`/`alias` make a new wrapper around
+   the same remote object without any message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zsyft.errors import PointerUsageError
+from zsyft.remote.node import callsite
+from zsyft.remote.refs import RemoteRef
+from zsyft.tensors._torch_compat import return_aliases
+from zsyft.tensors.pointer import PointerTensor
+
+aten = torch.ops.aten
+
+ALIAS_OPS = frozenset({aten.detach.default, aten.alias.default})
+REVEALING_OPS = frozenset(
+    {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default}
+)
+
+
+def _meta(value: Any) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    shape, stride, offset = value.shape, value.stride(), value.storage_offset()
+    if offset == 0:
+        return torch.empty_strided(shape, stride, dtype=value.dtype, device="meta")
+    extent = 1 + sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) if all(shape) else 0
+    base = torch.empty(offset + extent, dtype=value.dtype, device="meta")
+    return base.as_strided(shape, stride, offset)
+
+
+def _map(fn: Any, obj: Any) -> Any:
+    """Apply `fn` to every leaf of nested lists/tuples/dicts (aten arguments are shallow)."""
+    if isinstance(obj, list | tuple):
+        return [_map(fn, item) for item in obj]
+    if isinstance(obj, dict):
+        return {key: _map(fn, item) for key, item in obj.items()}
+    return fn(obj)
+
+
+def _leaves(obj: Any, out: list[Any]) -> list[Any]:
+    if isinstance(obj, list | tuple):
+        for item in obj:
+            _leaves(item, out)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            out.append(key)
+            _leaves(item, out)
+    else:
+        out.append(obj)
+    return out
+
+
+def _wire(value: Any) -> Any:
+    return value.ref.id if isinstance(value, PointerTensor) else value
+
+
+def _location_of(leaves: list[Any], op: str) -> Any:
+    location = None
+    for value in leaves:
+        if isinstance(value, PointerTensor):
+            value.ref.check_live()
+            where = value.ref.location
+            if location is None:
+                location = where
+            elif where is not location:
+                raise PointerUsageError(
+                    f"{op} mixes tensors at {location.id} and {where.id}; move one to the "
+                    f"other first, e.g. y.move({location.id})"
+                )
+    return location
+
+
+def _revealing(func: Any) -> PointerUsageError:
+    name = func.__name__.split(".")[0].lstrip("_")
+    return PointerUsageError(
+        f"{name} on a PointerTensor would copy remote data here implicitly; call .get() "
+        "first to bring the tensor back (or keep computing remotely, e.g. (x == y).all())"
+    )
+
+
+SYNC = object()  # cache marker: the op's output shape depends on data
+_META_CACHE: dict[Any, Any] = {}
+META_CACHE_SIZE = 8192
+
+
+def _signature(func: Any, leaves: list[Any]) -> Any:
+    key: list[Any] = [func]
+    for value in leaves:
+        if isinstance(value, torch.Tensor):
+            key.append((value.shape, value.stride(), value.dtype, value.storage_offset()))
+        else:
+            key.append(value)
+    return tuple(key)
+
+
+def infer_outputs(func: Any, args: tuple, kwargs: dict, leaves: list[Any]) -> Any:
+    """The op's outputs as meta tensors (cached by argument metadata), or `SYNC`."""
+    try:
+        key = _signature(func, leaves)
+        cached = _META_CACHE.get(key)
+    except TypeError:  # an unhashable argument: infer without the cache
+        key, cached = None, None
+    if cached is not None:
+        return cached
+    try:
+        result = func(*_map(_meta, args), **_map(_meta, kwargs))
+    except NotImplementedError:
+        result = SYNC
+    if key is not None:
+        if len(_META_CACHE) >= META_CACHE_SIZE:
+            _META_CACHE.clear()
+        _META_CACHE[key] = result
+    return result
+
+
+def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
+    """Execute `func` where its pointer arguments live; returns pointers to the results."""
+    if func in REVEALING_OPS:
+        raise _revealing(func)
+    op_name = func.__name__
+    leaves = _leaves(kwargs, _leaves(args, []))
+    location = _location_of(leaves, op_name)
+    if func in ALIAS_OPS:
+        src = args[0]
+        return PointerTensor(src.ref, src.shape, src.stride(), src.dtype, src.storage_offset())
+
+    aliases = return_aliases(func)
+    for index in aliases:
+        if index is not None and not isinstance(args[index], PointerTensor):
+            raise PointerUsageError(
+                f"{op_name} would write remote data into a local tensor; call .get() first"
+            )
+    wire_args, wire_kwargs = _map(_wire, args), _map(_wire, kwargs)
+    meta_out = infer_outputs(func, args, kwargs, leaves)
+    if meta_out is SYNC:
+        return _run_synchronously(func, location, wire_args, wire_kwargs, aliases)
+
+    outs = list(meta_out) if isinstance(meta_out, tuple | list) else [meta_out]
+    results: list[Any] = []
+    result_ids: list[bytes | None] = []
+    for i, out in enumerate(outs):
+        alias = aliases[i] if i < len(aliases) else None
+        if alias is not None:
+            results.append(args[alias])
+            result_ids.append(None)
+        elif isinstance(out, torch.Tensor):
+            ref = RemoteRef(location)
+            results.append(
+                PointerTensor(ref, out.shape, out.stride(), out.dtype, out.storage_offset())
+            )
+            result_ids.append(ref.id)
+        else:
+            results.append(out)
+            result_ids.append(None)
+    location.command(op_name, wire_args, wire_kwargs, result_ids, callsite(3))
+    if isinstance(meta_out, tuple | list):
+        return list(results) if isinstance(meta_out, list) else tuple(results)
+    return results[0]
+
+
+def _run_synchronously(
+    func: torch._ops.OpOverload,
+    location: Any,
+    wire_args: Any,
+    wire_kwargs: Any,
+    aliases: list[int | None],
+) -> Any:
+    returns = func._schema.returns
+    if any(isinstance(r.type, torch.ListType) for r in returns) or any(
+        a is not None for a in aliases
+    ):
+        raise PointerUsageError(
+            f"{func.__name__} has a result whose shape depends on the remote data and cannot "
+            "run on a pointer; call .get() first"
+        )
+    refs = [RemoteRef(location) for _ in returns]
+    metas = location.command_sync(
+        func.__name__, wire_args, wire_kwargs, [r.id for r in refs], callsite(4)
+    )
+    results = []
+    for ref, meta in zip(refs, metas, strict=False):
+        if meta is None:
+            ref.forget()
+            results.append(None)
+        else:
+            shape, stride, dtype = meta
+            results.append(PointerTensor(ref, shape, stride, dtype))
+    return results[0] if len(returns) == 1 else tuple(results)

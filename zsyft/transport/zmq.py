@@ -1,0 +1,197 @@
+"""ZeroMQ sockets as zsyft uses them: a ROUTER per worker, a DEALER per outbound peer.
+
+Every socket has `LINGER=0` and a send timeout; ROUTERs report undeliverable replies
+(`ROUTER_MANDATORY`). A `Link` (the DEALER side) watches its own connection with a socket
+monitor and ZMTP heartbeats, which libzmq's I/O thread answers even while the peer's Python
+code is busy: a killed peer shows up as a disconnect at once, a frozen one after the heartbeat
+timeout. Waiting on a link therefore fails with a typed error naming the peer within seconds
+instead of hanging.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from zsyft.errors import WorkerLostError, WorkerUnavailableError
+from zsyft.wire.codec import ZERO_COPY_THRESHOLD
+
+
+class LinkSettings:
+    """Timing of links; tests and `zsyft bench` may tighten these."""
+
+    connect_timeout_s: float = 30.0
+    request_timeout_s: float = 120.0
+    send_timeout_ms: int = 10_000
+    heartbeat_ivl_ms: int = 1_000
+    heartbeat_timeout_ms: int = 3_000
+    lost_grace_s: float = 0.5
+
+
+SETTINGS = LinkSettings()
+
+
+def context() -> zmq.Context:
+    """The process-wide ZeroMQ context (one I/O thread serves every socket)."""
+    return zmq.Context.instance()
+
+
+def send_frames(socket: zmq.Socket, frames: Sequence[Any], prefix: bytes | None = None) -> None:
+    """Send one multipart message; large buffers go zero-copy, small ones by copy (faster)."""
+    last = len(frames) - 1
+    if prefix is not None:
+        socket.send(prefix, zmq.SNDMORE)
+    for i, frame in enumerate(frames):
+        flags = zmq.SNDMORE if i < last else 0
+        size = frame.nbytes if isinstance(frame, memoryview) else len(frame)
+        socket.send(frame, flags, copy=size < ZERO_COPY_THRESHOLD)
+
+
+def recv_frames(socket: zmq.Socket) -> list[Any]:
+    """Receive one multipart message: small frames as bytes, large ones as zmq.Frame."""
+    frames = [socket.recv()]
+    while socket.getsockopt(zmq.RCVMORE):
+        frame = socket.recv(copy=False)
+        frames.append(frame.bytes if len(frame) < ZERO_COPY_THRESHOLD else frame)
+    return frames
+
+
+def _common_options(socket: zmq.Socket) -> None:
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SNDTIMEO, SETTINGS.send_timeout_ms)
+    socket.setsockopt(zmq.HEARTBEAT_IVL, SETTINGS.heartbeat_ivl_ms)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, SETTINGS.heartbeat_timeout_ms)
+    socket.setsockopt(zmq.HEARTBEAT_TTL, SETTINGS.heartbeat_timeout_ms)
+
+
+def server_socket(ctx: zmq.Context, address: str) -> tuple[zmq.Socket, str]:
+    """A bound ROUTER socket and the endpoint it actually listens on (port 0/`*` resolved)."""
+    socket = ctx.socket(zmq.ROUTER)
+    _common_options(socket)
+    socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    socket.setsockopt(zmq.SNDTIMEO, 0)  # never let one slow client block the worker loop
+    try:
+        socket.bind(address)
+    except zmq.ZMQError:
+        socket.close(0)
+        raise
+    return socket, socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+_WATCHED = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+)
+
+
+class Link:
+    """A DEALER connected to one named peer, with connection state from a socket monitor.
+
+    `state` is "connecting" until the first handshake, "up" while connected, and "lost" after
+    a disconnect (until a reconnect succeeds).
+    """
+
+    def __init__(self, ctx: zmq.Context, address: str, peer: str) -> None:
+        self.address = address
+        self.peer = peer
+        self.socket = ctx.socket(zmq.DEALER)
+        _common_options(self.socket)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1_000)
+        self._monitor = self.socket.get_monitor_socket(_WATCHED)
+        self.state = "connecting"
+        self.failure: str | None = None
+        self._created = time.monotonic()
+        self._lost_at = 0.0
+        self.socket.connect(address)
+        self._poller = zmq.Poller()
+        self._poller.register(self.socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+
+    def send(self, frames: Sequence[Any]) -> None:
+        """Queue one message for the peer; `WorkerUnavailableError` if it cannot be queued."""
+        try:
+            send_frames(self.socket, frames)
+        except zmq.Again:
+            self._drain_monitor()
+            raise self._unavailable("its send queue stayed full") from None
+
+    def poll_messages(self) -> list[list[Any]]:
+        """Every message already waiting on the socket, without blocking."""
+        messages = []
+        while self.socket.poll(0, zmq.POLLIN):
+            messages.append(recv_frames(self.socket))
+        return messages
+
+    def recv(self, deadline: float) -> list[Any]:
+        """The next message from the peer, or a typed error once the peer is gone or time is up."""
+        while True:
+            self.check_alive()
+            now = time.monotonic()
+            if now >= deadline:
+                raise WorkerUnavailableError(
+                    f"worker {self.peer!r} at {self.address} sent no reply within the deadline; "
+                    "it may be busy with a long computation (raise zsyft's request timeout) "
+                    "or stuck",
+                    worker=self.peer,
+                )
+            wait_ms = max(1, int(min(deadline - now, 0.25) * 1000))
+            events = dict(self._poller.poll(wait_ms))
+            if self._monitor in events:
+                self._drain_monitor()
+            if self.socket in events:
+                return recv_frames(self.socket)
+
+    def check_alive(self) -> None:
+        """Raise if the peer was lost (past the reconnect grace) or never answered in time."""
+        self._drain_monitor()
+        now = time.monotonic()
+        if self.state == "lost" and now - self._lost_at > SETTINGS.lost_grace_s:
+            raise WorkerLostError(
+                f"lost the connection to worker {self.peer!r} at {self.address}: its process "
+                "died or stopped responding to heartbeats; objects it held are gone",
+                worker=self.peer,
+            )
+        if self.failure is not None:
+            raise WorkerUnavailableError(
+                f"worker {self.peer!r} at {self.address} refused the connection: {self.failure}",
+                worker=self.peer,
+            )
+        if self.state == "connecting" and now - self._created > SETTINGS.connect_timeout_s:
+            raise self._unavailable(
+                f"it did not accept a connection within {SETTINGS.connect_timeout_s:.0f} s"
+            )
+
+    def _unavailable(self, why: str) -> WorkerUnavailableError:
+        return WorkerUnavailableError(
+            f"worker {self.peer!r} at {self.address} is unavailable: {why}; is it running? "
+            "(`zsyft status` shows launched workers)",
+            worker=self.peer,
+        )
+
+    def _drain_monitor(self) -> None:
+        while self._monitor.poll(0, zmq.POLLIN):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.state = "up"
+            elif event == zmq.EVENT_DISCONNECTED:
+                if self.state == "up":
+                    self.state = "lost"
+                    self._lost_at = time.monotonic()
+            else:
+                self.failure = "authentication/handshake failed"
+
+    def close(self) -> None:
+        """Close the socket and its monitor; safe to call twice."""
+        if self.socket.closed:
+            return
+        self.socket.disable_monitor()
+        self._monitor.close(0)
+        self.socket.close(0)

@@ -1,0 +1,224 @@
+"""Encode messages to ZeroMQ frames and decode them back, with limits and without pickle.
+
+`encode(kind, rid, body)` returns `[header, *buffers]`. The header is msgpack; a tensor in the
+body becomes an extension value `[buffer index, dtype code, shape]` and its bytes travel as
+their own frame, shared with the tensor (zero-copy) when large. Dtypes,
+devices, layouts, memory formats and complex numbers are extension values too, so nothing
+from the wire is ever turned into code: the decoder only builds plain data and tensors.
+
+Object ids are 16-byte msgpack `bin` values (aten ops never take bytes arguments, so inside a
+command a `bin` is always an object reference).
+
+`decode(frames)` checks every limit in `Limits` and raises `ProtocolError` naming the broken
+rule; callers turn that into an error reply instead of crashing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+import torch
+
+from zsyft.errors import ProtocolError
+from zsyft.wire.messages import DEFAULT_LIMITS, PROTOCOL_VERSION, Limits, Message
+
+ZERO_COPY_THRESHOLD = 1 << 16  # tensors at least this many bytes are sent without a copy
+
+_EXT_TENSOR, _EXT_DTYPE, _EXT_DEVICE, _EXT_LAYOUT, _EXT_MEMFMT, _EXT_COMPLEX = 1, 3, 4, 5, 6, 7
+
+DTYPES: tuple[torch.dtype, ...] = (
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.complex64, torch.complex128, torch.uint16, torch.uint32, torch.uint64,
+)  # fmt: skip
+_DTYPE_CODE = {dtype: code for code, dtype in enumerate(DTYPES)}
+_LAYOUTS = (torch.strided, torch.sparse_coo)
+_MEMORY_FORMATS = (
+    torch.contiguous_format, torch.preserve_format, torch.channels_last, torch.channels_last_3d,
+)  # fmt: skip
+
+
+def tensor_buffer(tensor: torch.Tensor) -> memoryview | bytes:
+    """The bytes of a dense contiguous CPU tensor: a view of its memory when large, else a copy.
+
+    The view keeps the tensor alive (the ctypes array holds a reference), so ZeroMQ may send it
+    after the caller dropped the tensor.
+    """
+    nbytes = tensor.numel() * tensor.element_size()
+    if nbytes == 0:
+        return b""
+    array = (ctypes.c_char * nbytes).from_address(tensor.data_ptr())
+    if nbytes < ZERO_COPY_THRESHOLD:
+        return bytes(array)
+    array._zsyft_keepalive = tensor  # type: ignore[attr-defined]
+    return memoryview(array)
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    if type(tensor) is not torch.Tensor and not isinstance(tensor, torch.nn.Parameter):
+        raise ProtocolError(f"cannot serialize a {type(tensor).__name__} as plain tensor data")
+    if tensor.layout != torch.strided or tensor.device.type != "cpu":
+        raise ProtocolError("only dense CPU tensors can be sent; call .to_dense().cpu() first")
+    return tensor.detach().resolve_conj().resolve_neg().contiguous()
+
+
+class _Encoder:
+    __slots__ = ("buffers",)
+
+    def __init__(self) -> None:
+        self.buffers: list[Any] = []
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            tensor = _plain(obj)
+            if tensor.dtype not in _DTYPE_CODE:
+                raise ProtocolError(f"dtype {tensor.dtype} cannot be sent")
+            self.buffers.append(tensor_buffer(tensor))
+            meta = msgpack.packb([len(self.buffers), _DTYPE_CODE[tensor.dtype], list(tensor.shape)])
+            return msgpack.ExtType(_EXT_TENSOR, meta)
+        if isinstance(obj, torch.dtype):
+            return msgpack.ExtType(_EXT_DTYPE, bytes([_DTYPE_CODE[obj]]))
+        if isinstance(obj, torch.device):
+            return msgpack.ExtType(_EXT_DEVICE, str(obj).encode())
+        if isinstance(obj, torch.layout):
+            return msgpack.ExtType(_EXT_LAYOUT, bytes([_LAYOUTS.index(obj)]))
+        if isinstance(obj, torch.memory_format):
+            return msgpack.ExtType(_EXT_MEMFMT, bytes([_MEMORY_FORMATS.index(obj)]))
+        if isinstance(obj, complex):
+            return msgpack.ExtType(_EXT_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
+        raise ProtocolError(f"cannot serialize a value of type {type(obj).__name__}")
+
+
+def encode(kind: int, rid: int, body: Any) -> list[Any]:
+    """Frames for one message: the msgpack header, then one frame per tensor in `body`."""
+    encoder = _Encoder()
+    try:
+        header = msgpack.packb(
+            [PROTOCOL_VERSION, kind, rid, body], default=encoder.default, use_bin_type=True
+        )
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise ProtocolError(f"cannot encode message: {exc}") from exc
+    return [header, *encoder.buffers]
+
+
+class _Decoder:
+    __slots__ = ("buffers", "limits")
+
+    def __init__(self, buffers: Sequence[Any], limits: Limits) -> None:
+        self.buffers = buffers
+        self.limits = limits
+
+    def ext_hook(self, code: int, data: bytes) -> Any:
+        try:
+            if code == _EXT_TENSOR:
+                return self._tensor(data)
+            if code == _EXT_DTYPE:
+                return DTYPES[data[0]]
+            if code == _EXT_DEVICE:
+                device = data.decode()
+                if device != "cpu":
+                    raise ProtocolError(f"device {device!r} is not available on workers")
+                return torch.device(device)
+            if code == _EXT_LAYOUT:
+                return _LAYOUTS[data[0]]
+            if code == _EXT_MEMFMT:
+                return _MEMORY_FORMATS[data[0]]
+            if code == _EXT_COMPLEX:
+                real, imag = struct.unpack("<dd", data)
+                return complex(real, imag)
+        except (IndexError, struct.error, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"malformed extension value (code {code}): {exc}") from exc
+        raise ProtocolError(f"unknown extension code {code}")
+
+    def _tensor(self, data: bytes) -> torch.Tensor:
+        meta = msgpack.unpackb(data, max_array_len=64, max_map_len=0, max_str_len=0)
+        if not (isinstance(meta, list) and len(meta) == 3 and isinstance(meta[2], list)):
+            raise ProtocolError("tensor descriptor must be [buffer, dtype, shape]")
+        index, dtype_code, shape = meta
+        if not (isinstance(index, int) and 1 <= index <= len(self.buffers)):
+            raise ProtocolError(f"tensor refers to missing buffer frame {index}")
+        if not (isinstance(dtype_code, int) and 0 <= dtype_code < len(DTYPES)):
+            raise ProtocolError(f"unknown dtype code {dtype_code}")
+        if not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise ProtocolError(f"invalid tensor shape {shape}")
+        dtype = DTYPES[dtype_code]
+        numel = 1
+        for n in shape:
+            numel *= n
+        if numel > self.limits.max_tensor_numel:
+            raise ProtocolError(f"tensor of {numel} elements exceeds the limit")
+        buffer = self.buffers[index - 1]
+        view = buffer.buffer if hasattr(buffer, "buffer") else memoryview(buffer)
+        nbytes = numel * dtype.itemsize
+        if view.nbytes != nbytes:
+            raise ProtocolError(
+                f"tensor {list(shape)} {dtype} needs {nbytes} bytes, its frame has {view.nbytes}"
+            )
+        if nbytes == 0:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(bytearray(view), dtype=dtype).reshape(shape)
+
+
+def _check_depth(obj: Any, max_depth: int) -> None:
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise ProtocolError(f"message nesting deeper than {max_depth} levels")
+        if isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, list | dict))
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(key, list | dict) or isinstance(value, list | dict):
+                    stack.append((key, depth + 1))
+                    stack.append((value, depth + 1))
+
+
+def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Decode `[header, *buffers]` (bytes or zmq.Frame) into a `Message`, enforcing `limits`."""
+    if not frames:
+        raise ProtocolError("empty message")
+    if len(frames) > limits.max_frames:
+        raise ProtocolError(f"message has {len(frames)} frames; the limit is {limits.max_frames}")
+    header = frames[0]
+    header = header.bytes if hasattr(header, "bytes") else header
+    if len(header) > limits.max_header_bytes:
+        raise ProtocolError(
+            f"header of {len(header)} bytes exceeds the limit of {limits.max_header_bytes}"
+        )
+    buffers = frames[1:]
+    total = sum(len(f.buffer) if hasattr(f, "buffer") else len(f) for f in buffers)
+    if total > limits.max_message_bytes:
+        raise ProtocolError(f"message of {total} bytes exceeds the limit")
+    decoder = _Decoder(buffers, limits)
+    try:
+        obj = msgpack.unpackb(
+            header,
+            ext_hook=decoder.ext_hook,
+            strict_map_key=False,
+            max_str_len=limits.max_str_len,
+            max_bin_len=limits.max_header_bytes,
+            max_array_len=limits.max_container_len,
+            max_map_len=limits.max_container_len,
+            max_ext_len=1024,
+        )
+    except ProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ProtocolError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(obj, list) and len(obj) == 4):
+        raise ProtocolError("header must be [version, kind, request id, body]")
+    version, kind, rid, body = obj
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {version!r} is not {PROTOCOL_VERSION}; use one zsyft version"
+        )
+    if not (isinstance(kind, int) and isinstance(rid, int)) or isinstance(kind, bool):
+        raise ProtocolError("message kind and request id must be integers")
+    if isinstance(body, list | dict):
+        _check_depth(body, limits.max_depth)
+    return Message(kind, rid, body)

@@ -1,0 +1,90 @@
+"""Protocol constants: the message kinds, the version, and the decoder's limits.
+
+A message on the wire is one msgpack header frame followed by zero or more raw buffer frames:
+
+    header = [PROTOCOL_VERSION, kind, request_id, body]
+
+`request_id` pairs a reply with its request (0 for messages that expect no reply). The body
+layout of each kind is documented next to its constant. Tensors inside a body are msgpack
+extension values that reference a buffer frame by index (see `codec`).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+PROTOCOL_VERSION = 1
+ID_BYTES = 16  # object ids: random 128-bit, sent as msgpack bin
+
+
+def is_object_id(value: object) -> bool:
+    """Whether `value` has the form of an object id on the wire."""
+    return isinstance(value, bytes) and len(value) == ID_BYTES
+
+
+def id_number(object_id: bytes) -> int:
+    """The integer users see for an object id (PySyft printed ids as integers)."""
+    return int.from_bytes(object_id, "big")
+
+
+class Kind(IntEnum):
+    """What a message asks for or answers. Requests are < 64, replies and notices >= 64."""
+
+    PING = 1  # body: None                          -> PONG
+    COMMAND = 2  # body: [seq, op, args, kwargs, result_ids, want_meta]  -> nothing | META
+    STORE = 3  # body: [id, tensor]                 -> nothing (pipelined like a command)
+    FETCH = 4  # body: [id, delete]                 -> DATA
+    DELETE = 5  # body: [ids]                        -> nothing
+    LIST = 6  # body: None                          -> DATA {id: object description}
+    SYNC = 7  # body: None                          -> OK once every earlier message ran
+    PONG = 64  # body: {name, pid, objects, version}
+    OK = 65  # body: None
+    DATA = 66  # body: the requested value
+    META = 67  # body: [seq, result metadata]      (reply to a command run synchronously)
+    ERROR = 68  # body: error dict, see `error_body`; reply to a request or notice of a command
+
+
+class Limits(NamedTuple):
+    """Bounds the decoder enforces before and while decoding a message."""
+
+    max_header_bytes: int = 1 << 20
+    max_message_bytes: int = 1 << 33  # 8 GiB of buffers in one message
+    max_frames: int = 4096
+    max_depth: int = 32
+    max_container_len: int = 1 << 16
+    max_str_len: int = 1 << 16
+    max_tensor_numel: int = 1 << 32
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Message(NamedTuple):
+    """A decoded message: its kind, request id and body (tensors already rebuilt)."""
+
+    kind: int
+    rid: int
+    body: Any
+
+
+def error_body(
+    *,
+    worker: str,
+    message: str,
+    type_name: str,
+    op: str | None = None,
+    traceback: str | None = None,
+    seq: int | None = None,
+    path: list[str] | None = None,
+) -> dict[str, Any]:
+    """The body of an ERROR message; every field is plain msgpack data."""
+    return {
+        "worker": worker,
+        "message": message,
+        "type": type_name,
+        "op": op,
+        "traceback": traceback,
+        "seq": seq,
+        "path": path or [worker],
+    }

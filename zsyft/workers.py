@@ -1,0 +1,57 @@
+"""Getting worker handles: `sy.VirtualWorker` spawns a private worker, `sy.connect` attaches
+to workers started by `zsyft launch`.
+"""
+
+from __future__ import annotations
+
+import atexit
+from pathlib import Path
+from typing import Any
+
+from launcher import cluster, spawn
+from zsyft.errors import ClusterFileError
+from zsyft.remote.handle import WorkerHandle
+from zsyft.remote.node import local_node
+
+_atexit_registered = False
+
+
+def _register(handle: WorkerHandle) -> WorkerHandle:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(local_node().shutdown)
+        _atexit_registered = True
+    return local_node().add_worker(handle)
+
+
+class VirtualWorker(WorkerHandle):
+    """A private worker process named `id`, started now and stopped with this process.
+
+    It listens on an ipc:// socket in a private directory, so only this process reaches it.
+    The constructor returns at once; the first request waits for the process to be ready.
+    Creating a worker with a name already in use replaces (and stops) the older one.
+    """
+
+    def __init__(self, hook: Any = None, id: str = "worker", **_ignored: Any) -> None:
+        if not isinstance(id, str) or not id:
+            raise ValueError("VirtualWorker needs a non-empty string id, e.g. id='bob'")
+        process = spawn.spawn_private(id)
+        super().__init__(local_node(), id, process.address, process.pid, process)
+        _register(self)
+
+
+def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
+    """Handles to workers started by `zsyft launch`, by name (one handle, or a tuple)."""
+    recorded = cluster.read(Path(cluster_file) if cluster_file else None)
+    handles = []
+    for name in names:
+        record = recorded.workers.get(name)
+        if record is None:
+            raise ClusterFileError(
+                f"no worker named {name!r} in the cluster; launched: "
+                f"{', '.join(recorded.workers) or 'none'}"
+            )
+        handle = WorkerHandle(local_node(), name, record.address, record.pid)
+        handle.ping()
+        handles.append(_register(handle))
+    return handles[0] if len(handles) == 1 else tuple(handles)
