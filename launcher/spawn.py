@@ -80,7 +80,11 @@ class WorkerProcess:
                     f"worker {self.name!r} failed to start"
                     + (f": {self.diagnose()}" if self.diagnose() else f" within {timeout:.0f} s")
                 )
-            self.address = json.loads(line)["address"]
+            announced = json.loads(line)
+            if "error" in announced:
+                self.stop()
+                raise LaunchError(f"worker {self.name!r} failed to start: {announced['error']}")
+            self.address = announced["address"]
             self.ready = True
             self.popen.stdout.close()
             return self.address

@@ -1,13 +1,19 @@
 """zsyft: private, decentralized deep learning in PyTorch across real worker processes.
 
-import torch, zsyft as sy
-hook = sy.TorchHook(torch)
-bob = sy.VirtualWorker(hook, id="bob")
-x = torch.tensor([1, 2, 3, 4, 5]).send(bob)
-(x + x).sum().get()   # tensor(30)
+    import torch, zsyft as sy
+    hook = sy.TorchHook(torch)
+    bob = sy.VirtualWorker(hook, id="bob")
+    x = torch.tensor([1, 2, 3, 4, 5]).send(bob)
+    (x + x).sum().get()   # tensor(30)
+
+The exceptions are imported eagerly; everything else on first use, so that tools which only
+need a small part (the `zsyft` command line, `zsyft launch`) do not pay for importing torch.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from zsyft.errors import (
     ClusterFileError,
@@ -25,17 +31,37 @@ from zsyft.errors import (
 
 __version__ = "0.1.0"
 
-from zsyft.hook import TorchHook
-from zsyft.remote.handle import WorkerHandle
-from zsyft.remote.node import LocalNode, local_node
-from zsyft.tensors.pointer import PointerTensor
-from zsyft.workers import VirtualWorker, connect
+_LAZY = {
+    "TorchHook": "zsyft.hook",
+    "VirtualWorker": "zsyft.workers",
+    "connect": "zsyft.workers",
+    "WorkerHandle": "zsyft.remote.handle",
+    "LocalNode": "zsyft.remote.node",
+    "PointerTensor": "zsyft.tensors.pointer",
+}
 
-local_worker: LocalNode = local_node()
+
+def __getattr__(name: str) -> Any:
+    if name == "local_worker":
+        from zsyft.remote.node import local_node
+
+        value: Any = local_node()
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'zsyft' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def sync() -> None:
     """Wait until every worker ran everything sent so far; raise the first remote error."""
+    from zsyft.remote.node import local_node
+
     local_node().sync()
 
 

@@ -14,42 +14,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from zsyft.errors import PointerUsageError
 from zsyft.nn import get_module, send_module
-from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import LocalNode, local_node
-from zsyft.remote.refs import RemoteRef
 from zsyft.tensors.pointer import PointerTensor
-
-
-def send_tensor(tensor: torch.Tensor, worker: Any) -> PointerTensor:
-    """Store a copy of a local tensor at `worker`; returns the pointer to it.
-
-    The pointer keeps `requires_grad` (it is a leaf), so autograd runs on the remote data.
-    """
-    if not isinstance(worker, WorkerHandle):
-        raise TypeError(
-            f"send() expects a worker such as sy.VirtualWorker(hook, id='bob'), "
-            f"got {type(worker).__name__}"
-        )
-    if isinstance(tensor, PointerTensor):
-        raise PointerUsageError(
-            "sending a pointer to another worker (pointer chains) is not available yet; "
-            "call .get() and send the tensor instead"
-        )
-    data = tensor.detach().contiguous()
-    if data.data_ptr() == tensor.data_ptr():
-        data = data.clone()  # the caller may modify `tensor` while the bytes are in flight
-    ref = RemoteRef(worker)
-    worker.store(ref.id, data)
-    return PointerTensor(
-        ref, data.shape, data.stride(), data.dtype, requires_grad=tensor.requires_grad
-    )
+from zsyft.tensors.transfer import send
 
 
 def _tensor_send(self: torch.Tensor, worker: Any) -> PointerTensor:
-    """Send this tensor to `worker` and return a pointer to it."""
-    return send_tensor(self, worker)
+    """Send this tensor to `worker` and return a pointer to it.
+
+    The pointer keeps `requires_grad` (it is a leaf), so autograd runs on the remote data.
+    """
+    return send(self, worker, local_node().id)
 
 
 def _tensor_id(self: torch.Tensor) -> int:

@@ -10,21 +10,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zsyft.remote.node import local_node
 from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.transfer import send
 
 
 def send_module(module: nn.Module, worker: object) -> nn.Module:
     """Replace every parameter and buffer of `module` by a pointer at `worker`; returns it."""
-    from zsyft.hook import send_tensor
-
     for sub in module.modules():
         for name, param in list(sub._parameters.items()):
             if param is not None and not isinstance(param, PointerTensor):
-                pointer = send_tensor(param.detach(), worker)
+                pointer = send(param.detach(), worker, local_node().id)
                 sub._parameters[name] = nn.Parameter(pointer, requires_grad=param.requires_grad)
         for name, buffer in list(sub._buffers.items()):
             if buffer is not None and not isinstance(buffer, PointerTensor):
-                sub._buffers[name] = send_tensor(buffer, worker)
+                sub._buffers[name] = send(buffer, worker, local_node().id)
     return module
 
 

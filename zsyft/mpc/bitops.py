@@ -64,9 +64,13 @@ def permute_bits(x: torch.Tensor) -> torch.Tensor:
 
     Output bit ``p`` equals input bit ``rev6(p)``; bits 0 and 63 stay in place.
     """
-    for delta, mask in _SWAPS:
-        t = ((x >> delta) ^ x) & mask
-        x = x ^ t ^ (t << delta)
+    for delta, mask in _SWAPS:  # delta swap: exchange bit q with bit q + delta where mask
+        t = x >> delta
+        t ^= x
+        t &= mask
+        x = x ^ t
+        t <<= delta
+        x ^= t
     return x
 
 
@@ -95,7 +99,7 @@ def packed_nbytes(numel: int, width: int) -> int:
 def to_bytes(x: torch.Tensor, width: int) -> torch.Tensor:
     """Serialize flat words of ``width`` bits into a flat uint8 tensor (packed if < 8)."""
     if width >= 8:
-        return x.contiguous().view(torch.uint8).reshape(-1)
+        return x.contiguous().reshape(-1).view(torch.uint8)
     per_byte = 8 // width
     x = x.reshape(-1)
     pad = (-x.numel()) % per_byte

@@ -53,6 +53,9 @@ def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
     worker, message = body.get("worker"), str(body.get("message"))
     if body.get("type") == "OpNotAllowedError":
         return OpNotAllowedError(message, worker=worker)
+    if body.get("type") in ("WorkerUnavailableError", "WorkerLostError"):
+        path = " -> ".join(body.get("path") or [])
+        return WorkerUnavailableError(f"{message} (via {path})", worker=worker)
     cls = ObjectNotFoundError if body.get("type") == "ObjectNotFoundError" else RemoteError
     return cls(
         message,
@@ -63,6 +66,31 @@ def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
         path=body.get("path"),
         callsite=callsite,
     )
+
+
+class HeldPointer:
+    """How a pointer held by a worker shows in its `_objects` (display only, owns nothing)."""
+
+    def __init__(self, descriptor: dict[str, Any]) -> None:
+        self.owner = descriptor.get("owner")
+        self.location = descriptor.get("location")
+        self.id = descriptor.get("id")
+        object_id = descriptor.get("id_at_location")
+        self.id_at_location = id_number(object_id) if isinstance(object_id, bytes) else None
+        self.shape = tuple(descriptor.get("shape") or ())
+        self.dtype = descriptor.get("dtype")
+
+    def __repr__(self) -> str:
+        return (
+            f"(Wrapper)>[PointerTensor | {self.owner}:{self.id} -> "
+            f"{self.location}:{self.id_at_location}]"
+        )
+
+
+def _listed(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("pointer") == 1:
+        return HeldPointer(value)
+    return value
 
 
 class WorkerHandle:
@@ -86,12 +114,18 @@ class WorkerHandle:
         self._pending_deletes: list[bytes] = []
         self._rids = itertools.count(1)
         self._seqs = itertools.count(1)
-        self._issued: OrderedDict[int, tuple[str, str | None]] = OrderedDict()
+        self._issued: OrderedDict[int, tuple[str, str | None, Any]] = OrderedDict()
+        self.dirty = False  # messages posted since the last reply: the worker may lag behind
 
     # -- lifetime of remote objects -------------------------------------------------------
     def release(self, object_id: bytes) -> None:
         """Queue a delete (called from `__del__`: only appends, never does I/O)."""
         self._pending_deletes.append(object_id)
+
+    def flush_deletes(self) -> None:
+        """Send every queued delete now."""
+        with self._lock:
+            self._flush_deletes()
 
     def _flush_deletes(self, at_least: int = 1) -> None:
         if len(self._pending_deletes) >= at_least:
@@ -105,6 +139,7 @@ class WorkerHandle:
         with self._lock:
             self._flush_deletes(DELETE_BATCH)
             self._send(frames)
+            self.dirty = True
 
     def command(
         self, op: str, args: Any, kwargs: Any, result_ids: list[bytes | None], callsite: str | None
@@ -124,7 +159,7 @@ class WorkerHandle:
         return reply[1]
 
     def _remember(self, seq: int, op: str, callsite: str | None) -> None:
-        self._issued[seq] = (op, callsite)
+        self._issued[seq] = (op, callsite, self.node.origin)
         if len(self._issued) > ISSUED_MEMORY:
             self._issued.popitem(last=False)
 
@@ -146,10 +181,11 @@ class WorkerHandle:
             deadline = time.monotonic() + timeout
             while True:
                 try:
-                    reply = decode(self.link.recv(deadline))
+                    reply = decode(self.link.recv(deadline, self.node.serve_while_waiting))
                 except WorkerUnavailableError as exc:
                     raise self._explain(exc) from None
                 if reply.rid == rid:
+                    self.dirty = False
                     if reply.kind == Kind.ERROR:
                         raise self._error(reply.body)
                     return reply.body
@@ -163,13 +199,16 @@ class WorkerHandle:
 
     def _notice(self, reply: Any) -> None:
         if reply.kind == Kind.ERROR and reply.rid == 0:
-            self.node.record_error(self._error(reply.body))
+            origin = None
+            if isinstance(reply.body, dict) and isinstance(reply.body.get("seq"), int):
+                origin = self._issued.get(reply.body["seq"], (None, None, None))[2]
+            self.node.record_error(self._error(reply.body), reply.body, origin)
         # anything else is a late reply to a request that already timed out: drop it
 
     def _error(self, body: Any) -> WorkerError:
         callsite = None
         if isinstance(body, dict) and isinstance(body.get("seq"), int):
-            callsite = self._issued.get(body["seq"], (None, None))[1]
+            callsite = self._issued.get(body["seq"], (None, None, None))[1]
         return error_from_body(body, callsite)
 
     def _explain(self, exc: WorkerUnavailableError) -> WorkerUnavailableError:
@@ -199,10 +238,15 @@ class WorkerHandle:
 
     @property
     def _objects(self) -> dict[int, Any]:
-        """A snapshot of the worker's store: {id: tensor, or a description for pointers}."""
+        """A snapshot of the worker's store: {id: tensor, or the pointer it holds}.
+
+        Everything issued before (at every worker, including commands forwarded along pointer
+        chains) has run when the snapshot is taken.
+        """
+        self.node.sync()
         listing = self.request(Kind.LIST, None)
         self.node.raise_pending()
-        return {id_number(oid): value for oid, value in listing.items()}
+        return {id_number(oid): _listed(value) for oid, value in listing.items()}
 
     def __repr__(self) -> str:
         try:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -42,13 +44,22 @@ class LocalNode:
     def __init__(self, name: str = "me") -> None:
         self.id = name
         self.workers: dict[str, WorkerHandle] = {}
+        self.extra_handles: list[WorkerHandle] = []  # same name as a registered worker
         self._errors: list[WorkerError] = []
         self._lock = threading.Lock()
+        # Set inside a worker process (pointer chains): keep serving while waiting, send
+        # errors of forwarded commands to the client that caused them.
+        self.serve_while_waiting: tuple[Any, Callable[[], None]] | None = None
+        self.error_sink: Callable[[dict, Any], None] | None = None
+        self.origin: Any = None
 
     @property
     def _objects(self) -> dict:
         """The local node keeps no registry of local tensors: always empty."""
         return {}
+
+    def all_handles(self) -> list[WorkerHandle]:
+        return [*self.workers.values(), *self.extra_handles]
 
     def add_worker(self, handle: WorkerHandle) -> WorkerHandle:
         """Register `handle` under its name, closing any older handle of that name."""
@@ -58,7 +69,13 @@ class LocalNode:
             old.close()
         return handle
 
-    def record_error(self, error: WorkerError) -> None:
+    def record_error(
+        self, error: WorkerError, body: dict | None = None, origin: Any = None
+    ) -> None:
+        """Keep a worker's error for the next sync point (or relay it, inside a worker)."""
+        if self.error_sink is not None and body is not None:
+            self.error_sink(body, origin)
+            return
         with self._lock:
             self._errors.append(error)
 
@@ -84,9 +101,10 @@ class LocalNode:
 
     def shutdown(self) -> None:
         """Close every handle (stopping worker processes this node started)."""
-        for handle in list(self.workers.values()):
+        for handle in self.all_handles():
             handle.close()
         self.workers.clear()
+        self.extra_handles.clear()
 
     def __repr__(self) -> str:
         return f"<Worker id:{self.id} #objects:0>"

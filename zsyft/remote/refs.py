@@ -32,24 +32,31 @@ class Location(Protocol):
 class RemoteRef:
     """The client's claim on object `id` at `location`; deletes it remotely when dropped."""
 
-    __slots__ = ("__weakref__", "id", "location", "released")
+    __slots__ = ("__weakref__", "id", "location", "moved_to", "released")
 
     def __init__(self, location: Location, object_id: bytes | None = None) -> None:
         self.location = location
         self.id = new_id() if object_id is None else object_id
         self.released = False
+        self.moved_to: str | None = None
 
     def check_live(self) -> None:
         """Raise a clear error if the remote object was already retrieved or deleted."""
+        if self.released and self.moved_to:
+            raise PointerUsageError(
+                f"this pointer was sent on to {self.moved_to}, which now owns the object; use "
+                "the pointer that send() returned"
+            )
         if self.released:
             raise PointerUsageError(
                 f"the object {int.from_bytes(self.id, 'big')} at {self.location.id} was already "
                 "retrieved with .get() (or deleted); this pointer no longer points at anything"
             )
 
-    def forget(self) -> None:
-        """The remote side no longer has the object (it was fetched with delete)."""
+    def forget(self, moved_to: str | None = None) -> None:
+        """Stop owning the object: it was fetched with delete, or handed to `moved_to`."""
         self.released = True
+        self.moved_to = moved_to
 
     def __del__(self) -> None:
         if not self.released:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from zsyft.errors import WorkerError
 from zsyft.runtime.executor import FailedInput, tensor_meta
 from zsyft.runtime.store import Failed
 from zsyft.wire.messages import PROTOCOL_VERSION, Kind, Message, error_body, is_object_id
@@ -32,13 +33,18 @@ def exception_body(worker: Worker, exc: BaseException, op: str | None, seq: int 
     if isinstance(exc, FailedInput):
         return exc.error
     lines = traceback.format_exception(exc)
+    where, path = worker.name, [worker.name]
+    remote = getattr(exc, "worker", None)
+    if isinstance(exc, WorkerError) and remote and remote != worker.name:
+        where, path = remote, [worker.name, remote]  # it happened further down a chain
     return error_body(
-        worker=worker.name,
+        worker=where,
         message=str(exc) or type(exc).__name__,
         type_name=type(exc).__name__,
         op=op,
         traceback="".join(lines[-TRACEBACK_LINES:]),
         seq=seq,
+        path=path,
     )
 
 
@@ -92,9 +98,10 @@ def handle_fetch(worker: Worker, msg: Message) -> Reply:
     if isinstance(value, Failed):
         worker.store.discard(object_id)
         return Kind.ERROR, value.error
+    exported = worker.export(value, transfer=delete)
     if delete:
         worker.store.discard(object_id)
-    return Kind.DATA, worker.export(value)
+    return Kind.DATA, exported
 
 
 def handle_delete(worker: Worker, msg: Message) -> Reply:
@@ -113,7 +120,7 @@ def describe(value: Any, worker: Worker) -> Any:
         if value.numel() <= LIST_INLINE_NUMEL:
             return value
         return {"shape": list(value.shape), "dtype": value.dtype}
-    return worker.export(value)
+    return worker.export(value, transfer=False)
 
 
 def handle_list(worker: Worker, msg: Message) -> Reply:
@@ -121,6 +128,44 @@ def handle_list(worker: Worker, msg: Message) -> Reply:
 
 
 def handle_sync(worker: Worker, msg: Message) -> Reply:
+    if worker.peer is not None:
+        worker.peer.sync()
+    return Kind.OK, None
+
+
+def _peer(worker: Worker) -> Any:
+    if worker.peer is None:
+        raise TypeError(f"{worker.name} was started without pointer support")
+    return worker.peer
+
+
+def handle_store_pointer(worker: Worker, msg: Message) -> Reply:
+    body = msg.body
+    if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], dict)):
+        raise TypeError("store-pointer body must be [id, descriptor]")
+    worker.store.put(_ref(body[0]), _peer(worker).import_pointer(body[1]))
+    return None
+
+
+def handle_remote_get(worker: Worker, msg: Message) -> Reply:
+    if not (isinstance(msg.body, list) and len(msg.body) == 1):
+        raise TypeError("remote-get body must be [id]")
+    object_id = _ref(msg.body[0])
+    value = worker.store.get(object_id)
+    peer = _peer(worker)
+    if not peer.is_pointer(value):
+        raise TypeError(f"the object at {worker.name} is data, not a pointer: nothing to fetch")
+    worker.store.replace(object_id, peer.fetch(value))
+    return Kind.OK, None
+
+
+def handle_remote_send(worker: Worker, msg: Message) -> Reply:
+    body = msg.body
+    if not (isinstance(body, list) and len(body) == 3 and isinstance(body[1], dict)):
+        raise TypeError("remote-send body must be [id, worker descriptor, new id]")
+    object_id = _ref(body[0])
+    value = worker.store.get(object_id)
+    worker.store.replace(object_id, _peer(worker).send(value, body[1], _ref(body[2])))
     return Kind.OK, None
 
 
@@ -132,4 +177,7 @@ HANDLERS: dict[int, Callable[[Worker, Message], Reply]] = {
     Kind.DELETE: handle_delete,
     Kind.LIST: handle_list,
     Kind.SYNC: handle_sync,
+    Kind.STORE_POINTER: handle_store_pointer,
+    Kind.REMOTE_GET: handle_remote_get,
+    Kind.REMOTE_SEND: handle_remote_send,
 }

@@ -2,7 +2,8 @@
 
 Started by `launcher.spawn` as `python .../zsyft-worker NAME --address ADDR [--parent-pid PID]`.
 Once its socket is bound it prints one JSON line `{"name", "pid", "address"}` on stdout and
-closes stdout, so the spawner knows it is ready and where it listens. With `--parent-pid` the
+closes stdout, so the spawner knows it is ready and where it listens (or `{"name", "error"}`
+if it cannot bind, e.g. the port is in use). With `--parent-pid` the
 worker dies with that process: the kernel sends SIGKILL when the parent exits (Linux
 PDEATHSIG), and the loop also checks the parent every tick where PDEATHSIG is unavailable.
 SIGTERM and SIGINT stop the loop cleanly.
@@ -18,6 +19,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -46,8 +49,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a worker until SIGTERM/SIGINT, or until its parent exits."""
+def _announce(line: dict) -> None:
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+    sys.stdout.close()
+
+
+def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None = None) -> int:
+    """Run a worker until SIGTERM/SIGINT, or until its parent exits.
+
+    `peer_factory` makes the object that lets this worker hold pointers to other workers.
+    """
     args = _parse(argv)
     _prctl(PR_SET_NAME, b"zsyft-worker")
     if args.parent_pid:
@@ -63,13 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    import zmq
+
     from zsyft.runtime.worker import Worker  # imported after the cheap setup above
 
-    worker = Worker(args.name, args.address)
-    sys.stdout.write(json.dumps({"name": args.name, "pid": os.getpid(), "address": worker.address}))
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    sys.stdout.close()
+    try:
+        worker = Worker(args.name, args.address, peer=peer_factory() if peer_factory else None)
+    except zmq.ZMQError as exc:
+        _announce({"name": args.name, "error": f"cannot listen on {args.address}: {exc}"})
+        return 2
+    _announce({"name": args.name, "pid": os.getpid(), "address": worker.address})
 
     def should_stop() -> bool:
         return stopping or (args.parent_pid != 0 and os.getppid() != args.parent_pid)

@@ -54,6 +54,11 @@ class ObjectStore:
             raise ValueError(f"object id {id_number(object_id)} is already in use at {self.worker}")
         self._objects[object_id] = value
 
+    def replace(self, object_id: bytes, value: Any) -> None:
+        """Swap the object stored under an existing id (a pointer for its data, or back)."""
+        self.get(object_id)
+        self._objects[object_id] = value
+
     def pop(self, object_id: bytes) -> Any:
         value = self.get(object_id)
         del self._objects[object_id]

@@ -3,12 +3,19 @@
 `Worker.serve()` receives messages, routes them by kind through `handlers.HANDLERS`, and sends
 each reply back to the client that asked. A message that cannot be decoded, or a handler that
 raises, produces an ERROR reply and the loop keeps serving: nothing a client sends can stop it.
+
+With a `Peer` (pointer chains) the worker is also a client of other workers. While it waits on
+one of them it keeps serving its own socket (`serve_one`), so cycles such as
+me -> bob -> alice -> bob cannot deadlock. Messages from a client whose earlier message is still
+being handled further up the stack are deferred and run afterwards, in arrival order, so each
+client's messages still run in the order it sent them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +25,7 @@ import zmq
 from zsyft.errors import ProtocolError
 from zsyft.runtime.executor import Executor
 from zsyft.runtime.handlers import HANDLERS, exception_body
+from zsyft.runtime.peering import Peer
 from zsyft.runtime.store import ObjectStore
 from zsyft.transport.zmq import context, recv_frames, send_frames, server_socket
 from zsyft.wire.codec import decode, encode
@@ -30,38 +38,73 @@ BATCH = 256  # messages handled per wake-up before checking timers again
 class Worker:
     """One worker's state and event loop; `address` is the endpoint it actually bound."""
 
-    def __init__(self, name: str, address: str, ctx: zmq.Context | None = None) -> None:
+    def __init__(
+        self, name: str, address: str, ctx: zmq.Context | None = None, peer: Peer | None = None
+    ) -> None:
         self.name = name
         self.ctx = ctx or context()
         self.socket, self.address = server_socket(self.ctx, address)
         self.store = ObjectStore(name)
         self.executor = Executor(self.store, name)
         self.started = time.time()
+        self.peer = peer
+        self._busy: list[bytes] = []  # identities whose message is being handled (a stack)
+        self._deferred: deque[tuple[bytes, list[Any]]] = deque()
+        if peer is not None:
+            peer.attach(name, self.serve_one, self.socket, self.relay_error)
 
-    def export(self, value: Any) -> Any:
+    def export(self, value: Any, transfer: bool) -> Any:
         """The wire form of a stored object returned to a client."""
         if type(value) is torch.Tensor:
             return value
-        exporter = getattr(type(value), "__zsyft_export__", None)
-        if exporter is None:
-            raise TypeError(f"cannot return a {type(value).__name__} to a client")
-        return exporter(value)
+        if self.peer is not None and self.peer.is_pointer(value):
+            return self.peer.export_pointer(value, transfer)
+        raise TypeError(f"cannot return a {type(value).__name__} to a client")
 
     def serve(self, should_stop: Callable[[], bool] = lambda: False, tick_ms: int = 500) -> None:
         """Handle messages until `should_stop()` is true (checked at least every `tick_ms`)."""
+        watched: list[zmq.Socket] = []
         poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
         while not should_stop():
-            if not poller.poll(tick_ms):
-                continue
-            for _ in range(BATCH):
-                if not self.socket.poll(0, zmq.POLLIN):
-                    break
-                frames = recv_frames(self.socket)
-                self.handle(frames[0], frames[1:])
+            sockets = [self.socket, *(self.peer.sockets() if self.peer else ())]
+            if sockets != watched:  # a new outbound link appeared (or one closed)
+                poller, watched = zmq.Poller(), sockets
+                for sock in sockets:
+                    poller.register(sock, zmq.POLLIN)
+            events = dict(poller.poll(tick_ms))
+            for sock in events:
+                if sock is not self.socket and self.peer is not None:
+                    self.peer.on_readable(sock)
+            if self.socket in events:
+                for _ in range(BATCH):
+                    if not self.socket.poll(0, zmq.POLLIN):
+                        break
+                    self.serve_one()
+
+    def serve_one(self) -> None:
+        """Receive and handle one message (also called while waiting on a peer)."""
+        frames = recv_frames(self.socket)
+        self.handle(frames[0], frames[1:])
 
     def handle(self, identity: bytes, frames: list[Any]) -> None:
-        """Decode, route and answer one message; never raises."""
+        """Handle one message now, or defer it while the same client is being served."""
+        if identity in self._busy:
+            self._deferred.append((identity, frames))
+            return
+        self._busy.append(identity)
+        try:
+            self._handle(identity, frames)
+        finally:
+            self._busy.pop()
+        if not self._busy:
+            self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        while self._deferred:
+            identity, frames = self._deferred.popleft()
+            self.handle(identity, frames)
+
+    def _handle(self, identity: bytes, frames: list[Any]) -> None:
         rid = 0
         try:
             msg: Message = decode(frames)
@@ -69,28 +112,39 @@ class Worker:
             handler = HANDLERS.get(msg.kind)
             if handler is None:
                 raise ProtocolError(f"unknown message kind {msg.kind}")
+            if self.peer is not None:
+                seq = msg.body[0] if msg.kind == Kind.COMMAND and msg.body else None
+                self.peer.set_origin((identity, seq))
             reply = handler(self, msg)
         except Exception as exc:
             if not isinstance(exc, ProtocolError | TypeError | ValueError):
                 log.exception("request failed")
             reply = Kind.ERROR, exception_body(self, exc, None, None)
+        finally:
+            if self.peer is not None:
+                self.peer.set_origin(None)
         if reply is not None:
             self.send(identity, reply[0], rid, reply[1])
+        if self.peer is not None:
+            self.peer.flush()
+
+    def relay_error(self, body: dict[str, Any], origin: Any) -> None:
+        """Pass an error from a peer back to the client whose command caused it."""
+        if not origin:
+            log.warning("error from a peer with no client to report to: %s", body)
+            return
+        identity, seq = origin
+        relayed = dict(body, path=[self.name, *body.get("path", [])], seq=seq)
+        self.send(identity, Kind.ERROR, 0, relayed)
 
     def send(self, identity: bytes, kind: int, rid: int, body: Any) -> None:
         """Reply to one client; a client that is gone or not reading is logged, not fatal."""
         try:
             frames = encode(kind, rid, body)
         except ProtocolError as exc:
-            frames = encode(
-                Kind.ERROR,
-                rid,
-                error_body(
-                    worker=self.name,
-                    message=f"reply could not be encoded: {exc}",
-                    type_name="ProtocolError",
-                ),
-            )
+            frames = encode(Kind.ERROR, rid, error_body(
+                worker=self.name, message=f"reply could not be encoded: {exc}",
+                type_name="ProtocolError"))
         try:
             send_frames(self.socket, frames, prefix=identity)
         except zmq.ZMQError as exc:

@@ -16,7 +16,7 @@ from zsyft.errors import PointerUsageError
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.remote.refs import RemoteRef, new_id
 from zsyft.tensors._torch_compat import disabled_torch_function, make_wrapper_subclass
-from zsyft.wire.messages import id_number
+from zsyft.wire.messages import Kind, id_number
 
 
 class PointerTensor(torch.Tensor):
@@ -63,10 +63,11 @@ class PointerTensor(torch.Tensor):
 
     @property
     def id(self) -> int:
-        """This pointer's own id (random, allocated on first use)."""
+        """This pointer's own id (random 64-bit, allocated on first use; it names the pointer
+        object, while the data is addressed by the 128-bit `id_at_location`)."""
         own = self.__dict__.get("_zsyft_id")
         if own is None:
-            own = self.__dict__["_zsyft_id"] = id_number(new_id())
+            own = self.__dict__["_zsyft_id"] = id_number(new_id()[:8])
         return own
 
     @property
@@ -84,14 +85,19 @@ class PointerTensor(torch.Tensor):
 
     # -- moving data ----------------------------------------------------------------------
     def get(self) -> torch.Tensor:
-        """Bring the tensor back and delete it at the worker.
+        """Bring the object back and delete it at the worker.
 
         With `requires_grad`, the returned tensor requires grad too, and a gradient computed
-        remotely (`x.grad` is then a pointer) comes back as its `.grad`.
+        remotely (`x.grad` is then a pointer) comes back as its `.grad`. If the worker held a
+        pointer (a chain), that pointer comes back: `p2p.get().get()` walks the chain home.
         """
+        from zsyft.tensors.transfer import import_pointer, is_descriptor
+
         self.ref.check_live()
         value = self.ref.location.fetch(self.ref.id, delete=True)
         self.ref.forget()
+        if is_descriptor(value):
+            value = import_pointer(self.owner, value)
         if not isinstance(value, torch.Tensor):
             raise PointerUsageError(f"the object at {self.location.id} is not a tensor: {value!r}")
         if self.requires_grad and value.is_floating_point():
@@ -102,6 +108,46 @@ class PointerTensor(torch.Tensor):
         elif grad is not None:
             value.grad = grad
         return value
+
+    def send(self, worker: Any) -> PointerTensor:
+        """Send this pointer to `worker`: the data stays where it is, `worker` now holds the
+        pointer to it, and the returned pointer points at `worker` (a pointer chain)."""
+        from zsyft.tensors.transfer import send
+
+        return send(self, worker, self.owner.id)
+
+    def move(self, worker: Any) -> PointerTensor:
+        """Move the data from its current worker straight to `worker` (not through here).
+
+        The old copy is deleted and the returned pointer points at `worker`; moving to where the
+        data already is returns this pointer.
+        """
+        if self.location is worker:
+            return self
+        return self.send(worker).remote_get()
+
+    def remote_get(self) -> PointerTensor:
+        """Make the worker this pointer points at fetch the data from the end of its chain.
+
+        For `p2p` (me -> alice -> bob): alice fetches the tensor from bob, bob deletes it, and
+        alice now holds the tensor itself. Returns this pointer.
+        """
+        self.ref.check_live()
+        self.location.request(Kind.REMOTE_GET, [self.ref.id])
+        return self
+
+    def remote_send(self, worker: Any) -> PointerTensor:
+        """Make the worker holding the data send it on to `worker`, keeping a pointer to it.
+
+        For `x` (me -> bob): bob sends the tensor to alice and holds a pointer to it, so the chain
+        becomes me -> bob -> alice. Returns this pointer.
+        """
+        from zsyft.remote.refs import new_id
+
+        self.ref.check_live()
+        destination = {"name": worker.id, "address": worker.address}
+        self.location.request(Kind.REMOTE_SEND, [self.ref.id, destination, new_id()])
+        return self
 
     # -- refusing implicit data movement --------------------------------------------------
     def numpy(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]

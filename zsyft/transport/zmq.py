@@ -11,14 +11,14 @@ instead of hanging.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from zsyft.errors import WorkerLostError, WorkerUnavailableError
-from zsyft.wire.codec import ZERO_COPY_THRESHOLD
+from zsyft.wire.messages import ZERO_COPY_THRESHOLD
 
 
 class LinkSettings:
@@ -130,8 +130,20 @@ class Link:
             messages.append(recv_frames(self.socket))
         return messages
 
-    def recv(self, deadline: float) -> list[Any]:
-        """The next message from the peer, or a typed error once the peer is gone or time is up."""
+    def recv(
+        self, deadline: float, serve: tuple[zmq.Socket, Callable[[], None]] | None = None
+    ) -> list[Any]:
+        """The next message from the peer, or a typed error once the peer is gone or time is up.
+
+        With `serve=(socket, callback)`, `callback()` runs whenever `socket` is readable while
+        waiting: a worker keeps answering its own clients while it waits on another worker.
+        """
+        poller = self._poller
+        if serve is not None:
+            poller = zmq.Poller()
+            poller.register(self.socket, zmq.POLLIN)
+            poller.register(self._monitor, zmq.POLLIN)
+            poller.register(serve[0], zmq.POLLIN)
         while True:
             self.check_alive()
             now = time.monotonic()
@@ -143,11 +155,13 @@ class Link:
                     worker=self.peer,
                 )
             wait_ms = max(1, int(min(deadline - now, 0.25) * 1000))
-            events = dict(self._poller.poll(wait_ms))
+            events = dict(poller.poll(wait_ms))
             if self._monitor in events:
                 self._drain_monitor()
             if self.socket in events:
                 return recv_frames(self.socket)
+            if serve is not None and serve[0] in events:
+                serve[1]()
 
     def check_alive(self) -> None:
         """Raise if the peer was lost (past the reconnect grace) or never answered in time."""

@@ -24,9 +24,13 @@ import msgpack
 import torch
 
 from zsyft.errors import ProtocolError
-from zsyft.wire.messages import DEFAULT_LIMITS, PROTOCOL_VERSION, Limits, Message
-
-ZERO_COPY_THRESHOLD = 1 << 16  # tensors at least this many bytes are sent without a copy
+from zsyft.wire.messages import (
+    DEFAULT_LIMITS,
+    PROTOCOL_VERSION,
+    ZERO_COPY_THRESHOLD,
+    Limits,
+    Message,
+)
 
 _EXT_TENSOR, _EXT_DTYPE, _EXT_DEVICE, _EXT_LAYOUT, _EXT_MEMFMT, _EXT_COMPLEX = 1, 3, 4, 5, 6, 7
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 PROTOCOL_VERSION = 1
 ID_BYTES = 16  # object ids: random 128-bit, sent as msgpack bin
+ZERO_COPY_THRESHOLD = 1 << 16  # buffers at least this large are sent without a copy
 
 
 def is_object_id(value: object) -> bool:
@@ -37,7 +38,11 @@ class Kind(IntEnum):
     FETCH = 4  # body: [id, delete]                 -> DATA
     DELETE = 5  # body: [ids]                        -> nothing
     LIST = 6  # body: None                          -> DATA {id: object description}
-    SYNC = 7  # body: None                          -> OK once every earlier message ran
+    SYNC = 7  # body: None                          -> OK once every earlier message ran,
+    #                                                  including what it forwarded to peers
+    STORE_POINTER = 8  # body: [id, pointer descriptor] -> nothing (pipelined)
+    REMOTE_GET = 9  # body: [id]                    -> OK once the holder fetched the data
+    REMOTE_SEND = 10  # body: [id, worker descriptor, new id] -> OK
     PONG = 64  # body: {name, pid, objects, version}
     OK = 65  # body: None
     DATA = 66  # body: the requested value

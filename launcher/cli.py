@@ -1,0 +1,139 @@
+"""The `zsyft` command line: launch, status, stop and bench.
+
+    zsyft launch bob alice james      # foreground; Ctrl-C or SIGTERM stops every worker
+    zsyft status                      # up/down and object count of each launched worker
+    zsyft stop                        # stop a cluster started elsewhere
+    zsyft bench                       # zsyft against bare pyzmq, as ratios measured in one run
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from launcher import cluster
+from launcher.supervisor import Supervisor, process_is, validate_names
+from zsyft.errors import ClusterFileError, LaunchError, WorkerError
+
+CLUSTER_FILE = click.option(
+    "--cluster-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where the cluster is recorded (default: $ZSYFT_HOME/cluster.json, ~/.zsyft/...).",
+)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@click.group()
+@click.version_option(package_name="zsyft")
+def main() -> None:
+    """zsyft: private deep learning across worker processes."""
+
+
+@main.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=None, help="First port (one per worker, counting up); "
+              "default: free ports chosen by the system.")
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where worker logs go (default: $ZSYFT_HOME/logs).")
+@CLUSTER_FILE
+def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | None,
+           cluster_file: Path | None) -> None:
+    """Start the named workers and keep them running until Ctrl-C or SIGTERM."""
+    try:
+        validate_names(list(names))
+    except LaunchError as exc:
+        raise click.UsageError(str(exc)) from None
+    supervisor = Supervisor(list(names), host=host, port=port, cluster_file=cluster_file,
+                            log_dir=log_dir)
+    started = time.monotonic()
+    try:
+        records = supervisor.start()
+    except LaunchError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = [["NAME", "PID", "ADDRESS"]] + [[r.name, str(r.pid), r.address] for r in records]
+    click.echo(_table(rows))
+    click.echo(f"{len(records)} worker(s) ready in {time.monotonic() - started:.1f} s; "
+               f"cluster file {supervisor.cluster_file}. Ctrl-C stops them.", err=True)
+    try:
+        supervisor.run_until_signal(on_exit=lambda text: click.echo(text, err=True))
+    finally:
+        supervisor.stop()
+        click.echo("stopped all workers", err=True)
+
+
+@main.command()
+@CLUSTER_FILE
+@click.option("--timeout", type=float, default=1.0, show_default=True,
+              help="Seconds to wait for each worker's answer.")
+def status(cluster_file: Path | None, timeout: float) -> None:
+    """Ping every launched worker: up or down, and how many objects it holds."""
+    from zsyft.remote.handle import WorkerHandle
+    from zsyft.remote.node import LocalNode
+
+    try:
+        recorded = cluster.read(cluster_file)
+    except ClusterFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    node = LocalNode("zsyft-status")
+    rows = [["NAME", "PID", "ADDRESS", "STATE", "OBJECTS"]]
+    all_up = True
+    for record in recorded.workers.values():
+        handle = WorkerHandle(node, record.name, record.address, record.pid)
+        try:
+            pong = handle.ping(timeout=timeout)
+            rows.append([record.name, str(pong["pid"]), record.address, "up", str(pong["objects"])])
+        except WorkerError:
+            all_up = False
+            rows.append([record.name, str(record.pid), record.address, "down", "-"])
+        finally:
+            handle.close()
+    click.echo(_table(rows))
+    sys.exit(0 if all_up else 1)
+
+
+@main.command()
+@CLUSTER_FILE
+@click.option("--timeout", type=float, default=5.0, show_default=True)
+def stop(cluster_file: Path | None, timeout: float) -> None:
+    """Stop a cluster started by `zsyft launch` (in another terminal or in the background)."""
+    path = cluster_file or cluster.default_path()
+    try:
+        recorded = cluster.read(path)
+    except ClusterFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if process_is(recorded.launcher_pid, "launch"):
+        os.kill(recorded.launcher_pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    pids = [w.pid for w in recorded.workers.values()]
+    while time.monotonic() < deadline and any(process_is(p, "zsyft-worker") for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if process_is(pid, "zsyft-worker"):
+            os.kill(pid, signal.SIGKILL)
+    cluster.remove(path)
+    click.echo(f"stopped {', '.join(recorded.workers)}")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Fewer repetitions (for a smoke test).")
+def bench(quick: bool) -> None:
+    """Measure zsyft against bare pyzmq in one run and print the ratios."""
+    from zsyft.bench.runner import run
+
+    run(quick=quick, echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Run a set of named workers in the foreground: start, record, watch, and stop them all.
+
+`Supervisor.start()` spawns every worker in parallel (startup is dominated by importing torch,
+so this is what keeps `zsyft launch bob alice james` under 3 s), waits for each readiness
+line, and writes the cluster file. `run_until_signal()` then watches the workers until SIGINT
+or SIGTERM, and `stop()` stops them all (SIGTERM, then SIGKILL after 3 s) and removes the file.
+If any worker fails to start, the ones already started are stopped and `LaunchError` names
+the failing worker with its log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from launcher import cluster
+from launcher.spawn import WorkerProcess, spawn
+from zsyft.errors import ClusterFileError, LaunchError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def validate_names(names: tuple[str, ...] | list[str]) -> None:
+    """Refuse empty lists, odd characters and a name used twice, saying which."""
+    if not names:
+        raise LaunchError("name at least one worker, e.g. `zsyft launch bob alice james`")
+    seen: set[str] = set()
+    for name in names:
+        if not NAME_PATTERN.match(name):
+            raise LaunchError(
+                f"worker name {name!r} is not allowed: use letters, digits, '_', '.', '-'"
+            )
+        if name in seen:
+            raise LaunchError(f"worker name {name!r} is given twice; names must be unique")
+        seen.add(name)
+
+
+def process_is(pid: int, marker: str) -> bool:
+    """Whether `pid` is alive and its command line contains `marker` (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True  # no /proc: trust the pid
+    return marker in cmdline
+
+
+class Supervisor:
+    """Owns the worker processes of one `zsyft launch`."""
+
+    def __init__(
+        self,
+        names: list[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        cluster_file: Path | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        validate_names(names)
+        self.names = names
+        self.host = host
+        self.port = port
+        self.cluster_file = cluster_file or cluster.default_path()
+        self.log_dir = log_dir or cluster.zsyft_home() / "logs"
+        self.processes: list[WorkerProcess] = []
+        self._stopping = False
+
+    def _address(self, index: int) -> str:
+        port = "*" if self.port is None else str(self.port + index)
+        return f"tcp://{self.host}:{port}"
+
+    def _refuse_running_cluster(self) -> None:
+        if not self.cluster_file.exists():
+            return
+        try:
+            running = cluster.read(self.cluster_file)
+        except ClusterFileError:
+            return  # an unreadable leftover file is replaced
+        if running.launcher_pid != os.getpid() and process_is(running.launcher_pid, "launch"):
+            raise LaunchError(
+                f"a cluster launched by pid {running.launcher_pid} is already running "
+                f"({', '.join(running.workers)}); stop it with `zsyft stop` or pass another "
+                "--cluster-file"
+            )
+
+    def start(self) -> list[cluster.WorkerRecord]:
+        """Start every worker and write the cluster file; all or nothing."""
+        self._refuse_running_cluster()
+        try:
+            for index, name in enumerate(self.names):
+                log = self.log_dir / f"{name}.log"
+                self.processes.append(spawn(name, self._address(index), log))
+            for process in self.processes:
+                process.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        records = [
+            cluster.WorkerRecord(p.name, p.pid, p.address or "", str(p.log_path))
+            for p in self.processes
+        ]
+        cluster.write(self.cluster_file, os.getpid(), records)
+        return records
+
+    def run_until_signal(self, on_exit: Callable[[str], object] = print) -> None:
+        """Block until SIGINT/SIGTERM, reporting workers that exit on their own."""
+
+        def request_stop(signum: int, frame: object) -> None:
+            self._stopping = True
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        reported: set[str] = set()
+        try:
+            while not self._stopping:
+                time.sleep(0.1)
+                for process in self.processes:
+                    if process.name not in reported and not process.alive():
+                        reported.add(process.name)
+                        on_exit(process.diagnose() or f"worker {process.name} exited")
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def stop(self) -> None:
+        """Stop every worker (in parallel) and remove the cluster file."""
+        for process in self.processes:
+            if process.alive():
+                process.popen.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            process.stop()
+        if self.processes:
+            cluster.remove(self.cluster_file)

@@ -1,0 +1,165 @@
+"""`zsyft launch`, `status` and `stop` as a user runs them from a shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import zsyft as sy
+from tests.helpers import wait_until, zsyft_pids
+
+ZSYFT = [sys.executable, "-m", "launcher.cli"]
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([*ZSYFT, *args], capture_output=True, text=True, timeout=timeout)
+
+
+class Launch:
+    """A `zsyft launch` in the background, stopped (and checked) when the test ends."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.cluster_file = tmp_path / "cluster.json"
+        self.proc = subprocess.Popen(
+            [*ZSYFT, "launch", *args, "--cluster-file", str(self.cluster_file),
+             "--log-dir", str(tmp_path / "logs")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def wait_ready(self) -> dict:
+        assert wait_until(lambda: self.cluster_file.exists() or self.proc.poll() is not None, 30)
+        assert self.proc.poll() is None, self.proc.stderr.read()
+        return json.loads(self.cluster_file.read_text())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def launched(tmp_path):
+    started = []
+
+    def start(*args: str) -> Launch:
+        launch = Launch(tmp_path, *args)
+        started.append(launch)
+        return launch
+
+    yield start
+    for launch in started:
+        launch.stop()
+
+
+def test_launch_prints_table_writes_cluster_file_and_sigterm_stops_all(launched):
+    launch = launched("bob", "alice", "james")
+    recorded = launch.wait_ready()
+    workers = recorded["workers"]
+    assert list(workers) == ["bob", "alice", "james"]
+    pids = [w["pid"] for w in workers.values()]
+    assert set(pids) <= zsyft_pids()
+    assert all(w["address"].startswith("tcp://127.0.0.1:") for w in workers.values())
+
+    launch.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    out, _ = launch.proc.communicate(timeout=10)
+    assert time.monotonic() - started < 5
+    assert launch.proc.returncode == 0
+    header, *rows = out.strip().splitlines()
+    assert header.split() == ["NAME", "PID", "ADDRESS"]
+    assert [r.split()[0] for r in rows] == ["bob", "alice", "james"]
+    assert not launch.cluster_file.exists()
+    assert not (set(pids) & zsyft_pids())
+
+
+def test_ctrl_c_stops_every_worker(launched):
+    launch = launched("w1", "w2")
+    pids = [w["pid"] for w in launch.wait_ready()["workers"].values()]
+    launch.proc.send_signal(signal.SIGINT)
+    launch.proc.wait(5)
+    assert wait_until(lambda: not (set(pids) & zsyft_pids()), 1)
+
+
+def test_status_connect_and_stop(launched, hook):
+    launch = launched("bob2", "alice2")
+    launch.wait_ready()
+    status = run("status", "--cluster-file", str(launch.cluster_file))
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.strip().splitlines()
+    assert lines[0].split() == ["NAME", "PID", "ADDRESS", "STATE", "OBJECTS"]
+    assert all(line.split()[3:] == ["up", "0"] for line in lines[1:])
+
+    bob, alice = sy.connect("bob2", "alice2", cluster_file=launch.cluster_file)
+    x = torch.tensor([1, 2, 3]).send(bob)
+    assert torch.equal((x * 2).get(), torch.tensor([2, 4, 6]))
+    kept = torch.ones(2).send(alice)
+    alice.sync()
+    status = run("status", "--cluster-file", str(launch.cluster_file))
+    assert [line.split()[4] for line in status.stdout.strip().splitlines()[1:]] == ["1", "1"]
+    del kept
+
+    stopped = run("stop", "--cluster-file", str(launch.cluster_file))
+    assert stopped.returncode == 0 and "bob2" in stopped.stdout
+    launch.proc.wait(5)
+    for handle in (bob, alice):
+        sy.local_worker.workers.pop(handle.id, None)
+        handle.close()
+    status = run("status", "--cluster-file", str(launch.cluster_file))
+    assert status.returncode != 0 and "no cluster file" in status.stderr
+
+
+def test_status_reports_a_dead_worker_as_down(launched):
+    launch = launched("up1", "down1")
+    workers = launch.wait_ready()["workers"]
+    os.kill(workers["down1"]["pid"], signal.SIGKILL)
+    status = run("status", "--cluster-file", str(launch.cluster_file))
+    states = {line.split()[0]: line.split()[3] for line in status.stdout.splitlines()[1:]}
+    assert states == {"up1": "up", "down1": "down"} and status.returncode == 1
+
+
+def test_name_used_twice_is_refused():
+    result = run("launch", "bob", "bob")
+    assert result.returncode != 0 and "given twice" in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("launch", "bob", "--port", str(port), "--cluster-file",
+                     str(tmp_path / "c.json"), "--log-dir", str(tmp_path))
+    assert result.returncode != 0
+    assert "bob" in result.stderr and "in use" in result.stderr.lower()
+
+
+def test_kill_9_of_launch_leaves_no_worker(launched):
+    launch = launched("k1", "k2")
+    pids = [w["pid"] for w in launch.wait_ready()["workers"].values()]
+    launch.proc.kill()
+    launch.proc.wait(5)
+    assert wait_until(lambda: not (set(pids) & zsyft_pids()), 2)
+
+
+def test_connect_to_unknown_name_lists_the_launched_ones(launched):
+    launch = launched("only")
+    launch.wait_ready()
+    with pytest.raises(sy.ClusterFileError, match="only"):
+        sy.connect("nobody", cluster_file=launch.cluster_file)
+
+
+def test_worker_that_cannot_start_is_named_with_the_reason(tmp_path):
+    result = run("launch", "bob", "--host", "999.1.1.1", "--cluster-file",
+                 str(tmp_path / "c.json"), "--log-dir", str(tmp_path))
+    assert result.returncode != 0
+    assert "worker 'bob' failed to start" in result.stderr and "999.1.1.1" in result.stderr
+    assert not (tmp_path / "c.json").exists()

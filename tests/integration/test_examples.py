@@ -1,0 +1,32 @@
+"""The examples run as a user runs them and print what the tutorials show."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.timeout(150)
+def test_basic_tools_tutorial():
+    out = run_example("01_basic_tools.py")
+    assert "<Worker id:bob #objects:3>" in out  # x, y and z = x + x
+    assert "(Wrapper)>[PointerTensor | me:" in out and "-> bob:" in out
+    assert "tensor([ 2,  4,  6,  8, 10])" in out
+    assert "tensor([2, 3, 4, 5, 6])" in out
+    assert out.rstrip().endswith(
+        "tensor([1., 2., 3., 4., 5.], requires_grad=True)\ntensor([1., 1., 1., 1., 1.])"
+    )
+    assert "tensor([ 2,  4,  6,  8, 10])\n{}\n" in out, "bob holds nothing after the gets"

@@ -1,0 +1,77 @@
+"""A worker that receives garbage answers with an error and keeps serving."""
+
+from __future__ import annotations
+
+import socket
+
+import msgpack
+import pytest
+import zmq
+
+from zsyft.wire.codec import decode, encode
+from zsyft.wire.messages import PROTOCOL_VERSION, Kind
+
+GARBAGE = [
+    [b""],
+    [b"\xff\xfe\xfd"],
+    [msgpack.packb("not a list")],
+    [msgpack.packb([999, Kind.PING, 1, None])],  # wrong protocol version
+    [msgpack.packb([PROTOCOL_VERSION, 42, 1, None])],  # unknown kind
+    [msgpack.packb([PROTOCOL_VERSION, Kind.COMMAND, 1, [1, "save.default", [], {}, [], True]])],
+    [msgpack.packb([PROTOCOL_VERSION, Kind.COMMAND, 1, "oops"])],
+    [msgpack.packb([PROTOCOL_VERSION, Kind.FETCH, 1, [b"short", True]])],
+    [b"\x91" * 5000 + b"\xc0"],  # nesting bomb
+    [msgpack.packb([PROTOCOL_VERSION, Kind.STORE, 1, [b"x" * 16, msgpack.ExtType(1, b"\x93")]])],
+    [msgpack.packb([PROTOCOL_VERSION, Kind.STORE, 1,
+                    [b"x" * 16, msgpack.ExtType(1, msgpack.packb([1, 8, [1000]]))]]), b"\0" * 8],
+    [msgpack.packb([PROTOCOL_VERSION, Kind.COMMAND, 1,
+                    [1, "add.Tensor", [b"\0" * 16, 1], {}, [b"\1" * 16], True]])],
+]
+
+
+@pytest.fixture
+def raw_dealer(bob):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.connect(bob.address)
+    yield sock
+    sock.close(0)
+
+
+@pytest.mark.parametrize("frames", GARBAGE, ids=range(len(GARBAGE)))
+def test_garbage_gets_an_error_reply_and_worker_keeps_serving(bob, raw_dealer, frames):
+    raw_dealer.send_multipart(frames)
+    reply = decode(raw_dealer.recv_multipart())
+    assert reply.kind == Kind.ERROR
+    assert reply.body["worker"] == "bob" and reply.body["message"]
+    raw_dealer.send_multipart(encode(Kind.PING, 7, None))
+    pong = decode(raw_dealer.recv_multipart())
+    assert pong.kind == Kind.PONG and pong.rid == 7
+
+
+def test_refused_op_names_the_allowlist(bob, raw_dealer):
+    raw_dealer.send_multipart(encode(Kind.COMMAND, 3, [1, "save.default", [], {}, [], True]))
+    reply = decode(raw_dealer.recv_multipart())
+    assert reply.body["type"] == "OpNotAllowedError" and "allowlist" in reply.body["message"]
+
+
+def test_raw_tcp_garbage_does_not_disturb_a_launched_worker(tmp_path):
+    from launcher.spawn import spawn
+
+    process = spawn("tcpbob", "tcp://127.0.0.1:*", tmp_path / "tcpbob.log")
+    try:
+        address = process.wait_ready()
+        host, port = address.removeprefix("tcp://").rsplit(":", 1)
+        for payload in (b"GET / HTTP/1.0\r\n\r\n", b"\x00" * 64, bytes(range(256)) * 4):
+            with socket.create_connection((host, int(port)), timeout=2) as raw:
+                raw.sendall(payload)
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVTIMEO, 5000)
+        sock.connect(address)
+        sock.send_multipart(encode(Kind.PING, 1, None))
+        assert decode(sock.recv_multipart()).body["name"] == "tcpbob"
+        sock.close(0)
+    finally:
+        process.stop()

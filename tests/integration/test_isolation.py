@@ -1,0 +1,94 @@
+"""Data lives only in its worker's process; dead workers give typed errors, never hangs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import zsyft as sy
+from tests.helpers import wait_until, zsyft_pids
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_tensor_lives_in_the_worker_process_and_dies_with_it(hook, alice):
+    carol = sy.VirtualWorker(hook, id="carol")
+    try:
+        ptr = torch.tensor([4.0, 2.0]).send(carol)
+        survivor = torch.tensor([1.0]).send(alice)
+        assert carol.ping()["objects"] == 1
+        assert carol.pid != os.getpid() and _pid_alive(carol.pid)
+
+        os.kill(carol.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(sy.WorkerUnavailableError) as info:
+            ptr.get()
+        assert time.monotonic() - started < 10
+        assert info.value.worker == "carol" and "carol" in str(info.value)
+        assert isinstance(info.value, TimeoutError)
+
+        assert torch.equal(survivor.get(), torch.tensor([1.0])), "alice is unaffected"
+    finally:
+        sy.local_worker.workers.pop("carol", None)
+        carol.close()
+
+
+def test_frozen_worker_is_detected_by_heartbeats(hook):
+    dave = sy.VirtualWorker(hook, id="dave")
+    try:
+        ptr = torch.ones(2).send(dave)
+        dave.sync()
+        os.kill(dave.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(sy.WorkerUnavailableError, match="dave"):
+            ptr.get()
+        assert time.monotonic() - started < 10
+    finally:
+        os.kill(dave.pid, signal.SIGCONT)
+        sy.local_worker.workers.pop("dave", None)
+        dave.close()
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, torch, zsyft as sy
+    hook = sy.TorchHook(torch)
+    workers = [sy.VirtualWorker(hook, id=name) for name in ("w1", "w2")]
+    for w in workers:
+        torch.ones(1).send(w)
+        print(w.pid, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_private_workers_die_with_their_python_process(how):
+    client = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pids = [int(client.stdout.readline()) for _ in range(2)]
+        assert all(_pid_alive(p) for p in pids)
+        if how == "exit":
+            client.stdin.close()
+        else:
+            client.kill()
+        client.wait(10)
+        assert wait_until(lambda: not any(p in zsyft_pids() for p in pids), 2.0)
+    finally:
+        client.kill()
+        client.wait(10)

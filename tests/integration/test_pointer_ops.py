@@ -1,0 +1,158 @@
+"""Torch functions, methods, autograd and nn on pointers give what plain torch gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import zsyft as sy
+from tests.integration.conftest import settle
+
+CASES = [
+    ("add", lambda a, b: a + b),
+    ("sub_scalar", lambda a, b: a - 2.5),
+    ("rsub", lambda a, b: 1 - a),
+    ("mul_div", lambda a, b: a * b / (b.abs() + 1)),
+    ("matmul", lambda a, b: a @ b.T),
+    ("torch_matmul", lambda a, b: torch.matmul(a, b.t())),
+    ("sum_dim", lambda a, b: a.sum(dim=1)),
+    ("mean", lambda a, b: a.mean()),
+    ("max_dim_values", lambda a, b: a.max(dim=0).values),
+    ("max_dim_indices", lambda a, b: torch.max(a, 1)[1]),
+    ("relu", lambda a, b: F.relu(a)),
+    ("softmax", lambda a, b: F.softmax(a, dim=-1)),
+    ("index_int", lambda a, b: a[1]),
+    ("index_slice", lambda a, b: a[:, 1:3]),
+    ("index_tensor", lambda a, b: a[torch.tensor([0, 2])]),
+    ("view_t", lambda a, b: a.view(4, 3).t().contiguous()),
+    ("cat", lambda a, b: torch.cat([a, b], dim=0)),
+    ("stack_unbind", lambda a, b: torch.stack(torch.unbind(a, 0))),
+    ("comparison", lambda a, b: (a > b).to(torch.float32)),
+    ("where", lambda a, b: torch.where(a > 0, a, b)),
+    ("pow_exp", lambda a, b: (a**2).exp().log()),
+    ("clamp", lambda a, b: a.clamp(-0.5, 0.5)),
+    ("local_operand", lambda a, b: a + torch.ones(3, 4)),
+    ("dtype_cast", lambda a, b: a.to(torch.float64) * 3),
+    ("argmax", lambda a, b: a.argmax(dim=1)),
+]
+
+
+@pytest.fixture(autouse=True)
+def clean(bob):
+    yield
+    settle(bob)
+
+
+@pytest.mark.parametrize(("name", "fn"), CASES, ids=[c[0] for c in CASES])
+def test_op_matches_plain_torch(bob, name, fn):
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    expected = fn(a, b)
+    result = fn(a.send(bob), b.send(bob))
+    assert isinstance(result, sy.PointerTensor)
+    assert result.shape == expected.shape and result.dtype == expected.dtype
+    torch.testing.assert_close(result.get(), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.float64, torch.bool,
+                                   torch.float16, torch.uint8, torch.bfloat16])
+def test_dtypes_round_trip(bob, dtype):
+    x = (torch.arange(12).reshape(3, 4) % 3).to(dtype)
+    assert torch.equal(x.send(bob).get(), x)
+
+
+def test_scalar_and_empty_and_large_tensors(bob):
+    for x in (torch.tensor(3.5), torch.empty(0, 5), torch.randn(512, 512)):
+        assert torch.equal(x.send(bob).get(), x)
+
+
+def test_non_contiguous_tensor_is_sent_as_its_values(bob):
+    x = torch.arange(12.0).reshape(3, 4).t()
+    ptr = x.send(bob)
+    assert torch.equal((ptr * 1).get(), x)
+
+
+def test_in_place_ops_update_the_remote_tensor(bob):
+    x = torch.zeros(3)
+    ptr = x.send(bob)
+    same = ptr.add_(2)
+    assert same is ptr
+    ptr.mul_(torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(ptr.get(), torch.tensor([2.0, 4.0, 6.0]))
+    assert torch.equal(x, torch.zeros(3)), "the local original must not change"
+
+
+def test_data_dependent_shapes_run_synchronously(bob):
+    x = torch.tensor([0.0, 3.0, 0.0, -1.0])
+    ptr = x.send(bob)
+    nz = ptr.nonzero()
+    assert nz.shape == (2, 1)
+    assert torch.equal(nz.get(), x.nonzero())
+    assert torch.equal(ptr[ptr > 0].get(), torch.tensor([3.0]))
+    values = torch.unique(ptr)
+    assert torch.equal(values.get(), torch.unique(x))
+
+
+@pytest.mark.parametrize("reveal", [bool, float, lambda p: p.item(), lambda p: p.tolist(),
+                                    lambda p: p.numpy(), lambda p: torch.equal(p, p)])
+def test_implicit_reveal_is_refused_naming_get(bob, reveal):
+    ptr = torch.tensor([1.0]).send(bob)
+    with pytest.raises(sy.PointerUsageError, match=r"\.get\(\)"):
+        reveal(ptr)
+
+
+def test_mixing_locations_is_refused(bob, alice):
+    with pytest.raises(sy.PointerUsageError, match=r"alice.*bob|bob.*alice"):
+        torch.ones(2).send(bob) + torch.ones(2).send(alice)
+    settle(alice)
+
+
+def test_shape_errors_are_raised_at_the_call_like_torch(bob):
+    with pytest.raises(RuntimeError, match="broadcast"):
+        torch.ones(2).send(bob) + torch.ones(3).send(bob)
+
+
+def test_remote_error_names_worker_op_and_callsite(bob):
+    x = torch.ones(3).send(bob)
+    idx = torch.tensor([5]).send(bob)  # out of range: only the worker can tell
+    y = x[idx]
+    with pytest.raises(sy.RemoteError) as info:
+        y.get()
+    err = info.value
+    assert err.worker == "bob" and err.op == "index.Tensor"
+    assert "out of bounds" in str(err) and err.remote_traceback
+    assert err.callsite and "test_pointer_ops.py" in err.callsite
+    assert bob.ping()["name"] == "bob", "the worker keeps serving after an error"
+
+
+def test_pipelined_error_surfaces_at_the_next_sync(bob):
+    x = torch.ones(3).send(bob)
+    x[torch.tensor([7]).send(bob)]  # fails remotely; nobody waits for it
+    with pytest.raises(sy.RemoteError, match=r"index\.Tensor"):
+        sy.sync()
+    sy.sync()  # reported once
+
+
+def test_remote_training_with_nn_and_optim(bob):
+    torch.manual_seed(1)
+    data, target = torch.randn(16, 3), torch.randn(16, 1)
+    local_model, remote_model = nn.Linear(3, 1), nn.Linear(3, 1)
+    remote_model.load_state_dict(local_model.state_dict())
+    remote_model.send(bob)
+    assert all(isinstance(p, sy.PointerTensor) for p in remote_model.parameters())
+    opt_local = torch.optim.SGD(local_model.parameters(), lr=0.1)
+    opt_remote = torch.optim.SGD(remote_model.parameters(), lr=0.1)
+    data_ptr, target_ptr = data.send(bob), target.send(bob)
+    for _ in range(5):
+        for model, opt, x, y in ((local_model, opt_local, data, target),
+                                 (remote_model, opt_remote, data_ptr, target_ptr)):
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+    remote_model.get()
+    for p_local, p_remote in zip(local_model.parameters(), remote_model.parameters(), strict=True):
+        assert not isinstance(p_remote, sy.PointerTensor)
+        torch.testing.assert_close(p_local, p_remote)

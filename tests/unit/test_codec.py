@@ -1,0 +1,124 @@
+"""The wire codec: exact round trips, zero-copy buffers, and limits that reject bad input."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zsyft.errors import ProtocolError
+from zsyft.wire.codec import DTYPES, decode, encode
+from zsyft.wire.messages import PROTOCOL_VERSION, ZERO_COPY_THRESHOLD, Kind, Limits
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_every_dtype_round_trips(dtype):
+    x = (torch.arange(6).reshape(2, 3) % 2).to(dtype)
+    msg = decode(encode(Kind.STORE, 5, [b"i" * 16, x]))
+    assert msg.kind == Kind.STORE and msg.rid == 5
+    assert msg.body[1].dtype == dtype and torch.equal(msg.body[1], x)
+
+
+def test_values_of_every_wire_type_round_trip():
+    body = [None, True, 3, -2.5, "s", b"\x01" * 16, [1, [2]], {"k": 1}, torch.float64,
+            torch.device("cpu"), torch.strided, torch.channels_last, 1 + 2j]
+    assert decode(encode(Kind.COMMAND, 1, body)).body == body
+
+
+def test_large_tensors_travel_as_zero_copy_views():
+    x = torch.randn(ZERO_COPY_THRESHOLD)
+    frames = encode(Kind.DATA, 1, x)
+    assert isinstance(frames[1], memoryview) and frames[1].nbytes == x.numel() * 4
+    del x  # the view keeps the tensor alive
+    assert decode(frames).body.shape == (ZERO_COPY_THRESHOLD,)
+
+
+def test_received_tensors_are_writable_copies():
+    x = torch.zeros(3)
+    y = decode(encode(Kind.DATA, 1, x)).body
+    y.add_(1)
+    assert torch.equal(x, torch.zeros(3))
+
+
+def test_non_contiguous_and_empty_and_scalar_tensors():
+    for x in (torch.arange(12.0).reshape(3, 4).t(), torch.empty(0, 3), torch.tensor(7)):
+        assert torch.equal(decode(encode(Kind.DATA, 1, x)).body, x)
+
+
+def test_unsupported_values_are_refused_when_encoding():
+    with pytest.raises(ProtocolError, match="object"):
+        encode(Kind.DATA, 1, object())
+    with pytest.raises(ProtocolError):
+        encode(Kind.DATA, 1, 1 << 70)
+
+
+def header(*items) -> bytes:
+    return msgpack.packb(list(items), use_bin_type=True)
+
+
+def nested(depth: int) -> list:
+    value: list = [0]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        ([], "empty"),
+        ([header(2, 1, 0, None)], "version"),
+        ([header(PROTOCOL_VERSION, "x", 0, None)], "integers"),
+        ([header(PROTOCOL_VERSION, 1, 0)], "header must be"),
+        ([b"\xc1"], "msgpack"),
+        ([header(PROTOCOL_VERSION, 1, 0, nested(40))], "nesting"),
+        ([b"\x91" * 5000 + b"\xc0"], "msgpack"),
+        ([header(PROTOCOL_VERSION, 1, 0, msgpack.ExtType(99, b""))], "extension"),
+        ([header(PROTOCOL_VERSION, 1, 0, msgpack.ExtType(1, msgpack.packb([1, 8, [4]])))],
+         "missing buffer"),
+        ([header(PROTOCOL_VERSION, 1, 0, msgpack.ExtType(1, msgpack.packb([1, 8, [4]]))), b"\0"],
+         "needs 16 bytes"),
+        ([header(PROTOCOL_VERSION, 1, 0, msgpack.ExtType(1, msgpack.packb([1, 77, [1]]))), b"\0"],
+         "dtype"),
+        ([header(PROTOCOL_VERSION, 1, 0, msgpack.ExtType(1, msgpack.packb([1, 8, [-1]]))), b""],
+         "shape"),
+        ([header(PROTOCOL_VERSION, 1, 0, msgpack.ExtType(4, b"cuda:0"))], "device"),
+        ([header(PROTOCOL_VERSION, 1, 0, [0] * 70000)], "msgpack"),
+    ],
+)
+def test_malformed_frames_raise_protocol_error(frames, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        decode(frames)
+
+
+def test_size_limits():
+    limits = Limits(max_header_bytes=64, max_frames=2, max_tensor_numel=10)
+    with pytest.raises(ProtocolError, match="header of"):
+        decode([b"\x90" * 65], limits)
+    with pytest.raises(ProtocolError, match="frames"):
+        decode([header(1, 1, 0, None), b"", b""], limits)
+    with pytest.raises(ProtocolError, match="elements exceeds"):
+        decode(encode(Kind.DATA, 1, torch.zeros(11)), limits)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=4))
+def test_random_frames_only_ever_raise_protocol_error(frames):
+    try:
+        decode(frames)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=20) | st.binary(max_size=20),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5),
+                                                                      children, max_size=5),
+    max_leaves=30,
+))
+def test_plain_bodies_round_trip(body):
+    assert decode(encode(Kind.DATA, 9, body)).body == body

@@ -1,0 +1,63 @@
+"""Pointer dispatch end to end through a worker loop running in this process (inproc://)."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import torch
+
+import zsyft as sy
+from zsyft.remote.handle import WorkerHandle
+from zsyft.remote.node import LocalNode
+from zsyft.runtime.inproc import InprocWorker
+
+
+@pytest.fixture(scope="module")
+def hook():
+    return sy.TorchHook(torch)
+
+
+@pytest.fixture
+def ann(hook):
+    node = LocalNode()
+    with InprocWorker("ann") as address:
+        handle = node.add_worker(WorkerHandle(node, "ann", address))
+        yield handle
+        handle.close()
+
+
+def test_commands_are_pipelined_and_results_fetched(ann):
+    x = torch.arange(4.0).send(ann)
+    y = (x * 2 + 1).sum()
+    assert y.shape == () and y.dtype == torch.float32
+    assert torch.equal(y.get(), torch.tensor(16.0))
+
+
+def test_detach_shares_the_remote_object_without_a_message(ann):
+    x = torch.ones(2).send(ann)
+    d = x.detach()
+    assert d.id_at_location == x.id_at_location
+    ann.sync()
+    assert len(ann._objects) == 1
+
+
+def test_deletes_are_batched_and_sent_before_the_next_request(ann):
+    kept = torch.zeros(1).send(ann)
+    for _ in range(10):
+        torch.ones(1).send(ann)
+    gc.collect()
+    assert len(ann._objects) == 1
+    del kept
+
+
+def test_in_place_on_a_local_tensor_from_a_pointer_is_refused(ann):
+    with pytest.raises(sy.PointerUsageError, match="local tensor"):
+        torch.zeros(2).add_(torch.ones(2).send(ann))
+
+
+def test_pointer_repr_and_attributes(ann):
+    x = torch.ones(1).send(ann)
+    assert repr(x) == f"(Wrapper)>[PointerTensor | me:{x.id} -> ann:{x.id_at_location}]"
+    assert str(x) == repr(x)
+    assert x.location is ann

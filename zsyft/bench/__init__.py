@@ -1,0 +1,17 @@
+"""`zsyft bench`: zsyft measured next to bare pyzmq doing the same wire work, in one run.
+
+Each row of the benchmark pairs one zsyft measurement with a baseline that moves the very
+frames zsyft moves (captured from a real zsyft exchange) between two processes over the same
+kind of socket, using nothing but pyzmq. Absolute numbers depend on the machine; the ratio
+zsyft/bare is what says how much zsyft itself costs.
+
+- `runner.run(quick, echo)`: the entry point behind `zsyft bench`; returns the rows.
+- `cases`: the rows that are measured (add new ones to `cases.CASES`).
+- `env`: the processes a run starts (zsyft workers, the bare server), all stopped at the end.
+- `bare` / `bare_server`: the pyzmq-only client and the echo-server process.
+- `capture`: records the frames a zsyft worker handle sends and receives.
+- `report`: rows, medians, ratios and the printed table.
+
+This package imports neither torch nor zsyft's runtime at import time, so that
+`python -m zsyft.bench.bare_server` starts as fast as a plain pyzmq program.
+"""

@@ -1,0 +1,269 @@
+"""The measured rows: each `Case` times one zsyft operation and its bare pyzmq counterpart.
+
+A case is prepared once (start what it needs, warm both sides up, capture the frames zsyft
+really sends), then the runner alternates `zsyft_sample()` and `bare_sample()` for `rounds`
+rounds. Each sample returns values already in the case's unit; the row shows the medians.
+
+To add a row (pointer-chain hops, encrypted ops, ...): subclass `Case`, get workers from the
+`BenchEnv`, replay the captured frames against `env.bare()`, and append the class to `CASES`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from zsyft.bench.bare import BareClient
+from zsyft.bench.capture import Exchange, capture
+from zsyft.bench.env import BenchEnv
+from zsyft.bench.report import Target
+
+WORKER = "bench"  # the private zsyft worker every ipc row uses
+TCP_WORKER = "bench-tcp"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure: `quick` for a smoke test, otherwise a full run."""
+
+    quick: bool
+
+    def pick(self, quick: int, full: int) -> int:
+        """`quick` in a quick run, else `full`."""
+        return quick if self.quick else full
+
+
+class Case:
+    """One row of the benchmark. Subclasses set the class attributes and the four methods."""
+
+    key = ""
+    label = ""
+    unit = ""
+    target = Target(1.0, upper=True)
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.rounds = plan.pick(3, 10)
+
+    def needs(self) -> list[tuple[str, str]]:
+        """The zsyft workers this case uses, as (name, transport); started before any row."""
+        return [(WORKER, "ipc")]
+
+    def prepare(self, env: BenchEnv) -> None:
+        """Start what the case needs, warm up zsyft and bare pyzmq, capture zsyft's frames."""
+        raise NotImplementedError
+
+    def zsyft_sample(self) -> list[float]:
+        raise NotImplementedError
+
+    def bare_sample(self) -> list[float]:
+        raise NotImplementedError
+
+    def what(self) -> str:
+        """One sentence for the table's footnotes: what each side does."""
+        return ""
+
+    def finish(self) -> None:
+        """Drop what `prepare` created (pointers, captured buffers)."""
+
+
+class RoundTrip(Case):
+    """Latency of one remote op whose result is waited for: `z = x + x; z.get()`.
+
+    zsyft sends a COMMAND (pipelined) and a FETCH, and waits for the DATA reply. The bare
+    client sends the same captured frames; the server answers the second with the captured
+    DATA frames.
+    """
+
+    unit = "µs"
+    target = Target(2.0, upper=True)
+
+    def __init__(self, plan: Plan, transport: str = "ipc") -> None:
+        super().__init__(plan)
+        self.transport = transport
+        self.key = f"round-trip-{transport}"
+        self.label = f"remote op round trip ({transport})"
+        self.rounds = plan.pick(10, 80)  # short batches, many rounds: the sides interleave finely
+        self.batch = plan.pick(30, 50)
+        self.warmup = plan.pick(50, 300)
+        self.exchange = Exchange()
+
+    def needs(self) -> list[tuple[str, str]]:
+        return [(WORKER if self.transport == "ipc" else TCP_WORKER, self.transport)]
+
+    def prepare(self, env: BenchEnv) -> None:
+        worker = env.worker(*self.needs()[0])
+        self.x = torch.ones(4).send(worker)
+        self._zsyft_loop(self.warmup)
+        with capture(worker) as self.exchange:
+            self._zsyft_loop(1)
+        self.messages = self.exchange.sent
+        self.reply = self.exchange.reply()
+        self.client = env.bare(self.transport)
+        self._bare_loop(self.warmup)
+
+    def _zsyft_loop(self, count: int) -> list[float]:
+        x, clock, times = self.x, time.perf_counter, []
+        for _ in range(count):
+            start = clock()
+            z = x + x
+            z.get()
+            times.append((clock() - start) * 1e6)
+        return times
+
+    def _bare_loop(self, count: int) -> list[float]:
+        client, messages, clock, times = self.client, self.messages, time.perf_counter, []
+        client.reply_after(len(messages), self.reply)
+        for _ in range(count):
+            start = clock()
+            for frames in messages:
+                client.send(frames)
+            client.recv()
+            times.append((clock() - start) * 1e6)
+        return times
+
+    def zsyft_sample(self) -> list[float]:
+        return self._zsyft_loop(self.batch)
+
+    def bare_sample(self) -> list[float]:
+        return self._bare_loop(self.batch)
+
+    def what(self) -> str:
+        return (
+            f"z = x + x; z.get() on 4 float32 ({self.exchange.describe()}); bare pyzmq sends "
+            "the same frames DEALER→ROUTER and gets the same reply frames back"
+        )
+
+    def finish(self) -> None:
+        self.x = None
+
+
+class Pipelined(Case):
+    """Throughput of small ops that wait for nothing: N x `y = x + x`, then one `sy.sync()`.
+
+    The bare client sends the captured COMMAND frames N times, then the captured SYNC frames,
+    and waits for the server's captured OK reply to confirm that all of them arrived.
+    """
+
+    key = "pipelined-ipc"
+    label = "pipelined small ops (ipc)"
+    unit = "ops/s"
+    target = Target(0.5, upper=False)
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan)
+        self.rounds = plan.pick(3, 20)
+        self.ops = plan.pick(2_000, 5_000)
+
+    def prepare(self, env: BenchEnv) -> None:
+        self.sy = env.sy
+        worker = env.worker(WORKER)
+        self.x = torch.ones(4).send(worker)
+        self.zsyft_sample()
+        with capture(worker) as one_op:
+            y = self.x + self.x
+        with capture(worker) as sync:
+            self.sy.sync()
+        del y
+        self.command = one_op.only("COMMAND")
+        self.sync = sync.only("SYNC")
+        self.reply = sync.reply()
+        self.exchange = Exchange([self.command, self.sync], [self.reply])
+        self.client: BareClient = env.bare("ipc")
+        self.bare_sample()
+
+    def zsyft_sample(self) -> list[float]:
+        x, sync, ops = self.x, self.sy.sync, self.ops
+        start = time.perf_counter()
+        for _ in range(ops):
+            y = x + x
+        sync()
+        elapsed = time.perf_counter() - start
+        del y
+        return [ops / elapsed]
+
+    def bare_sample(self) -> list[float]:
+        client, command, ops = self.client, self.command, self.ops
+        client.reply_after(ops + 1, self.reply)
+        start = time.perf_counter()
+        for _ in range(ops):
+            client.send(command)
+        client.send(self.sync)
+        client.recv()
+        return [ops / (time.perf_counter() - start)]
+
+    def what(self) -> str:
+        return (
+            f"{self.ops:,} x (y = x + x), then sy.sync() ({self.exchange.describe()}); bare "
+            f"pyzmq sends the COMMAND frames {self.ops:,} times, then SYNC, and waits for OK"
+        )
+
+    def finish(self) -> None:
+        self.x = None
+
+
+class BigTransfer(Case):
+    """Throughput of `t.send(bob).get()` for a 64 MiB float32 tensor, counting both ways.
+
+    The bare client sends the captured STORE frames (the 64 MiB buffer without a copy) and the
+    server echoes them back without a copy.
+    """
+
+    key = "send-get-64mib-ipc"
+    label = "send+get 64 MiB float32 (ipc)"
+    unit = "MB/s"
+    target = Target(0.5, upper=False)
+    NBYTES = 64 << 20
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan)
+        self.rounds = plan.pick(3, 20)
+        self.warmup = plan.pick(1, 2)
+
+    def prepare(self, env: BenchEnv) -> None:
+        self.worker = env.worker(WORKER)
+        self.tensor = torch.rand(self.NBYTES // 4, dtype=torch.float32)
+        for _ in range(self.warmup):
+            self.zsyft_sample()
+        with capture(self.worker) as self.exchange:
+            self.tensor.send(self.worker).get()
+        self.store = self.exchange.only("STORE")
+        self.client: BareClient = env.bare("ipc")
+        for _ in range(self.warmup):
+            self.bare_sample()
+
+    def _rate(self, seconds: float) -> float:
+        return 2 * self.NBYTES / seconds / 1e6
+
+    def zsyft_sample(self) -> list[float]:
+        start = time.perf_counter()
+        self.tensor.send(self.worker).get()
+        return [self._rate(time.perf_counter() - start)]
+
+    def bare_sample(self) -> list[float]:
+        self.client.echo()
+        start = time.perf_counter()
+        self.client.send(self.store)
+        self.client.recv(copy=False)
+        return [self._rate(time.perf_counter() - start)]
+
+    def what(self) -> str:
+        return (
+            f"t.send(bob).get(), MB/s = 2 x 64 MiB / time ({self.exchange.describe()}); bare "
+            "pyzmq sends the STORE frames without a copy and the server echoes them back"
+        )
+
+    def finish(self) -> None:
+        self.tensor = self.store = self.exchange = None  # type: ignore[assignment]
+
+
+CASES: list[Callable[[Plan], Case]] = [
+    RoundTrip,
+    Pipelined,
+    BigTransfer,
+    lambda plan: RoundTrip(plan, "tcp"),
+]
+"""The rows in table order; each entry builds its case from the run's `Plan`."""

@@ -1,0 +1,59 @@
+"""`zsyft bench`: run every case, zsyft and bare pyzmq interleaved, and print the table.
+
+    rows = run(quick=True, echo=print)   # what `zsyft bench --quick` does
+
+Every process the run starts (zsyft workers, bare pyzmq servers) is stopped before `run`
+returns or raises. Within a row, rounds alternate which side goes first, so drift in the
+machine's load or clock speed affects zsyft and its baseline alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+
+from zsyft.bench.cases import CASES, Case, Plan
+from zsyft.bench.env import BenchEnv
+from zsyft.bench.report import NOTE, Row, format_table, machine_line, make_row
+
+
+def measure(case: Case, env: BenchEnv) -> Row:
+    """Prepare `case`, then take its zsyft and bare samples in alternating order."""
+    zsyft_samples: list[float] = []
+    bare_samples: list[float] = []
+    try:
+        case.prepare(env)
+        gc.collect()  # start from a clean heap; collections during the rounds count, as in use
+        for round_index in range(case.rounds):
+            sides = [(zsyft_samples, case.zsyft_sample), (bare_samples, case.bare_sample)]
+            if round_index % 2:
+                sides.reverse()
+            for samples, sample in sides:
+                samples.extend(sample())
+        what = case.what()
+    finally:
+        case.finish()
+    return make_row(case.key, case.label, case.unit, case.target, zsyft_samples, bare_samples, what)
+
+
+def run(
+    quick: bool = False,
+    echo: Callable[[str], None] = print,
+    cases: Sequence[Callable[[Plan], Case]] = CASES,
+) -> list[Row]:
+    """Measure every case (fewer repetitions if `quick`), print the table, return the rows."""
+    started = time.perf_counter()
+    plan = Plan(quick)
+    chosen = [make(plan) for make in cases]
+    echo(machine_line(quick))
+    echo(NOTE)
+    echo("")
+    rows: list[Row] = []
+    with BenchEnv() as env:
+        env.start_workers([need for case in chosen for need in case.needs()])
+        for case in chosen:
+            rows.append(measure(case, env))
+    echo(format_table(rows))
+    echo(f"\n{len(rows)} rows in {time.perf_counter() - started:.1f} s")
+    return rows

@@ -1,0 +1,307 @@
+"""Correlated randomness from the crypto provider (dealer), and its party-side derivation.
+
+The provider is a non-colluding helper that knows every party's PRG seed but never sees
+data: each ``deal_*`` function takes only seeds, an op id and public metadata (op kind,
+shapes, divisor), so its output cannot depend on any secret.  Both sides expand the seeds
+with :class:`~zsyft.mpc.prg.Prg` under the same ``(op_id, purpose)`` labels:
+
+* *random* values (Beaver masks ``a``, ``b``, the truncation mask ``r`` ...) are defined as
+  the sum (or XOR) of what every party derives from its own seed - no communication;
+* *correlated* values (``c = a * b``, ``floor(r / D)``, XOR bits of ``r`` ...) are derived
+  from the seeds by parties ``0 .. n-2``; the provider computes the last party's share so
+  that the shares add up, and sends it as the operation's single **correction** tensor.
+
+Party ``i`` therefore learns only its own pseudo-random shares plus, for the last party,
+a correction that is uniformly distributed given its view (it is masked by the other
+parties' seeded shares).  Op ids must never be reused: two operations with the same op id
+would share masks, which breaks secrecy.
+
+This module holds the generic machinery and the material for Beaver triples and
+truncation; the comparison material lives in :mod:`zsyft.mpc.comparison_material`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .bitops import dtype_for_width, from_bytes, packed_nbytes, to_bytes
+from .prg import OpId, Prg
+from .ring import top_bit, unsigned_floordiv
+
+__all__ = [
+    "BILINEAR_KINDS",
+    "MAX_DIVISOR",
+    "BeaverTriple",
+    "DealerStreams",
+    "PartyStreams",
+    "TruncationMaterial",
+    "as_prgs",
+    "bilinear_op",
+    "bilinear_output_shape",
+    "check_divisor",
+    "deal_triple",
+    "deal_truncation",
+    "party_triple",
+    "party_truncation",
+]
+
+Shape = Sequence[int]
+
+
+def _bits(prg: Prg, op_id: OpId, purpose: str, shape: Shape, width: int) -> torch.Tensor:
+    """Uniform ``width``-bit words from a party's stream (dtype per width)."""
+    if width >= 8:
+        return prg.tensor(op_id, purpose, shape, dtype_for_width(width))
+    # Narrow words are drawn packed (8 // width per byte), then unpacked.
+    numel = 1
+    for d in shape:
+        numel *= int(d)
+    raw = prg.tensor(op_id, purpose, (packed_nbytes(numel, width),), torch.uint8)
+    return from_bytes(raw, width, numel).reshape(tuple(shape))
+
+
+def as_prgs(prgs: Sequence[Prg | bytes]) -> list[Prg]:
+    """Accept seeds or :class:`Prg` objects; require at least two parties."""
+    out = [p if isinstance(p, Prg) else Prg(p) for p in prgs]
+    if len(out) < 2:
+        raise ValueError(f"the provider needs the seeds of n >= 2 parties, got {len(out)}")
+    return out
+
+
+class DealerStreams:
+    """Provider side: re-derive all parties' streams and collect the last party's shares."""
+
+    def __init__(self, prgs: Sequence[Prg | bytes], op_id: OpId) -> None:
+        self.prgs = as_prgs(prgs)
+        self.op_id = op_id
+        self._parts: list[torch.Tensor] = []
+
+    def random_arith(self, purpose: str, shape: Shape) -> torch.Tensor:
+        """The value defined by the parties' seeded additive shares."""
+        total = self.prgs[0].int64(self.op_id, purpose, shape)
+        for p in self.prgs[1:]:
+            total += p.int64(self.op_id, purpose, shape)
+        return total
+
+    def random_xor(self, purpose: str, shape: Shape, width: int) -> torch.Tensor:
+        """The value defined by the parties' seeded XOR shares."""
+        total = _bits(self.prgs[0], self.op_id, purpose, shape, width)
+        for p in self.prgs[1:]:
+            total ^= _bits(p, self.op_id, purpose, shape, width)
+        return total
+
+    def arith(self, purpose: str, value: torch.Tensor) -> None:
+        """Additively share ``value``: the correction is the last party's share."""
+        corr = value.clone()
+        for p in self.prgs[:-1]:
+            corr -= p.int64(self.op_id, purpose, value.shape)
+        self._parts.append(to_bytes(corr, 64))
+
+    def xor(self, purpose: str, value: torch.Tensor, width: int) -> None:
+        """XOR-share ``width``-bit words ``value``; the correction is the last party's share."""
+        corr = value.clone()
+        for p in self.prgs[:-1]:
+            corr ^= _bits(p, self.op_id, purpose, value.shape, width)
+        self._parts.append(to_bytes(corr, width))
+
+    def correction(self) -> torch.Tensor:
+        """All corrections, concatenated as one flat uint8 tensor (sent to the last party)."""
+        if not self._parts:
+            return torch.empty(0, dtype=torch.uint8)
+        return torch.cat(self._parts) if len(self._parts) > 1 else self._parts[0]
+
+
+class PartyStreams:
+    """Party side: its seeded shares, or (last party) the matching pieces of the correction."""
+
+    def __init__(
+        self,
+        prg: Prg,
+        op_id: OpId,
+        party_index: int,
+        n_parties: int,
+        correction: torch.Tensor | None,
+    ) -> None:
+        if n_parties < 2 or not 0 <= party_index < n_parties:
+            raise ValueError(f"invalid party_index {party_index} for {n_parties} parties")
+        self.prg = prg
+        self.op_id = op_id
+        self.is_last = party_index == n_parties - 1
+        if self.is_last and correction is None:
+            raise ValueError("the last party needs the provider's correction")
+        if not self.is_last and correction is not None:
+            raise ValueError("only the last party receives a correction")
+        self._buf = None if correction is None else correction.contiguous().view(torch.uint8)
+        if self._buf is not None:
+            self._buf = self._buf.reshape(-1)
+        self._pos = 0
+
+    def _take(self, shape: Shape, width: int) -> torch.Tensor:
+        assert self._buf is not None
+        numel = 1
+        for d in shape:
+            numel *= int(d)
+        end = self._pos + packed_nbytes(numel, width)
+        if end > self._buf.numel():
+            raise ValueError("correction is shorter than the operation requires")
+        words = from_bytes(self._buf[self._pos : end], width, numel)
+        self._pos = end
+        return words.reshape(tuple(shape))
+
+    def random_arith(self, purpose: str, shape: Shape) -> torch.Tensor:
+        return self.prg.int64(self.op_id, purpose, shape)
+
+    def random_xor(self, purpose: str, shape: Shape, width: int) -> torch.Tensor:
+        return _bits(self.prg, self.op_id, purpose, shape, width)
+
+    def arith(self, purpose: str, shape: Shape) -> torch.Tensor:
+        if self.is_last:
+            return self._take(shape, 64)
+        return self.prg.int64(self.op_id, purpose, shape)
+
+    def xor(self, purpose: str, shape: Shape, width: int) -> torch.Tensor:
+        if self.is_last:
+            return self._take(shape, width)
+        return _bits(self.prg, self.op_id, purpose, shape, width)
+
+    def finish(self) -> None:
+        """Check that the correction had exactly the expected length."""
+        if self._buf is not None and self._pos != self._buf.numel():
+            raise ValueError("correction is longer than the operation requires")
+
+
+# ----------------------------------------------------------------------------- triples
+
+BILINEAR_KINDS = {"mul": torch.mul, "matmul": torch.matmul}
+"""Bilinear operations with Beaver triples: elementwise (broadcasting) and matmul."""
+
+
+def bilinear_op(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The torch function of a triple kind."""
+    try:
+        return BILINEAR_KINDS[kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown triple kind {kind!r}; expected one of {sorted(BILINEAR_KINDS)}"
+        ) from None
+
+
+def bilinear_output_shape(kind: str, x_shape: Shape, y_shape: Shape) -> torch.Size:
+    """Shape of ``op(x, y)`` for the triple kind (torch broadcasting/matmul rules)."""
+    bilinear_op(kind)
+    xs, ys = tuple(int(d) for d in x_shape), tuple(int(d) for d in y_shape)
+    if kind == "mul":
+        return torch.broadcast_shapes(xs, ys)
+    if not xs or not ys:
+        raise ValueError("matmul operands must have at least one dimension")
+    if xs[-1] != (ys[0] if len(ys) == 1 else ys[-2]):
+        raise ValueError(f"matmul shapes {xs} and {ys} do not match")
+    if len(xs) == 1 and len(ys) == 1:
+        return torch.Size(())
+    if len(ys) == 1:
+        return torch.Size(xs[:-1])
+    if len(xs) == 1:
+        return torch.Size((*ys[:-2], ys[-1]))
+    batch = torch.broadcast_shapes(xs[:-2], ys[:-2])
+    return torch.Size((*batch, xs[-2], ys[-1]))
+
+
+@dataclass(frozen=True)
+class BeaverTriple:
+    """One party's shares of ``(a, b, c = op(a, b))`` in Z/2^64."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    c: torch.Tensor
+
+
+def deal_triple(
+    prgs: Sequence[Prg | bytes], op_id: OpId, kind: str, x_shape: Shape, y_shape: Shape
+) -> torch.Tensor:
+    """Provider: the last party's share of ``c = op(a, b)`` (int64, shape of ``op(x, y)``).
+
+    ``a`` (shape of x) and ``b`` (shape of y) are the sums of the parties' seeded shares.
+    """
+    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
+    dealer = DealerStreams(prgs, op_id)
+    a = dealer.random_arith("triple.a", x_shape)
+    b = dealer.random_arith("triple.b", y_shape)
+    dealer.arith("triple.c", bilinear_op(kind)(a, b))
+    return dealer.correction().view(torch.int64).reshape(out_shape)
+
+
+def party_triple(
+    prg: Prg,
+    op_id: OpId,
+    party_index: int,
+    n_parties: int,
+    kind: str,
+    x_shape: Shape,
+    y_shape: Shape,
+    correction: torch.Tensor | None = None,
+) -> BeaverTriple:
+    """Party ``party_index``'s triple shares; the last party passes the provider's correction."""
+    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
+    src = PartyStreams(prg, op_id, party_index, n_parties, correction)
+    a = src.random_arith("triple.a", x_shape)
+    b = src.random_arith("triple.b", y_shape)
+    c = src.arith("triple.c", out_shape)
+    src.finish()
+    return BeaverTriple(a, b, c)
+
+
+# -------------------------------------------------------------------------- truncation
+
+MAX_DIVISOR = 1 << 62
+"""Largest supported truncation divisor."""
+
+
+def check_divisor(divisor: int) -> None:
+    """Raise ``ValueError`` unless ``divisor`` is an integer in ``[1, 2^62]``."""
+    if isinstance(divisor, bool) or not isinstance(divisor, int):
+        raise ValueError(f"divisor must be an integer, got {divisor!r}")
+    if not 1 <= divisor <= MAX_DIVISOR:
+        raise ValueError(f"divisor must be in [1, 2^62], got {divisor}")
+
+
+@dataclass(frozen=True)
+class TruncationMaterial:
+    """One party's additive shares of ``r``, ``floor(r / D)`` and ``r >> 63`` (r unsigned)."""
+
+    r: torch.Tensor
+    r_div: torch.Tensor
+    r_top: torch.Tensor
+
+
+def deal_truncation(
+    prgs: Sequence[Prg | bytes], op_id: OpId, shape: Shape, divisor: int
+) -> torch.Tensor:
+    """Provider: corrections ``(r_div, r_top)`` for the last party, int64 ``(2, *shape)``."""
+    check_divisor(divisor)
+    dealer = DealerStreams(prgs, op_id)
+    r = dealer.random_arith("trunc.r", shape)
+    dealer.arith("trunc.r_div", unsigned_floordiv(r, divisor))
+    dealer.arith("trunc.r_top", top_bit(r))
+    return dealer.correction().view(torch.int64).reshape(2, *shape)
+
+
+def party_truncation(
+    prg: Prg,
+    op_id: OpId,
+    party_index: int,
+    n_parties: int,
+    shape: Shape,
+    divisor: int,
+    correction: torch.Tensor | None = None,
+) -> TruncationMaterial:
+    """Party ``party_index``'s truncation material (the divisor is public metadata)."""
+    check_divisor(divisor)
+    src = PartyStreams(prg, op_id, party_index, n_parties, correction)
+    r = src.random_arith("trunc.r", shape)
+    r_div = src.arith("trunc.r_div", shape)
+    r_top = src.arith("trunc.r_top", shape)
+    src.finish()
+    return TruncationMaterial(r, r_div, r_top)

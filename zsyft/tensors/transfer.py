@@ -1,0 +1,113 @@
+"""Moving tensors and pointers between nodes, and pointer descriptors on the wire.
+
+A pointer travels as a descriptor: where its data lives (worker name and address), the id
+there, and its metadata. Whoever stores the descriptor's pointer owns the remote object: a
+pointer sent on, or fetched back, hands ownership over instead of deleting the object.
+
+Fences: a message to worker A and a message forwarded to A through worker B travel on
+different links, so before handing a pointer to A's object to someone else, the sender first
+waits until A ran everything the sender posted to it (only if it posted something since its
+last answer from A).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zsyft.errors import PointerUsageError, ProtocolError
+from zsyft.remote.handle import WorkerHandle
+from zsyft.remote.node import LocalNode
+from zsyft.remote.refs import RemoteRef
+from zsyft.tensors.pointer import PointerTensor
+from zsyft.wire.messages import Kind, is_object_id
+
+ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+def descriptor(pointer: PointerTensor, owner: str) -> dict[str, Any]:
+    """The wire form of a pointer held by `owner`."""
+    location = pointer.location
+    return {
+        "pointer": 1,
+        "location": location.id,
+        "address": location.address,
+        "id_at_location": pointer.ref.id,
+        "id": pointer.id,
+        "owner": owner,
+        "shape": list(pointer.shape),
+        "stride": list(pointer.stride()),
+        "dtype": pointer.dtype,
+    }
+
+
+def is_descriptor(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("pointer") == 1
+
+
+def handle_for(node: LocalNode, name: Any, address: Any) -> WorkerHandle:
+    """This node's handle on the worker `name` at `address`, connecting if needed."""
+    if not (isinstance(name, str) and isinstance(address, str)):
+        raise ProtocolError("a worker is named by a string name and address")
+    if not address.startswith(ADDRESS_SCHEMES):
+        raise ProtocolError(f"worker address {address!r} must start with tcp://, ipc:// or inproc://")
+    for handle in node.workers.values():
+        if handle.address == address and not handle.link.socket.closed:
+            return handle
+    handle = WorkerHandle(node, name, address)
+    if name in node.workers:  # another worker of that name: keep both, register the first
+        node.extra_handles.append(handle)
+        return handle
+    return node.add_worker(handle)
+
+
+def import_pointer(node: LocalNode, desc: Any) -> PointerTensor:
+    """A pointer (owning its remote object) built from a descriptor received from a worker."""
+    try:
+        location = handle_for(node, desc["location"], desc["address"])
+        object_id, shape, stride, dtype = (
+            desc["id_at_location"], desc["shape"], desc["stride"], desc["dtype"]
+        )
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(f"malformed pointer descriptor: {exc}") from None
+    if not is_object_id(object_id) or not isinstance(dtype, torch.dtype):
+        raise ProtocolError("malformed pointer descriptor: bad id or dtype")
+    return PointerTensor(RemoteRef(location, object_id), shape, stride, dtype)
+
+
+def fence(handle: WorkerHandle) -> None:
+    """Wait until `handle`'s worker ran everything this node posted to it."""
+    if handle.dirty:
+        handle.sync()
+
+
+def send(value: torch.Tensor, worker: Any, owner: str, object_id: bytes | None = None) -> Any:
+    """Store `value` at `worker`: a tensor's data, or (pointer chains) a pointer to the data.
+
+    Returns the pointer to the new object. A pointer sent on hands its remote object to the
+    receiving worker: the sender's pointer no longer owns (nor can use) it.
+    """
+    if not isinstance(worker, WorkerHandle):
+        raise TypeError(
+            f"send() expects a worker such as sy.VirtualWorker(hook, id='bob'), "
+            f"got {type(worker).__name__}"
+        )
+    ref = RemoteRef(worker, object_id)
+    if isinstance(value, PointerTensor):
+        value.ref.check_live()
+        if value.location is worker:
+            raise PointerUsageError(
+                f"this tensor is already at {worker.id}; a pointer there to itself is useless"
+            )
+        fence(value.location)
+        worker.post(Kind.STORE_POINTER, [ref.id, descriptor(value, owner)])
+        value.ref.forget(moved_to=worker.id)
+        return PointerTensor(ref, value.shape, value.stride(), value.dtype,
+                             requires_grad=value.requires_grad)
+    data = value.detach().contiguous()
+    if data.data_ptr() == value.data_ptr():
+        data = data.clone()  # the caller may modify `value` while the bytes are in flight
+    worker.store(ref.id, data)
+    return PointerTensor(ref, data.shape, data.stride(), data.dtype,
+                         requires_grad=value.requires_grad)

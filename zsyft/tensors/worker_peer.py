@@ -1,0 +1,90 @@
+"""The client side of a worker process: what lets a worker hold pointers to other workers.
+
+Implements the runtime's `Peer` interface with this process's `LocalNode` (named after the
+worker, so pointers it holds print as `alice:ID -> bob:ID`). Commands on stored pointers go
+through the ordinary pointer dispatch, pipelined; errors they raise at the next worker come
+back as notices and are relayed to the client whose command caused them, with the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from zsyft.remote.node import local_node
+from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.transfer import (
+    descriptor,
+    fence,
+    handle_for,
+    import_pointer,
+    is_descriptor,
+    send,
+)
+
+
+class WorkerPeer:
+    """Pointer chains for one worker process (see `zsyft.runtime.peering.Peer`)."""
+
+    def __init__(self) -> None:
+        self.node = local_node()
+
+    def attach(
+        self,
+        name: str,
+        serve_one: Callable[[], None],
+        socket: zmq.Socket,
+        relay_error: Callable[[Any, Any], None],
+    ) -> None:
+        self.node.id = name
+        self.node.serve_while_waiting = (socket, serve_one)
+        self.node.error_sink = relay_error
+
+    def set_origin(self, origin: Any) -> None:
+        self.node.origin = origin
+
+    def is_pointer(self, value: Any) -> bool:
+        return isinstance(value, PointerTensor)
+
+    def import_pointer(self, desc: Any) -> PointerTensor:
+        return import_pointer(self.node, desc)
+
+    def export_pointer(self, pointer: PointerTensor, transfer: bool) -> dict:
+        if transfer:
+            fence(pointer.location)
+        desc = descriptor(pointer, self.node.id)
+        if transfer:
+            pointer.ref.forget()
+        return desc
+
+    def fetch(self, pointer: PointerTensor) -> Any:
+        value = pointer.location.fetch(pointer.ref.id, delete=True)
+        pointer.ref.forget()
+        return import_pointer(self.node, value) if is_descriptor(value) else value
+
+    def send(self, value: Any, destination: Any, new_id: bytes) -> Any:
+        if not isinstance(destination, dict):
+            raise TypeError("destination must be {name, address}")
+        worker = handle_for(self.node, destination.get("name"), destination.get("address"))
+        return send(value, worker, self.node.id, new_id)
+
+    def _handles(self) -> list[Any]:
+        return [h for h in self.node.all_handles() if not h.link.socket.closed]
+
+    def sockets(self) -> list[zmq.Socket]:
+        return [h.link.socket for h in self._handles()]
+
+    def on_readable(self, socket: zmq.Socket) -> None:
+        for handle in self._handles():
+            if handle.link.socket is socket:
+                handle.drain_notices()
+
+    def flush(self) -> None:
+        for handle in self._handles():
+            handle.flush_deletes()
+
+    def sync(self) -> None:
+        for handle in self._handles():
+            fence(handle)
