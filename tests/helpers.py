@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from pathlib import Path
+
+# Every process this test run starts inherits this variable, so concurrent runs on one machine
+# never count (or kill) each other's workers.
+RUN_TAG = "ZSYFT_TEST_RUN"
+os.environ.setdefault(RUN_TAG, uuid.uuid4().hex)
+_TAG = f"{RUN_TAG}={os.environ[RUN_TAG]}".encode()
 
 
 def zsyft_pids(marker: str = "zsyft-worker") -> set[int]:
-    """Pids of live processes whose command line contains `marker`."""
+    """Pids of live processes of this test run whose command line contains `marker`."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -15,9 +23,12 @@ def zsyft_pids(marker: str = "zsyft-worker") -> set[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             state = (entry / "stat").read_text().split(")")[-1].split()[0]
+            if marker not in cmdline or state == "Z":
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if marker in cmdline and state != "Z":
+        if _TAG in environ:
             pids.add(int(entry.name))
     return pids
 

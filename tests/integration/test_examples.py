@@ -30,3 +30,18 @@ def test_basic_tools_tutorial():
         "tensor([1., 2., 3., 4., 5.], requires_grad=True)\ntensor([1., 1., 1., 1., 1.])"
     )
     assert "tensor([ 2,  4,  6,  8, 10])\n{}\n" in out, "bob holds nothing after the gets"
+
+
+@pytest.mark.timeout(150)
+def test_pointer_chains_tutorial():
+    out = run_example("03_pointer_chains.py")
+    assert "(Wrapper)>[PointerTensor | alice:" in out and "-> bob:" in out
+    assert "tensor([1, 2, 3, 4])" in out
+    assert "tensor([ 2,  4,  6,  8, 10])" in out
+    move_section = out.split("# Section 3.2 - Pointer Chain Operations")[1].splitlines()
+    before, after = move_section[1:3], move_section[3:5]
+    assert before[0].startswith("  bob: {") and before[0] != "  bob: {}"
+    assert before[1] == "alice: {}"
+    assert after[0] == "  bob: {}" and after[1].startswith("alice: {")
+    assert move_section[5].startswith("(Wrapper)>[PointerTensor | me:")
+    assert "-> alice:" in move_section[5]

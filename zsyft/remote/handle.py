@@ -116,6 +116,7 @@ class WorkerHandle:
         self._seqs = itertools.count(1)
         self._issued: OrderedDict[int, tuple[str, str | None, Any]] = OrderedDict()
         self.dirty = False  # messages posted since the last reply: the worker may lag behind
+        self.in_flight = 0  # requests sent and not yet answered (nested waits in a worker)
 
     # -- lifetime of remote objects -------------------------------------------------------
     def release(self, object_id: bytes) -> None:
@@ -179,17 +180,21 @@ class WorkerHandle:
             self._flush_deletes()
             self._send(frames)
             deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    reply = decode(self.link.recv(deadline, self.node.serve_while_waiting))
-                except WorkerUnavailableError as exc:
-                    raise self._explain(exc) from None
-                if reply.rid == rid:
-                    self.dirty = False
-                    if reply.kind == Kind.ERROR:
-                        raise self._error(reply.body)
-                    return reply.body
-                self._notice(reply)
+            self.in_flight += 1
+            try:
+                while True:
+                    try:
+                        reply = decode(self.link.recv(deadline, self.node.serve_while_waiting))
+                    except WorkerUnavailableError as exc:
+                        raise self._explain(exc) from None
+                    if reply.rid == rid:
+                        self.dirty = False
+                        if reply.kind == Kind.ERROR:
+                            raise self._error(reply.body)
+                        return reply.body
+                    self._notice(reply)
+            finally:
+                self.in_flight -= 1
 
     def drain_notices(self) -> None:
         """Collect ERROR notices that already arrived, without waiting."""

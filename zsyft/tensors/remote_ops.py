@@ -51,36 +51,42 @@ def _map(fn: Any, obj: Any) -> Any:
     return fn(obj)
 
 
-def _leaves(obj: Any, out: list[Any]) -> list[Any]:
+def _prepare(obj: Any, key: list[Any], pointers: list[PointerTensor]) -> Any:
+    """One pass over an argument: its wire form, its part of the metadata-cache key, and the
+    pointers in it. Lists keep their boundaries in the key so different nestings differ."""
+    if isinstance(obj, PointerTensor):
+        pointers.append(obj)
+        key.append((obj.shape, obj.stride(), obj.dtype, obj.storage_offset()))
+        return obj.ref.id
+    if isinstance(obj, torch.Tensor):
+        key.append((obj.shape, obj.stride(), obj.dtype, obj.storage_offset(), "local"))
+        return obj
     if isinstance(obj, list | tuple):
-        for item in obj:
-            _leaves(item, out)
-    elif isinstance(obj, dict):
-        for key, item in obj.items():
-            out.append(key)
-            _leaves(item, out)
-    else:
-        out.append(obj)
-    return out
+        key.append(("[", len(obj)))
+        return [_prepare(item, key, pointers) for item in obj]
+    if isinstance(obj, dict):
+        key.append(("{", len(obj)))
+        wire = {}
+        for name, item in obj.items():
+            key.append(name)
+            wire[name] = _prepare(item, key, pointers)
+        return wire
+    key.append(obj)
+    return obj
 
 
-def _wire(value: Any) -> Any:
-    return value.ref.id if isinstance(value, PointerTensor) else value
-
-
-def _location_of(leaves: list[Any], op: str) -> Any:
+def _location_of(pointers: list[PointerTensor], op: str) -> Any:
     location = None
-    for value in leaves:
-        if isinstance(value, PointerTensor):
-            value.ref.check_live()
-            where = value.ref.location
-            if location is None:
-                location = where
-            elif where is not location:
-                raise PointerUsageError(
-                    f"{op} mixes tensors at {location.id} and {where.id}; move one to the "
-                    f"other first, e.g. y.move({location.id})"
-                )
+    for value in pointers:
+        value.ref.check_live()
+        where = value.ref.location
+        if location is None:
+            location = where
+        elif where is not location:
+            raise PointerUsageError(
+                f"{op} mixes tensors at {location.id} and {where.id}; move one to the "
+                f"other first, e.g. y.move({location.id})"
+            )
     return location
 
 
@@ -97,20 +103,9 @@ _META_CACHE: dict[Any, Any] = {}
 META_CACHE_SIZE = 8192
 
 
-def _signature(func: Any, leaves: list[Any]) -> Any:
-    key: list[Any] = [func]
-    for value in leaves:
-        if isinstance(value, torch.Tensor):
-            key.append((value.shape, value.stride(), value.dtype, value.storage_offset()))
-        else:
-            key.append(value)
-    return tuple(key)
-
-
-def infer_outputs(func: Any, args: tuple, kwargs: dict, leaves: list[Any]) -> Any:
+def infer_outputs(func: Any, args: tuple, kwargs: dict, key: tuple) -> Any:
     """The op's outputs as meta tensors (cached by argument metadata), or `SYNC`."""
     try:
-        key = _signature(func, leaves)
         cached = _META_CACHE.get(key)
     except TypeError:  # an unhashable argument: infer without the cache
         key, cached = None, None
@@ -132,8 +127,11 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     if func in REVEALING_OPS:
         raise _revealing(func)
     op_name = func.__name__
-    leaves = _leaves(kwargs, _leaves(args, []))
-    location = _location_of(leaves, op_name)
+    key: list[Any] = [func]
+    pointers: list[PointerTensor] = []
+    wire_args = _prepare(args, key, pointers)
+    wire_kwargs = _prepare(kwargs, key, pointers)
+    location = _location_of(pointers, op_name)
     if func in ALIAS_OPS:
         src = args[0]
         return PointerTensor(src.ref, src.shape, src.stride(), src.dtype, src.storage_offset())
@@ -144,8 +142,7 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
             raise PointerUsageError(
                 f"{op_name} would write remote data into a local tensor; call .get() first"
             )
-    wire_args, wire_kwargs = _map(_wire, args), _map(_wire, kwargs)
-    meta_out = infer_outputs(func, args, kwargs, leaves)
+    meta_out = infer_outputs(func, args, kwargs, tuple(key))
     if meta_out is SYNC:
         return _run_synchronously(func, location, wire_args, wire_kwargs, aliases)
 

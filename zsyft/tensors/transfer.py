@@ -77,8 +77,13 @@ def import_pointer(node: LocalNode, desc: Any) -> PointerTensor:
 
 
 def fence(handle: WorkerHandle) -> None:
-    """Wait until `handle`'s worker ran everything this node posted to it."""
-    if handle.dirty:
+    """Wait until `handle`'s worker ran everything this node posted to it.
+
+    Not needed when a request to that worker is already in flight further up the stack: the
+    worker runs messages in order, so it already ran everything sent before that request (and
+    waiting again would deadlock, because it defers our messages until it answered us).
+    """
+    if handle.dirty and not handle.in_flight:
         handle.sync()
 
 

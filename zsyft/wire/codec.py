@@ -164,7 +164,20 @@ class _Decoder:
             )
         if nbytes == 0:
             return torch.empty(shape, dtype=dtype)
-        return torch.frombuffer(bytearray(view), dtype=dtype).reshape(shape)
+        if isinstance(buffer, bytes):  # small frames arrive as immutable bytes: copy
+            return torch.frombuffer(bytearray(view), dtype=dtype).reshape(shape)
+        # A large frame's memory belongs to its zmq message, which is ours alone and writable:
+        # the tensor uses it in place (zero-copy) and keeps the frame alive.
+        raw = torch.frombuffer(view, dtype=torch.uint8)
+        if raw.data_ptr() % dtype.itemsize:
+            raw = raw.clone()  # misaligned for this dtype: one copy
+        return raw.view(dtype).reshape(shape)
+
+
+# Bytes that may open a msgpack container (fixmap, fixarray, array16/32, map16/32). A header
+# with at most `max_depth` of them cannot nest deeper, so the walk below is skipped (one C call
+# instead of a Python walk for every ordinary message).
+_NOT_CONTAINER_BYTES = bytes(b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
 
 
 def _check_depth(obj: Any, max_depth: int) -> None:
@@ -223,6 +236,8 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         )
     if not (isinstance(kind, int) and isinstance(rid, int)) or isinstance(kind, bool):
         raise ProtocolError("message kind and request id must be integers")
-    if isinstance(body, list | dict):
+    if isinstance(body, list | dict) and (
+        len(header.translate(None, _NOT_CONTAINER_BYTES)) > limits.max_depth
+    ):
         _check_depth(body, limits.max_depth)
     return Message(kind, rid, body)

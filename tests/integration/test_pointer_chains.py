@@ -1,0 +1,205 @@
+"""Tutorial Part 3 and beyond: pointers to pointers across worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+import zsyft as sy
+from tests.integration.conftest import settle
+from zsyft.transport.zmq import Link
+
+
+@pytest.fixture(scope="module")
+def carol(hook):
+    worker = sy.VirtualWorker(hook, id="carol")
+    yield worker
+    sy.local_worker.workers.pop("carol", None)
+    worker.close()
+
+
+@pytest.fixture(autouse=True)
+def empty_workers(bob, alice, carol):
+    settle(bob, alice, carol)
+    for worker in (bob, alice, carol):
+        assert worker._objects == {}, f"a previous test left objects at {worker.id}"
+    yield
+    settle(bob, alice, carol)
+    for worker in (bob, alice, carol):
+        assert worker._objects == {}, f"objects left at {worker.id}"
+
+
+def test_section_3_1_pointer_to_pointer(bob, alice):
+    x = torch.tensor([1, 2, 3, 4])
+    x_ptr = x.send(bob)
+    pointer_to_x_ptr = x_ptr.send(alice)
+    assert pointer_to_x_ptr.location is alice
+    (data,) = bob._objects.values()
+    assert data.tolist() == [1, 2, 3, 4]
+    (held,) = alice._objects.values()
+    expected = f"(Wrapper)>[PointerTensor | alice:{held.id} -> bob:{x_ptr.id_at_location}]"
+    assert repr(held) == expected
+
+    x_ptr = pointer_to_x_ptr.get()
+    assert isinstance(x_ptr, sy.PointerTensor) and x_ptr.location is bob
+    assert alice._objects == {} and len(bob._objects) == 1
+    assert torch.equal(x_ptr.get(), x)
+    assert bob._objects == {}
+
+
+def test_arithmetic_on_pointer_to_pointer(bob, alice):
+    p2p2x = torch.tensor([1, 2, 3, 4, 5]).send(bob).send(alice)
+    y = p2p2x + p2p2x
+    assert len(bob._objects) == 2 and len(alice._objects) == 2
+    assert torch.equal(y.get().get(), torch.tensor([2, 4, 6, 8, 10]))
+    assert len(bob._objects) == 1 and len(alice._objects) == 1
+    assert torch.equal(p2p2x.get().get(), torch.tensor([1, 2, 3, 4, 5]))
+    assert bob._objects == {} and alice._objects == {}
+
+
+def test_section_3_2_move(bob, alice):
+    x = torch.tensor([1, 2, 3, 4, 5]).send(bob)
+    assert len(bob._objects) == 1 and alice._objects == {}
+    x = x.move(alice)
+    assert bob._objects == {} and len(alice._objects) == 1
+    assert x.location is alice
+    assert torch.equal(x.get(), torch.tensor([1, 2, 3, 4, 5]))
+
+
+def test_move_sends_the_data_worker_to_worker_not_through_the_client(bob, alice, monkeypatch):
+    received = []
+    original = Link.recv
+
+    def counting_recv(self, *args):
+        frames = original(self, *args)
+        received.append(sum(len(f) for f in frames))
+        return frames
+
+    x = torch.randn(1 << 18).send(bob)  # 1 MiB
+    bob.sync()
+    monkeypatch.setattr(Link, "recv", counting_recv)
+    moved = x.move(alice)
+    monkeypatch.undo()
+    assert sum(received) < 10_000, f"the client received {sum(received)} bytes during move"
+    assert moved.get().shape == (1 << 18,)
+
+
+def test_move_to_the_current_location_is_a_no_op(bob):
+    x = torch.ones(2).send(bob)
+    assert x.move(bob) is x
+    x.get()
+
+
+def test_three_hop_chain_runs_ops_at_the_data_and_walks_home(bob, alice, carol):
+    data = torch.arange(6.0).reshape(2, 3)
+    p = data.send(bob).send(alice).send(carol)
+    y = (p * 2).sum(dim=0)
+    assert y.shape == (3,) and y.location is carol
+    assert [len(w._objects) for w in (bob, alice, carol)] == [2, 2, 2]
+    assert torch.equal(y.get().get().get(), (data * 2).sum(dim=0))
+    assert torch.equal(p.get().get().get(), data)
+
+
+def test_cycle_me_bob_alice_bob_does_not_deadlock(bob, alice):
+    started = time.monotonic()
+    p = torch.tensor([3.0, 4.0]).send(bob).send(alice).send(bob)
+    q = p.pow(2)
+    assert torch.equal(q.get().get().get(), torch.tensor([9.0, 16.0]))
+    p.remote_get()  # bob fetches through alice from bob
+    assert torch.equal(p.get().get(), torch.tensor([3.0, 4.0]))
+    assert time.monotonic() - started < 10
+
+
+def test_remote_get_brings_data_to_the_middle_worker(bob, alice):
+    p2p = torch.tensor([7, 8]).send(bob).send(alice)
+    assert p2p.remote_get() is p2p
+    assert bob._objects == {}
+    (held,) = alice._objects.values()
+    assert torch.equal(held, torch.tensor([7, 8]))
+    assert torch.equal(p2p.get(), torch.tensor([7, 8]))
+
+
+def test_remote_send_leaves_a_pointer_at_the_holder(bob, alice):
+    x = torch.tensor([5, 6]).send(bob)
+    assert x.remote_send(alice) is x
+    (held,) = bob._objects.values()
+    assert repr(held).endswith(f"-> alice:{held.id_at_location}]")
+    (data,) = alice._objects.values()
+    assert torch.equal(data, torch.tensor([5, 6]))
+    assert torch.equal(x.get().get(), torch.tensor([5, 6]))
+
+
+def test_garbage_collecting_a_chain_cleans_every_hop(bob, alice, carol):
+    p = torch.ones(3).send(bob).send(alice).send(carol)
+    q = p + 1
+    assert [len(w._objects) for w in (bob, alice, carol)] == [2, 2, 2]
+    del p, q  # the autouse fixture checks every worker is empty afterwards
+
+
+def test_sent_pointer_can_no_longer_be_used_directly(bob, alice):
+    x_ptr = torch.ones(1).send(bob)
+    p2p = x_ptr.send(alice)
+    with pytest.raises(sy.PointerUsageError, match="sent on to alice"):
+        x_ptr + 1
+    p2p.get().get()
+
+
+def test_error_at_the_end_of_a_chain_names_worker_and_path(bob, alice):
+    p = torch.ones(3).send(bob).send(alice)
+    idx = torch.tensor([9]).send(bob).send(alice)
+    p[idx]
+    with pytest.raises(sy.RemoteError) as info:
+        sy.sync()
+    assert info.value.worker == "bob" and info.value.path == ["alice", "bob"]
+    assert info.value.op == "index.Tensor" and "alice -> bob" in str(info.value)
+    assert "test_pointer_chains.py" in (info.value.callsite or "")
+    del p, idx
+
+
+def _disposable(hook, name):
+    worker = sy.VirtualWorker(hook, id=name)
+    worker.ping()
+    return worker
+
+
+def _drop(worker):
+    sy.local_worker.workers.pop(worker.id, None)
+    worker.close()
+
+
+def test_dead_end_of_chain_gives_typed_error_naming_it(hook, alice):
+    dan = _disposable(hook, "dan")
+    try:
+        p = torch.ones(2).send(dan).send(alice)
+        alice.sync()
+        os.kill(dan.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(sy.WorkerUnavailableError, match="dan"):
+            p.remote_get()
+        assert time.monotonic() - started < 10
+        del p
+    finally:
+        _drop(dan)
+
+
+def test_dead_middle_worker_gives_typed_error_naming_it(hook, bob):
+    eve = _disposable(hook, "eve")
+    try:
+        p = torch.ones(2).send(bob).send(eve)
+        eve.sync()
+        os.kill(eve.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(sy.WorkerUnavailableError) as info:
+            p.get()
+        assert info.value.worker == "eve" and time.monotonic() - started < 10
+        del p
+    finally:
+        _drop(eve)
+    settle(bob)
+    bob_objects = bob._objects
+    for object_id in list(bob_objects):  # the data eve pointed at is orphaned at bob
+        bob.fetch(object_id.to_bytes(16, "big"), delete=True)
