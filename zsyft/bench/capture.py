@@ -86,5 +86,6 @@ def capture(handle: Any) -> Iterator[Exchange]:
     link.send, link.recv = recording_send, recording_recv
     try:
         yield exchange
+        handle.flush()  # pipelined messages wait in the outbox until a burst leaves
     finally:
         del link.send, link.recv  # the class's own methods apply again

@@ -2,7 +2,10 @@
 
 The handle owns the link to the worker and speaks the request/notice protocol over it:
 
-- `post()` pipelines a message (commands, stores, deletes): no reply is awaited.
+- `post()` pipelines a message (commands, stores, deletes): no reply is awaited. Pipelined
+  messages wait in an outbox and leave in bursts (64 messages, or 2 ms after the oldest was
+  queued, checked at the next post; at once when they carry a large tensor) and always before
+  any request: a burst costs one wake-up of ZeroMQ's I/O thread instead of one per message.
 - `request()` sends a message and waits for its reply. While waiting, ERROR notices of earlier
   pipelined commands are collected by the local node, which raises them at a sync point.
 - Deletes queued by garbage-collected pointers go out, batched, in front of the next message.
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 
 ISSUED_MEMORY = 4096  # how many recent commands keep their call site for error messages
 DELETE_BATCH = 64  # garbage-collected ids wait for this many (or for a request) before a DELETE
+OUTBOX_MESSAGES = 64  # pipelined messages sent together in one burst
+OUTBOX_AGE_S = 0.002  # a burst leaves at the next post once its oldest message is this old
 
 
 class Process(Protocol):
@@ -112,6 +117,8 @@ class WorkerHandle:
         self.link = Link(context(), address, name)
         self._lock = threading.RLock()
         self._pending_deletes: list[bytes] = []
+        self._outbox: list[list[Any]] = []
+        self._outbox_since = 0.0
         self._rids = itertools.count(1)
         self._seqs = itertools.count(1)
         self._issued: OrderedDict[int, tuple[str, str | None, Any]] = OrderedDict()
@@ -123,15 +130,27 @@ class WorkerHandle:
         """Queue a delete (called from `__del__`: only appends, never does I/O)."""
         self._pending_deletes.append(object_id)
 
-    def flush_deletes(self) -> None:
-        """Send every queued delete now."""
+    def flush(self) -> None:
+        """Send every queued delete and pipelined message now."""
         with self._lock:
             self._flush_deletes()
+            self._flush_outbox()
 
     def _flush_deletes(self, at_least: int = 1) -> None:
         if len(self._pending_deletes) >= at_least:
             ids, self._pending_deletes = self._pending_deletes, []
-            self.link.send(encode(Kind.DELETE, 0, ids))
+            self._queue(encode(Kind.DELETE, 0, ids))
+
+    def _queue(self, frames: list[Any]) -> None:
+        if not self._outbox:
+            self._outbox_since = time.monotonic()
+        self._outbox.append(frames)
+        self.dirty = True
+
+    def _flush_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for frames in outbox:
+            self._send(frames)
 
     # -- pipelined messages ---------------------------------------------------------------
     def post(self, kind: int, body: Any) -> None:
@@ -139,8 +158,13 @@ class WorkerHandle:
         frames = encode(kind, 0, body)
         with self._lock:
             self._flush_deletes(DELETE_BATCH)
-            self._send(frames)
-            self.dirty = True
+            self._queue(frames)
+            if (
+                len(self._outbox) >= OUTBOX_MESSAGES
+                or (len(frames) > 1 and any(not isinstance(f, bytes) for f in frames[1:]))
+                or time.monotonic() - self._outbox_since > OUTBOX_AGE_S
+            ):
+                self._flush_outbox()
 
     def command(
         self, op: str, args: Any, kwargs: Any, result_ids: list[bytes | None], callsite: str | None
@@ -178,6 +202,7 @@ class WorkerHandle:
             rid = next(self._rids)
             frames = encode(kind, rid, body)
             self._flush_deletes()
+            self._flush_outbox()
             self._send(frames)
             deadline = time.monotonic() + timeout
             self.in_flight += 1
@@ -263,6 +288,11 @@ class WorkerHandle:
     def close(self) -> None:
         """Close the link; stop the worker process too if this handle started it."""
         with self._lock:
+            if not self.link.socket.closed:
+                try:
+                    self.flush()
+                except WorkerError:
+                    pass  # the worker is gone: nothing to deliver
             self.link.close()
         if self.process is not None:
             self.process.stop()

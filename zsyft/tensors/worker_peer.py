@@ -8,11 +8,13 @@ back as notices and are relayed to the client whose command caused them, with th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
+from zsyft.errors import WorkerUnavailableError
 from zsyft.remote.node import local_node
 from zsyft.tensors.pointer import PointerTensor
 from zsyft.tensors.transfer import (
@@ -23,6 +25,8 @@ from zsyft.tensors.transfer import (
     is_descriptor,
     send,
 )
+
+log = logging.getLogger("zsyft.worker")
 
 
 class WorkerPeer:
@@ -83,8 +87,17 @@ class WorkerPeer:
 
     def flush(self) -> None:
         for handle in self._handles():
-            handle.flush_deletes()
+            handle.flush()
 
     def sync(self) -> None:
         for handle in self._handles():
-            fence(handle)
+            try:
+                fence(handle)
+            except WorkerUnavailableError as exc:
+                # A peer that died cannot run anything more, and what it held is gone: the
+                # error already reached whoever used it. Forget the peer so later syncs pass.
+                log.warning("dropping unreachable peer %s: %s", handle.id, exc)
+                self.node.workers.pop(handle.id, None)
+                if handle in self.node.extra_handles:
+                    self.node.extra_handles.remove(handle)
+                handle.link.close()
