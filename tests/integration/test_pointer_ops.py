@@ -36,7 +36,22 @@ CASES = [
     ("local_operand", lambda a, b: a + torch.ones(3, 4)),
     ("dtype_cast", lambda a, b: a.to(torch.float64) * 3),
     ("argmax", lambda a, b: a.argmax(dim=1)),
+    ("diag_trace", lambda a, b: a[:3, :3].diag() + a[:3, :3].trace()),
+    ("cross_entropy", lambda a, b: F.cross_entropy(a, b.argmax(dim=1))),
+    ("einsum", lambda a, b: torch.einsum("ij,kj->ik", a, b)),
+    ("layer_norm", lambda a, b: F.layer_norm(a, (4,))),
+    ("sort_topk", lambda a, b: a.sort(dim=1).values + torch.topk(a, 4).values),
+    ("cumsum_flip", lambda a, b: a.cumsum(0).flip(1)),
+    ("masked_fill", lambda a, b: a.masked_fill(b > 0, 0.0)),
+    ("set_item", lambda a, b: _set_item(a.clone())),
+    ("bincount", lambda a, b: torch.bincount((a > 0).long().flatten())),
 ]
+
+
+def _set_item(t):
+    t[0] = 5.0
+    t[:, 1] = -1.0
+    return t
 
 
 @pytest.fixture(autouse=True)
@@ -133,6 +148,24 @@ def test_pipelined_error_surfaces_at_the_next_sync(bob):
     with pytest.raises(sy.RemoteError, match=r"index\.Tensor"):
         sy.sync()
     sy.sync()  # reported once
+
+
+def test_conv_net_forward_and_backward(bob):
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(4 * 3 * 3, 2))
+    images = torch.randn(2, 3, 8, 8)
+    expected = net(images)
+    expected.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net.send(bob)
+    out = net(images.send(bob))
+    out.sum().backward()
+    torch.testing.assert_close(out.get(), expected, atol=1e-5, rtol=1e-4)
+    net.get()
+    for param, grad in zip(net.parameters(), grads, strict=True):
+        torch.testing.assert_close(param.grad, grad, atol=1e-5, rtol=1e-4)
 
 
 def test_remote_training_with_nn_and_optim(bob):

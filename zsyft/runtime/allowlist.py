@@ -2,7 +2,8 @@
 
 An op on the wire is an overload name such as "add.Tensor". It runs only if its packet ("add")
 is listed below. The in-place variant of a listed op ("add_") is allowed too, because it only
-writes into an object of the same command; `out=` overloads are never allowed. Nothing here
+writes into an object of the same command, and so is its copying twin ("diagonal_copy" for
+"diagonal", which torch's decompositions use); `out=` overloads are never allowed. Nothing here
 reads or writes files, touches RNG state, reflects on Python objects or calls back into code:
 such ops (`save`, `load`, `from_file`, `set_rng_state`, `manual_seed`, ...) are simply absent
 and therefore refused by name.
@@ -41,7 +42,7 @@ logit_backward
 REDUCTIONS = """
 sum mean prod max min amax amin argmax argmin all any std var std_mean var_mean norm
 linalg_vector_norm logsumexp cumsum cumprod cummax cummin median nanmedian mode kthvalue topk
-sort argsort count_nonzero nansum aminmax dist
+sort argsort count_nonzero nansum aminmax dist bincount histc searchsorted bucketize
 """
 
 LINALG = """
@@ -83,7 +84,7 @@ def allowed_ops() -> dict[str, torch._ops.OpOverload]:
     """Every allowed overload by its wire name ("add.Tensor", "relu.default", "add_.Tensor")."""
     ops: dict[str, torch._ops.OpOverload] = {}
     for packet_name in ALLOWED_PACKETS:
-        for name in (packet_name, packet_name + "_"):
+        for name in (packet_name, packet_name + "_", packet_name + "_copy"):
             packet = getattr(torch.ops.aten, name, None)
             if packet is None:
                 continue
