@@ -11,7 +11,8 @@ import zsyft
 
 ROOT = Path(zsyft.__file__).parent
 # Top to bottom; a module may import its own layer or any layer below it.
-LAYERS = ["api", "tensors", "remote", "mpc", "runtime", "transport", "wire", "errors"]
+# mpc is a pure leaf library (torch only), so the runtime may use its protocols.
+LAYERS = ["api", "tensors", "remote", "runtime", "transport", "wire", "mpc", "errors"]
 API_MODULES = {"__init__", "hook", "nn", "workers", "serve", "bench"}
 
 

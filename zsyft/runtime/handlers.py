@@ -169,6 +169,40 @@ def handle_remote_send(worker: Worker, msg: Message) -> Reply:
     return Kind.OK, None
 
 
+def handle_provider_setup(worker: Worker, msg: Message) -> Reply:
+    worker.mpc.setup(msg.body)
+    return Kind.OK, None
+
+
+def handle_seed(worker: Worker, msg: Message) -> Reply:
+    worker.mpc.seed(msg.body)
+    return None
+
+
+def handle_deal(worker: Worker, msg: Message) -> Reply:
+    worker.mpc.deal(msg.body)
+    return None
+
+
+def handle_deposit(worker: Worker, msg: Message) -> Reply:
+    worker.mpc.deposit(msg.kind, msg.body)
+    return None
+
+
+def handle_mpc_run(worker: Worker, msg: Message) -> Reply:
+    body = msg.body
+    seq = body[0] if isinstance(body, list) and body else None
+    name = f"mpc:{body[3]}" if isinstance(body, list) and len(body) > 3 else "mpc"
+    try:
+        worker.mpc.run(body)
+    except Exception as exc:
+        error = exception_body(worker, exc, name, seq if isinstance(seq, int) else None)
+        if isinstance(body, list) and len(body) == 7:
+            worker.executor.fail([body[5]], error)
+        return Kind.ERROR, error
+    return None
+
+
 HANDLERS: dict[int, Callable[[Worker, Message], Reply]] = {
     Kind.PING: handle_ping,
     Kind.COMMAND: handle_command,
@@ -180,4 +214,10 @@ HANDLERS: dict[int, Callable[[Worker, Message], Reply]] = {
     Kind.STORE_POINTER: handle_store_pointer,
     Kind.REMOTE_GET: handle_remote_get,
     Kind.REMOTE_SEND: handle_remote_send,
+    Kind.PROVIDER_SETUP: handle_provider_setup,
+    Kind.MPC_SEED: handle_seed,
+    Kind.DEAL: handle_deal,
+    Kind.MPC_RUN: handle_mpc_run,
+    Kind.MPC_MSG: handle_deposit,
+    Kind.MATERIAL: handle_deposit,
 }

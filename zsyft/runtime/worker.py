@@ -25,6 +25,7 @@ import zmq
 from zsyft.errors import ProtocolError
 from zsyft.runtime.executor import Executor
 from zsyft.runtime.handlers import HANDLERS, exception_body
+from zsyft.runtime.mpc_runtime import MpcRuntime
 from zsyft.runtime.peering import Peer
 from zsyft.runtime.store import ObjectStore
 from zsyft.transport.zmq import context, recv_frames, send_frames, server_socket
@@ -48,6 +49,7 @@ class Worker:
         self.executor = Executor(self.store, name)
         self.started = time.time()
         self.peer = peer
+        self.mpc = MpcRuntime(self)
         self._busy: list[bytes] = []  # identities whose message is being handled (a stack)
         self._deferred: deque[tuple[bytes, list[Any]]] = deque()
         if peer is not None:
@@ -66,15 +68,21 @@ class Worker:
         watched: list[zmq.Socket] = []
         poller = zmq.Poller()
         while not should_stop():
-            sockets = [self.socket, *(self.peer.sockets() if self.peer else ())]
+            sockets = [
+                self.socket, *(self.peer.sockets() if self.peer else ()), *self.mpc.sockets()
+            ]
             if sockets != watched:  # a new outbound link appeared (or one closed)
                 poller, watched = zmq.Poller(), sockets
                 for sock in sockets:
                     poller.register(sock, zmq.POLLIN)
             events = dict(poller.poll(tick_ms))
             for sock in events:
-                if sock is not self.socket and self.peer is not None:
+                if sock is self.socket:
+                    continue
+                if self.peer is not None and sock in self.peer.sockets():
                     self.peer.on_readable(sock)
+                else:
+                    self.mpc.drain(sock)
             if self.socket in events:
                 for _ in range(BATCH):
                     if not self.socket.poll(0, zmq.POLLIN):
@@ -128,6 +136,10 @@ class Worker:
         if self.peer is not None:
             self.peer.flush()
 
+    def log_peer_error(self, peer: str, body: Any) -> None:
+        """An error another worker answered to one of our pipelined protocol messages."""
+        log.warning("%s reported an error: %s", peer, body)
+
     def relay_error(self, body: dict[str, Any], origin: Any) -> None:
         """Pass an error from a peer back to the client whose command caused it."""
         if not origin:
@@ -151,4 +163,5 @@ class Worker:
             log.warning("dropped a reply to an unreachable client: %s", exc)
 
     def close(self) -> None:
+        self.mpc.close()
         self.socket.close(0)

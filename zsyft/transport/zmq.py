@@ -144,8 +144,9 @@ class Link:
             poller.register(self.socket, zmq.POLLIN)
             poller.register(self._monitor, zmq.POLLIN)
             poller.register(serve[0], zmq.POLLIN)
-        while True:
+        if self.state != "up":
             self.check_alive()
+        while True:
             now = time.monotonic()
             if now >= deadline:
                 raise WorkerUnavailableError(
@@ -156,12 +157,11 @@ class Link:
                 )
             wait_ms = max(1, int(min(deadline - now, 0.25) * 1000))
             events = dict(poller.poll(wait_ms))
-            if self._monitor in events:
-                self._drain_monitor()
-            if self.socket in events:
+            if self.socket in events:  # a reply: the peer is evidently alive
                 return recv_frames(self.socket)
             if serve is not None and serve[0] in events:
                 serve[1]()
+            self.check_alive()  # nothing yet: did the connection go?
 
     def check_alive(self) -> None:
         """Raise if the peer was lost (past the reconnect grace) or never answered in time."""

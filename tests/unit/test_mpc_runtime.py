@@ -1,0 +1,131 @@
+"""Secure protocols run by real worker loops (threads on inproc://), driven by messages only.
+
+Three workers: bob and alice hold shares, james is the crypto provider. The client sends
+metadata and ids; it never sees a share or a masked value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import torch
+
+from zsyft.errors import RemoteError
+from zsyft.mpc.encoding import FixedPointEncoder
+from zsyft.mpc.sharing import reconstruct, share
+from zsyft.remote.handle import WorkerHandle
+from zsyft.remote.node import LocalNode
+from zsyft.runtime.inproc import InprocWorker
+from zsyft.wire.codec import decode
+from zsyft.wire.messages import Kind
+
+SEQ = itertools.count(1)
+
+
+@pytest.fixture
+def cluster():
+    node = LocalNode()
+    workers = [InprocWorker(name) for name in ("bob", "alice", "james")]
+    received_by_provider: list = []
+    james = workers[2].worker
+    original = james.handle
+
+    def recording(identity, frames):
+        received_by_provider.append(list(frames))
+        original(identity, frames)
+
+    james.handle = recording
+    handles = []
+    for inproc in workers:
+        handles.append(node.add_worker(WorkerHandle(node, inproc.name, inproc.__enter__())))
+    session = os.urandom(16)
+    parties = [{"name": h.id, "address": h.address} for h in handles[:2]]
+    handles[2].request(Kind.PROVIDER_SETUP, [session, parties])
+    yield node, handles, session, received_by_provider
+    for handle in handles:
+        handle.close()
+    for inproc in workers:
+        inproc.close()
+
+
+def run(handles, session, name, inputs, params):
+    """Share `inputs` between bob and alice, run protocol `name`, return the opened output."""
+    parties, provider = handles[:2], handles[2]
+    ids = []
+    for value in inputs:
+        per_party = []
+        for handle, piece in zip(parties, share(value, 2), strict=True):
+            object_id = os.urandom(16)
+            handle.store(object_id, piece)
+            per_party.append(object_id)
+        ids.append(per_party)
+    op_id, outputs = os.urandom(16), [os.urandom(16) for _ in parties]
+    provider.post(Kind.DEAL, [session, op_id, name, params])
+    provider.flush()
+    for i, handle in enumerate(parties):
+        handle.post(Kind.MPC_RUN, [next(SEQ), session, op_id, name, [x[i] for x in ids],
+                                   outputs[i], params])
+        handle.flush()
+    return reconstruct([h.fetch(out, delete=True) for h, out in zip(parties, outputs,
+                                                                     strict=True)])
+
+
+def test_beaver_mul_and_matmul_across_workers(cluster):
+    _, handles, session, _ = cluster
+    x = torch.randint(-(2**40), 2**40, (3, 4))
+    y = torch.randint(-(2**20), 2**20, (3, 4))
+    assert torch.equal(run(handles, session, "mul", [x, y],
+                           {"x_shape": [3, 4], "y_shape": [3, 4]}), x * y)
+    w = torch.randint(-1000, 1000, (4, 2))
+    assert torch.equal(run(handles, session, "matmul", [x, w],
+                           {"x_shape": [3, 4], "y_shape": [4, 2]}), x @ w)
+
+
+def test_fixed_point_product_then_truncation(cluster):
+    _, handles, session, _ = cluster
+    enc = FixedPointEncoder()
+    a, b = torch.tensor([1.5, -2.25, 1e3]), torch.tensor([2.0, 4.0, -3.5])
+    product = run(handles, session, "mul", [enc.encode(a), enc.encode(b)],
+                  {"x_shape": [3], "y_shape": [3]})
+    truncated = run(handles, session, "truncate", [product], {"shape": [3], "divisor": enc.scale})
+    torch.testing.assert_close(enc.decode(truncated), a * b, atol=3e-3, rtol=0)
+
+
+def test_relu_across_workers(cluster):
+    _, handles, session, _ = cluster
+    x = torch.tensor([-5, 0, 7, -(2**62), 2**62 - 1])
+    assert torch.equal(run(handles, session, "relu", [x], {"shape": [5]}), x.clamp(min=0))
+
+
+def test_provider_receives_only_metadata(cluster):
+    _, handles, session, received = cluster
+    run(handles, session, "mul", [torch.ones(8, dtype=torch.int64)] * 2,
+        {"x_shape": [8], "y_shape": [8]})
+    kinds = [decode(frames).kind for frames in received]
+    assert Kind.DEAL in kinds and Kind.PROVIDER_SETUP in kinds
+    assert all(len(frames) == 1 for frames in received), "no tensor frame reached the provider"
+
+
+def test_unknown_session_fails_the_op_with_a_clear_error(cluster):
+    node, handles, _, _ = cluster
+    bob = handles[0]
+    x_id, out = os.urandom(16), os.urandom(16)
+    bob.store(x_id, torch.ones(2, dtype=torch.int64))
+    bob.post(Kind.MPC_RUN, [next(SEQ), os.urandom(16), os.urandom(16), "relu", [x_id], out,
+                            {"shape": [2]}])
+    with pytest.raises(RemoteError, match="unknown session"):
+        node.sync()
+    with pytest.raises(RemoteError, match="unknown session"):
+        bob.fetch(out, delete=True)
+
+
+@pytest.mark.parametrize("params", [{"shape": "x"}, {"shape": [1 << 30, 1 << 30]}, None])
+def test_hostile_protocol_parameters_are_refused(cluster, params):
+    node, handles, session, _ = cluster
+    handles[2].post(Kind.DEAL, [session, os.urandom(16), "relu", params])
+    handles[2].flush()
+    assert handles[2].ping()["name"] == "james", "the provider keeps serving"
+    with pytest.raises(RemoteError):
+        node.sync()

@@ -1,0 +1,227 @@
+"""Secure computation inside a worker: the crypto-provider role and the party role.
+
+Setup (once per group of parties): the client asks the provider for a session; the provider
+draws one PRG seed per party and sends each party its seed directly (the client never sees
+one), then answers. Per protocol op, with an op id the client chose:
+
+1. the client posts DEAL (metadata only: protocol, shapes) to the provider, which derives every
+   party's correlated randomness from the seeds and sends the one correction tensor the last
+   party needs straight to it (MATERIAL);
+2. the client posts MPC_RUN to every party; each party derives its material from its seed
+   (the last party waits for its correction), then runs the protocol's broadcast rounds,
+   exchanging masked values directly with the other parties (MPC_MSG), and stores its output
+   share under the id the client chose.
+
+While a party waits for a peer's message it keeps serving its socket (so the peer's messages,
+the provider's material and other clients get through); a peer that dies fails the op with an
+error naming it. The client only ever sends ids and metadata and receives nothing but errors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import zmq
+
+from zsyft.errors import WorkerUnavailableError
+from zsyft.mpc.prg import Prg, fresh_seed
+from zsyft.runtime.protocols import protocol
+from zsyft.transport.zmq import SETTINGS, Link
+from zsyft.wire.codec import decode, encode
+from zsyft.wire.messages import Kind, is_object_id
+
+if TYPE_CHECKING:
+    from zsyft.runtime.worker import Worker
+
+
+@dataclass
+class PartySession:
+    """This worker's place in a group of parties: its index, the group, its PRG."""
+
+    index: int
+    parties: list[dict[str, str]]
+    provider: dict[str, str]
+    prg: Prg
+
+
+def _session_id(value: Any) -> bytes:
+    if not is_object_id(value):
+        raise TypeError("a session or op id must be 16 bytes")
+    return value
+
+
+def _worker(value: Any) -> dict[str, str]:
+    if not (
+        isinstance(value, dict)
+        and isinstance(value.get("name"), str)
+        and isinstance(value.get("address"), str)
+    ):
+        raise TypeError("a worker is described as {name, address}")
+    return {"name": value["name"], "address": value["address"]}
+
+
+def _parties(value: Any) -> list[dict[str, str]]:
+    if not (isinstance(value, list) and len(value) >= 2):
+        raise TypeError("parties must be a list of at least two {name, address}")
+    return [_worker(p) for p in value]
+
+
+class MpcRuntime:
+    """Sessions, mailbox and links to other workers for one worker's secure computation."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.party_sessions: dict[bytes, PartySession] = {}
+        self.provider_sessions: dict[bytes, tuple[list[dict[str, str]], list[Prg]]] = {}
+        self.mailbox: dict[tuple, torch.Tensor] = {}
+        self.links: dict[str, Link] = {}
+        self._rids = itertools.count(1)
+
+    # -- links to other workers -----------------------------------------------------------
+    def link(self, party: dict[str, str]) -> Link:
+        link = self.links.get(party["address"])
+        if link is None:
+            link = self.links[party["address"]] = Link(self.worker.ctx, party["address"],
+                                                       party["name"])
+        return link
+
+    def sockets(self) -> list[zmq.Socket]:
+        return [link.socket for link in self.links.values()]
+
+    def drain(self, socket: zmq.Socket) -> None:
+        """Read (and drop) what peers answered to our pipelined messages: errors are logged."""
+        for link in self.links.values():
+            if link.socket is socket:
+                for frames in link.poll_messages():
+                    reply = decode(frames)
+                    if reply.kind == Kind.ERROR:
+                        self.worker.log_peer_error(link.peer, reply.body)
+
+    def _request(self, link: Link, kind: int, body: Any) -> Any:
+        rid = next(self._rids)
+        link.send(encode(kind, rid, body))
+        deadline = time.monotonic() + SETTINGS.request_timeout_s
+        while True:
+            reply = decode(link.recv(deadline, (self.worker.socket, self.worker.serve_one)))
+            if reply.rid == rid:
+                return reply.body
+            if reply.kind == Kind.ERROR:
+                self.worker.log_peer_error(link.peer, reply.body)
+
+    def wait_for(self, key: tuple, waiting_on: Link, what: str) -> torch.Tensor:
+        """The mailbox entry `key` from `waiting_on`'s worker, serving this worker's socket
+        until it arrives; a typed error naming that worker if it dies or stays silent."""
+        deadline = time.monotonic() + SETTINGS.request_timeout_s
+        poller = zmq.Poller()
+        poller.register(self.worker.socket, zmq.POLLIN)
+        while key not in self.mailbox:
+            waiting_on.check_alive()
+            if time.monotonic() > deadline:
+                raise WorkerUnavailableError(
+                    f"{waiting_on.peer} did not send {what} in time", worker=waiting_on.peer
+                )
+            if poller.poll(100):
+                self.worker.serve_one()
+        return self.mailbox.pop(key)
+
+    # -- provider role --------------------------------------------------------------------
+    def setup(self, body: Any) -> None:
+        """PROVIDER_SETUP: seed every party directly, wait until each has its seed."""
+        if not (isinstance(body, list) and len(body) == 2):
+            raise TypeError("provider setup body must be [session, parties]")
+        session, parties = _session_id(body[0]), _parties(body[1])
+        seeds = [fresh_seed() for _ in parties]
+        self.provider_sessions[session] = (parties, [Prg(seed) for seed in seeds])
+        me = {"name": self.worker.name, "address": self.worker.address}
+        for index, (party, seed) in enumerate(zip(parties, seeds, strict=True)):
+            body = [session, index, parties, seed, me]
+            self.link(party).send(encode(Kind.MPC_SEED, 0, body))
+        for party in parties:
+            self._request(self.link(party), Kind.SYNC, None)
+
+    def deal(self, body: Any) -> None:
+        """DEAL: send the last party the one correction tensor this op needs."""
+        if not (isinstance(body, list) and len(body) == 4):
+            raise TypeError("deal body must be [session, op id, protocol, params]")
+        session, op_id = _session_id(body[0]), _session_id(body[1])
+        if session not in self.provider_sessions:
+            raise KeyError("unknown session: set up the crypto provider first")
+        parties, prgs = self.provider_sessions[session]
+        correction = protocol(body[2]).deal(prgs, op_id, body[3])
+        self.link(parties[-1]).send(encode(Kind.MATERIAL, 0, [session, op_id, correction]))
+
+    # -- party role -----------------------------------------------------------------------
+    def seed(self, body: Any) -> None:
+        """MPC_SEED: remember this worker's seed and place in the session."""
+        if not (isinstance(body, list) and len(body) == 5 and isinstance(body[3], bytes)):
+            raise TypeError("seed body must be [session, index, parties, seed, provider]")
+        session, index, parties = _session_id(body[0]), body[1], _parties(body[2])
+        provider = _worker(body[4])
+        if not (isinstance(index, int) and 0 <= index < len(parties)):
+            raise TypeError("party index out of range")
+        self.party_sessions[session] = PartySession(index, parties, provider, Prg(body[3]))
+
+    def deposit(self, kind: int, body: Any) -> None:
+        """MPC_MSG / MATERIAL: keep a peer's round message or the provider's correction."""
+        if kind == Kind.MATERIAL:
+            if not (isinstance(body, list) and len(body) == 3):
+                raise TypeError("material body must be [session, op id, tensor]")
+            key: tuple = ("material", _session_id(body[0]), _session_id(body[1]))
+            value = body[2]
+        else:
+            if not (isinstance(body, list) and len(body) == 5):
+                raise TypeError("message body must be [session, op id, round, sender, tensor]")
+            if not (isinstance(body[2], int) and isinstance(body[3], int)):
+                raise TypeError("round and sender must be integers")
+            key = ("msg", _session_id(body[0]), _session_id(body[1]), body[2], body[3])
+            value = body[4]
+        if not isinstance(value, torch.Tensor):
+            raise TypeError("protocol messages carry one tensor")
+        self.mailbox[key] = value
+
+    def run(self, body: Any) -> None:
+        """MPC_RUN: run this party's side of one protocol op and store its output share."""
+        if not (isinstance(body, list) and len(body) == 7):
+            raise TypeError("run body must be [seq, session, op id, protocol, inputs, output, "
+                            "params]")
+        _, session_id, op_id, name, inputs, output, params = body
+        session = self.party_sessions.get(_session_id(session_id))
+        if session is None:
+            raise KeyError("unknown session: the crypto provider has not seeded this worker")
+        op_id = _session_id(op_id)
+        spec = protocol(name)
+        if not (isinstance(inputs, list) and len(inputs) == spec.arity and is_object_id(output)):
+            raise TypeError(f"{name} takes {spec.arity} input ids and one output id")
+        values = [self.worker.store.get(_session_id(i)) for i in inputs]
+        if not all(isinstance(v, torch.Tensor) and v.dtype == torch.int64 for v in values):
+            raise TypeError(f"{name} runs on int64 shares")
+        n, me = len(session.parties), session.index
+        correction = None
+        if me == n - 1:
+            correction = self.wait_for(("material", session_id, op_id),
+                                       self.link(session.provider), f"the material for {name}")
+        party = spec.party(session.prg, op_id, me, n, values, params, correction)
+        message, round_no = party.first_message(), 0
+        while message is not None:
+            for j, peer in enumerate(session.parties):
+                if j != me:
+                    frames = encode(Kind.MPC_MSG, 0, [session_id, op_id, round_no, me, message])
+                    self.link(peer).send(frames)
+            messages = [
+                message if j == me else self.wait_for(
+                    ("msg", session_id, op_id, round_no, j), self.link(peer),
+                    f"its round-{round_no + 1} message of {name}",
+                )
+                for j, peer in enumerate(session.parties)
+            ]
+            message, round_no = party.receive(messages), round_no + 1
+        self.worker.store.put(output, party.output())
+
+    def close(self) -> None:
+        for link in self.links.values():
+            link.close()
+        self.links.clear()

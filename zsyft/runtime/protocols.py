@@ -1,0 +1,110 @@
+"""The secure protocols a worker can run, by name: how the provider deals for each, and how a
+party builds its side. The arithmetic lives in `zsyft.mpc`; this table only binds it to the
+parameters that arrive on the wire, after checking them (they come from a client).
+
+Every protocol follows the mpc layer's broadcast-round interface (`PartyProtocol`), so one
+generic loop in `mpc_runtime` runs any of them across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from zsyft.mpc.beaver import BeaverParty
+from zsyft.mpc.comparison import ComparisonParty
+from zsyft.mpc.comparison_material import COMPARISONS, deal_comparison, party_comparison
+from zsyft.mpc.prg import Prg
+from zsyft.mpc.protocol import PartyProtocol
+from zsyft.mpc.provider import deal_triple, deal_truncation, party_triple, party_truncation
+from zsyft.mpc.truncation import TruncationParty
+
+MAX_NUMEL = 1 << 28  # refuse protocol material larger than this many elements
+
+
+def shape_param(params: Any, name: str) -> list[int]:
+    """A shape from the wire, checked: a list of non-negative ints of bounded size."""
+    shape = params.get(name) if isinstance(params, dict) else None
+    if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        raise TypeError(f"protocol parameter {name!r} must be a shape (list of ints)")
+    numel = 1
+    for n in shape:
+        numel *= n
+    if numel > MAX_NUMEL or len(shape) > 8:
+        raise ValueError(f"protocol parameter {name!r} = {shape} is too large")
+    return shape
+
+
+def int_param(params: Any, name: str) -> int:
+    value = params.get(name) if isinstance(params, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TypeError(f"protocol parameter {name!r} must be a positive int")
+    return value
+
+
+Deal = Callable[[list[Prg], bytes, Any], torch.Tensor]
+MakeParty = Callable[[Prg, bytes, int, int, Sequence[torch.Tensor], Any, Any], PartyProtocol]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One protocol: its number of secret inputs, the dealer's step, and a party's side."""
+
+    arity: int
+    deal: Deal
+    party: MakeParty
+
+
+def _bilinear(kind: str) -> Protocol:
+    def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
+        return deal_triple(prgs, op_id, kind, shape_param(p, "x_shape"), shape_param(p, "y_shape"))
+
+    def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
+        triple = party_triple(prg, op_id, i, n, kind, shape_param(p, "x_shape"),
+                              shape_param(p, "y_shape"), correction)
+        return BeaverParty(kind, i, n, inputs[0], inputs[1], triple)
+
+    return Protocol(2, deal, party)
+
+
+def _truncation() -> Protocol:
+    def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
+        return deal_truncation(prgs, op_id, shape_param(p, "shape"), int_param(p, "divisor"))
+
+    def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
+        divisor = int_param(p, "divisor")
+        material = party_truncation(prg, op_id, i, n, shape_param(p, "shape"), divisor,
+                                    correction)
+        return TruncationParty(i, n, inputs[0], material, divisor)
+
+    return Protocol(1, deal, party)
+
+
+def _comparison(name: str) -> Protocol:
+    def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
+        return deal_comparison(prgs, op_id, name, shape_param(p, "shape"))
+
+    def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
+        material = party_comparison(prg, op_id, i, n, name, shape_param(p, "shape"), correction)
+        return ComparisonParty(name, i, n, list(inputs), material)
+
+    return Protocol(COMPARISONS[name].arity, deal, party)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "mul": _bilinear("mul"),
+    "matmul": _bilinear("matmul"),
+    "truncate": _truncation(),
+    **{name: _comparison(name) for name in COMPARISONS},
+}
+
+
+def protocol(name: Any) -> Protocol:
+    """The protocol called `name`; a clear error for anything else."""
+    found = PROTOCOLS.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(sorted(PROTOCOLS))}")
+    return found
