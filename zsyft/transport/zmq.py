@@ -199,8 +199,10 @@ class Link:
                 if self.state == "up":
                     self.state = "lost"
                     self._lost_at = time.monotonic()
-            else:
-                self.failure = "authentication/handshake failed"
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self.failure = "authentication failed (unknown or wrong key)"
+            else:  # the handshake broke off: not a zsyft peer, or it died meanwhile
+                self.failure = "the connection broke off during the handshake (did it die?)"
 
     def close(self) -> None:
         """Close the socket and its monitor; safe to call twice."""

@@ -1,0 +1,96 @@
+"""Secure protocols between real worker processes, driven by the client's control messages."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zsyft as sy
+from tests.integration.conftest import settle
+from zsyft.mpc.sharing import reconstruct, share
+from zsyft.tensors.protocol_client import run_protocol
+
+
+@pytest.fixture(scope="module")
+def james(hook):
+    worker = sy.VirtualWorker(hook, id="james")
+    yield worker
+    sy.local_worker.workers.pop("james", None)
+    worker.close()
+
+
+def shared(value, parties):
+    return [piece.send(p) for piece, p in zip(share(value, len(parties)), parties, strict=True)]
+
+
+def opened(shares):
+    return reconstruct([s.get() for s in shares])
+
+
+def test_mul_matmul_relu_between_processes(bob, alice, james):
+    x = torch.randint(-(2**30), 2**30, (4, 3))
+    w = torch.randint(-(2**10), 2**10, (3, 2))
+    xs, ws = shared(x, [bob, alice]), shared(w, [bob, alice])
+    prod = run_protocol("mul", [xs, xs], james, {"x_shape": [4, 3], "y_shape": [4, 3]}, [4, 3])
+    mm = run_protocol("matmul", [xs, ws], james, {"x_shape": [4, 3], "y_shape": [3, 2]}, [4, 2])
+    relu = run_protocol("relu", [xs], james, {"shape": [4, 3]}, [4, 3])
+    assert torch.equal(opened(prod), x * x)
+    assert torch.equal(opened(mm), x @ w)
+    assert torch.equal(opened(relu), x.clamp(min=0))
+    del xs, ws
+    settle(bob, alice, james)
+
+
+def test_no_party_or_client_sees_the_secret(bob, alice, james, monkeypatch):
+    """The client receives nothing during a protocol op, and the shares parties hold never
+    equal the canary secret."""
+    canary = torch.full((64,), 123456789, dtype=torch.int64)
+    xs = shared(canary, [bob, alice])
+    received = []
+    original = sy.WorkerHandle.request
+
+    def recording(self, kind, body, timeout=None):
+        reply = original(self, kind, body, timeout)
+        received.append((self.id, kind))
+        return reply
+
+    monkeypatch.setattr(sy.WorkerHandle, "request", recording)
+    out = run_protocol("mul", [xs, xs], james, {"x_shape": [64], "y_shape": [64]}, [64])
+    monkeypatch.undo()
+    assert received == [], "a protocol op sends control messages only, and waits for nothing"
+    for party in (bob, alice):
+        for value in party._objects.values():
+            assert not (value == canary).any(), f"{party.id} holds the canary in the clear"
+    assert torch.equal(opened(out), canary * canary)
+    del xs
+    settle(bob, alice, james)
+
+
+def test_provider_stores_nothing(bob, alice, james):
+    """Frames reaching the provider are checked in tests/unit/test_mpc_runtime.py."""
+    xs = shared(torch.arange(5), [bob, alice])
+    out = run_protocol("relu", [xs], james, {"shape": [5]}, [5])
+    assert torch.equal(opened(out), torch.arange(5))
+    assert james._objects == {}, "the provider keeps no objects for the parties"
+    del xs
+    settle(bob, alice, james)
+
+
+def test_a_dead_party_fails_the_op_naming_it(hook, bob, james):
+    import os
+    import signal
+
+    frank = sy.VirtualWorker(hook, id="frank")
+    try:
+        xs = shared(torch.ones(3, dtype=torch.int64), [bob, frank])
+        warm = run_protocol("relu", [xs], james, {"shape": [3]}, [3])  # sets up the session
+        assert torch.equal(opened(warm), torch.ones(3, dtype=torch.int64))
+        os.kill(frank.pid, signal.SIGKILL)
+        out = run_protocol("relu", [xs], james, {"shape": [3]}, [3])  # bob waits for frank
+        with pytest.raises(sy.WorkerUnavailableError, match="frank"):
+            out[0].get()
+        del xs, out
+    finally:
+        sy.local_worker.workers.pop("frank", None)
+        frank.close()
+    settle(bob, james)

@@ -1,0 +1,93 @@
+"""The client's side of a secure protocol op: control messages only, never shares.
+
+For one op (say, `z = x * y` on values shared between bob and alice with james as provider)
+the client:
+
+1. makes sure james has seeded bob and alice for this group (`session`, once per group);
+2. picks a fresh op id, posts DEAL (protocol name and shapes) to james;
+3. posts MPC_RUN (share ids, the output id it chose, the same metadata) to each party and
+   flushes every link at once: a party waits for its peers, so none may sit in an outbox;
+4. returns pointers to the output shares, whose shapes it knows already.
+
+Nothing it sends contains data, and it receives nothing: the parties and the provider talk to
+each other directly. Errors come back at the next sync point, like any pipelined op.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from zsyft.errors import PointerUsageError
+from zsyft.remote.handle import WorkerHandle
+from zsyft.remote.refs import RemoteRef
+from zsyft.tensors.pointer import PointerTensor
+from zsyft.wire.messages import Kind
+
+_sessions: dict[tuple[int, ...], bytes] = {}
+_seqs = itertools.count(1)
+
+
+def session(parties: Sequence[WorkerHandle], provider: WorkerHandle) -> bytes:
+    """The session id under which `provider` seeded `parties` (set up on first use)."""
+    if provider is None:
+        raise PointerUsageError(
+            "this operation needs a crypto provider: share with "
+            "share(bob, alice, crypto_provider=james)"
+        )
+    if any(provider is p for p in parties):
+        raise PointerUsageError("the crypto provider must not be one of the parties")
+    key = (id(provider), *(id(p) for p in parties))
+    found = _sessions.get(key)
+    if found is None:
+        found = os.urandom(16)
+        described = [{"name": p.id, "address": p.address} for p in parties]
+        provider.request(Kind.PROVIDER_SETUP, [found, described])
+        _sessions[key] = found
+    return found
+
+
+def run_protocol(
+    name: str,
+    inputs: Sequence[Sequence[PointerTensor]],
+    provider: WorkerHandle,
+    params: dict[str, Any],
+    output_shape: Sequence[int],
+) -> list[PointerTensor]:
+    """Run protocol `name` on shared inputs (`inputs[k][i]` = party i's share of input k);
+    returns each party's output share."""
+    parties = [share.location for share in inputs[0]]
+    for shares in inputs:
+        if [s.location for s in shares] != parties:
+            raise PointerUsageError(
+                f"{name}: the operands are shared among different workers "
+                f"({', '.join(s.location.id for s in shares)} vs "
+                f"{', '.join(p.id for p in parties)})"
+            )
+        for share in shares:
+            share.ref.check_live()
+    session_id = session(parties, provider)
+    op_id = os.urandom(16)
+    provider.post(Kind.DEAL, [session_id, op_id, name, params])
+    outputs = []
+    for index, party in enumerate(parties):
+        ref = RemoteRef(party)
+        share_ids = [shares[index].ref.id for shares in inputs]
+        party.post(Kind.MPC_RUN, [next(_seqs), session_id, op_id, name, share_ids, ref.id, params])
+        outputs.append(PointerTensor(ref, tuple(output_shape), _contiguous(output_shape),
+                                     torch.int64))
+    for handle in (provider, *parties):
+        handle.flush()
+    return outputs
+
+
+def _contiguous(shape: Sequence[int]) -> tuple[int, ...]:
+    stride, acc = [], 1
+    for n in reversed(shape):
+        stride.append(acc)
+        acc *= max(n, 1)
+    return tuple(reversed(stride))
