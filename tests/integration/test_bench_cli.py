@@ -1,7 +1,9 @@
 """`zsyft bench --quick` end to end: it runs, prints every row with a ratio, and cleans up.
 
 Speed is measured by the benchmark, never asserted here: the machine running the tests may be
-busy with anything else.
+busy with anything else. What is checked: every row is printed once, with a numeric ratio and
+the target it is held to (`none` for rows that only report), and the pointer-chain rows say
+which chain latencies their per-hop figure comes from.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ROWS = (
-    "remote op round trip (ipc)",
-    "pipelined small ops (ipc)",
-    "send+get 64 MiB float32 (ipc)",
-)
+ROWS = {  # label: the target printed for it
+    "remote op round trip (ipc)": "≤ 2x",
+    "pipelined small ops (ipc)": "≥ 0.5x",
+    "send+get 64 MiB float32 (ipc)": "≥ 0.5x",
+    "remote op round trip (tcp)": "≤ 2x",
+    "op round trip, 1 hop (ipc)": "none",
+    "op round trip, 2-hop chain: added per hop (ipc)": "≤ 1x",
+    "op round trip, 3-hop chain: added per hop (ipc)": "≤ 1x",
+    "move 64 MiB float32 (ipc)": "none",
+}
+CHAIN_NOTE = re.compile(r"bench\d?\.sync\(\): median [\d,]+ µs vs [\d,]+ µs for 1 hop")
 PROCESS_MARKERS = ("zsyft-worker", "zsyft.bench.bare_server")
-RATIO = re.compile(r"\s(\d+\.\d+)x\s")
+RATIO = re.compile(r"\s(\d+\.\d+)x\s+(none|[≤≥] [\d.]+x)")  # the ratio, then the target
 
 
 def _processes_started_by(parent_pid: int) -> list[str]:
@@ -67,12 +75,17 @@ def test_bench_quick_prints_every_row_and_leaves_nothing_behind() -> None:
 
         assert bench.returncode == 0, f"exit code {bench.returncode}\n{out}\n{err}"
         lines = out.splitlines()
-        for label in ROWS:
+        for label, target in ROWS.items():
             row = [line for line in lines if line.startswith(label)]
             assert len(row) == 1, f"no table row {label!r} in:\n{out}"
             ratio = RATIO.search(row[0])
             assert ratio is not None, f"no ratio in row {row[0]!r}"
             assert float(ratio.group(1)) > 0
+            assert ratio.group(2) == target, f"row {row[0]!r} should have the target {target}"
+        for hops in (2, 3):
+            note = [line for line in lines if line.startswith(f"- op round trip, {hops}-hop")]
+            assert len(note) == 1 and CHAIN_NOTE.search(note[0]), f"no chain latencies in:\n{out}"
+        assert "(zsyft send+get)" in next(line for line in lines if line.startswith("move "))
 
         assert _processes_started_by(bench.pid) == []
         # The run's own cleanup removed its private directories (a process that was only

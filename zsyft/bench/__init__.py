@@ -6,7 +6,9 @@ kind of socket, using nothing but pyzmq. Absolute numbers depend on the machine;
 zsyft/bare is what says how much zsyft itself costs.
 
 - `runner.run(quick, echo)`: the entry point behind `zsyft bench`; returns the rows.
-- `cases`: the rows that are measured (add new ones to `cases.CASES`).
+- `base`: what a measured case is (`Case`, `Plan`) and the bare replay loop.
+- `cases`: the rows on one worker and the table order (add new ones to `cases.CASES`).
+- `chains`: the rows across workers: op latency per pointer-chain hop, `move` of a big tensor.
 - `env`: the processes a run starts (zsyft workers, the bare server), all stopped at the end.
 - `bare` / `bare_server`: the pyzmq-only client and the echo-server process.
 - `capture`: records the frames a zsyft worker handle sends and receives.

@@ -1,73 +1,26 @@
 """The measured rows: each `Case` times one zsyft operation and its bare pyzmq counterpart.
 
-A case is prepared once (start what it needs, warm both sides up, capture the frames zsyft
-really sends), then the runner alternates `zsyft_sample()` and `bare_sample()` for `rounds`
-rounds. Each sample returns values already in the case's unit; the row shows the medians.
+This module holds the rows on one worker (round trip, pipelined ops, a large transfer) and the
+table order, `CASES`; the rows across several workers (pointer chains, `move`) are in `chains`.
+How a case is measured is described in `base`.
 
-To add a row (pointer-chain hops, encrypted ops, ...): subclass `Case`, get workers from the
-`BenchEnv`, replay the captured frames against `env.bare()`, and append the class to `CASES`.
+To add a row (encrypted ops, ...): subclass `Case`, get workers from the `BenchEnv`, replay the
+captured frames against `env.bare()`, and append the class to `CASES`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from zsyft.bench.bare import BareClient
+from zsyft.bench.base import TCP_WORKER, WORKER, Case, Plan, replay
 from zsyft.bench.capture import Exchange, capture
+from zsyft.bench.chains import ChainRoundTrip, MoveVsSendGet
 from zsyft.bench.env import BenchEnv
 from zsyft.bench.report import Target
-
-WORKER = "bench"  # the private zsyft worker every ipc row uses
-TCP_WORKER = "bench-tcp"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How much to measure: `quick` for a smoke test, otherwise a full run."""
-
-    quick: bool
-
-    def pick(self, quick: int, full: int) -> int:
-        """`quick` in a quick run, else `full`."""
-        return quick if self.quick else full
-
-
-class Case:
-    """One row of the benchmark. Subclasses set the class attributes and the four methods."""
-
-    key = ""
-    label = ""
-    unit = ""
-    target = Target(1.0, upper=True)
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.rounds = plan.pick(3, 10)
-
-    def needs(self) -> list[tuple[str, str]]:
-        """The zsyft workers this case uses, as (name, transport); started before any row."""
-        return [(WORKER, "ipc")]
-
-    def prepare(self, env: BenchEnv) -> None:
-        """Start what the case needs, warm up zsyft and bare pyzmq, capture zsyft's frames."""
-        raise NotImplementedError
-
-    def zsyft_sample(self) -> list[float]:
-        raise NotImplementedError
-
-    def bare_sample(self) -> list[float]:
-        raise NotImplementedError
-
-    def what(self) -> str:
-        """One sentence for the table's footnotes: what each side does."""
-        return ""
-
-    def finish(self) -> None:
-        """Drop what `prepare` created (pointers, captured buffers)."""
 
 
 class RoundTrip(Case):
@@ -115,15 +68,8 @@ class RoundTrip(Case):
         return times
 
     def _bare_loop(self, count: int) -> list[float]:
-        client, messages, clock, times = self.client, self.messages, time.perf_counter, []
-        client.reply_after(len(messages), self.reply)
-        for _ in range(count):
-            start = clock()
-            for frames in messages:
-                client.send(frames)
-            client.recv()
-            times.append((clock() - start) * 1e6)
-        return times
+        self.client.reply_after(len(self.messages), self.reply)
+        return replay(self.client, self.messages, count)
 
     def zsyft_sample(self) -> list[float]:
         return self._zsyft_loop(self.batch)
@@ -265,5 +211,7 @@ CASES: list[Callable[[Plan], Case]] = [
     Pipelined,
     BigTransfer,
     lambda plan: RoundTrip(plan, "tcp"),
+    ChainRoundTrip,  # after every single-worker row: see `chains` for why
+    MoveVsSendGet,
 ]
 """The rows in table order; each entry builds its case from the run's `Plan`."""

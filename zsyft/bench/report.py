@@ -3,6 +3,10 @@
 A `Row` holds one comparison: the median of zsyft's samples, the median of the bare pyzmq
 samples taken in the same run, their ratio zsyft/bare, and whether the ratio meets the row's
 `Target`. Rows are plain data so that tests and other code can use them without parsing text.
+
+A few rows compare two zsyft operations instead (e.g. `move` against `send` + `get`): their
+`baseline` names what the BARE PYZMQ column holds, and the table says so in that cell. Rows
+that only report a ratio, with no goal to meet, have the target `INFORMATIONAL`.
 """
 
 from __future__ import annotations
@@ -17,17 +21,29 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Target:
-    """A bound on the ratio zsyft/bare: at most `bound` if `upper`, else at least `bound`."""
+    """A bound on the ratio zsyft/bare: at most `bound` if `upper`, else at least `bound`.
 
-    bound: float
+    `bound=None` means no target: the row is reported for information and neither meets nor
+    misses anything (see `INFORMATIONAL`).
+    """
+
+    bound: float | None
     upper: bool
 
-    def met(self, ratio: float) -> bool:
-        """Whether `ratio` satisfies this target."""
+    def met(self, ratio: float) -> bool | None:
+        """Whether `ratio` satisfies this target; None if there is no target."""
+        if self.bound is None:
+            return None
         return ratio <= self.bound if self.upper else ratio >= self.bound
 
     def __str__(self) -> str:
+        if self.bound is None:
+            return "none"
         return f"{'≤' if self.upper else '≥'} {self.bound:g}x"
+
+
+INFORMATIONAL = Target(None, upper=True)
+"""The target of rows that only report their ratio."""
 
 
 @dataclass
@@ -35,7 +51,8 @@ class Row:
     """One line of the table: zsyft next to bare pyzmq doing the same wire work.
 
     `zsyft` and `bare` are medians in `unit`; `ratio` is zsyft/bare (for a latency, lower is
-    better; for a rate, higher is better, and `target` says which).
+    better; for a rate, higher is better, and `target` says which). `baseline` is empty when
+    the bare side is bare pyzmq, else what it is instead (e.g. "zsyft send+get").
     """
 
     key: str
@@ -47,13 +64,15 @@ class Row:
     zsyft_samples: list[float] = field(repr=False)
     bare_samples: list[float] = field(repr=False)
     what: str = ""
+    baseline: str = ""
 
     @property
     def ratio(self) -> float:
         return self.zsyft / self.bare if self.bare else float("inf")
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        """Whether the ratio meets the target; None for an informational row."""
         return self.target.met(self.ratio)
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,6 +86,7 @@ class Row:
             "ratio": self.ratio,
             "target": str(self.target),
             "met": self.met,
+            "baseline": self.baseline or "bare pyzmq",
             "samples": {"zsyft": len(self.zsyft_samples), "bare": len(self.bare_samples)},
         }
 
@@ -79,6 +99,7 @@ def make_row(
     zsyft_samples: Sequence[float],
     bare_samples: Sequence[float],
     what: str = "",
+    baseline: str = "",
 ) -> Row:
     """A row from raw samples (each already in `unit`); the medians are computed here."""
     if not zsyft_samples or not bare_samples:
@@ -93,6 +114,7 @@ def make_row(
         zsyft_samples=list(zsyft_samples),
         bare_samples=list(bare_samples),
         what=what,
+        baseline=baseline,
     )
 
 
@@ -112,7 +134,8 @@ def machine_line(quick: bool) -> str:
 NOTE = (
     "Absolute numbers depend on the machine; the ratios count: each row's baseline moves the "
     "same frames\nbetween two processes over the same kind of socket with bare pyzmq, "
-    "measured in this run, interleaved with zsyft."
+    "measured in this run, interleaved with zsyft\n(where that cell names a zsyft operation "
+    "instead, the row compares two zsyft operations)."
 )
 
 
@@ -134,15 +157,17 @@ def _spread(samples: Sequence[float]) -> str:
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as an aligned text table, followed by one line per row saying what it measures."""
     lines = [["ROW", "ZSYFT", "BARE PYZMQ", "RATIO", "TARGET", ""]]
+    status = {True: "met", False: "MISSED", None: ""}
     for row in rows:
+        other = f" ({row.baseline})" if row.baseline else ""
         lines.append(
             [
                 row.label,
                 f"{_number(row.zsyft, row.unit)} {_spread(row.zsyft_samples)}".rstrip(),
-                f"{_number(row.bare, row.unit)} {_spread(row.bare_samples)}".rstrip(),
+                f"{_number(row.bare, row.unit)} {_spread(row.bare_samples)}".rstrip() + other,
                 f"{row.ratio:.2f}x",
                 str(row.target),
-                "met" if row.met else "MISSED",
+                status[row.met],
             ]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]

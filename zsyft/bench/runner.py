@@ -13,13 +13,14 @@ import gc
 import time
 from collections.abc import Callable, Sequence
 
-from zsyft.bench.cases import CASES, Case, Plan
+from zsyft.bench.base import Case, Plan
+from zsyft.bench.cases import CASES
 from zsyft.bench.env import BenchEnv
-from zsyft.bench.report import NOTE, Row, format_table, machine_line, make_row
+from zsyft.bench.report import NOTE, Row, format_table, machine_line
 
 
-def measure(case: Case, env: BenchEnv) -> Row:
-    """Prepare `case`, then take its zsyft and bare samples in alternating order."""
+def measure(case: Case, env: BenchEnv) -> list[Row]:
+    """Prepare `case`, take its zsyft and bare samples in alternating order, return its rows."""
     zsyft_samples: list[float] = []
     bare_samples: list[float] = []
     try:
@@ -31,10 +32,10 @@ def measure(case: Case, env: BenchEnv) -> Row:
                 sides.reverse()
             for samples, sample in sides:
                 samples.extend(sample())
-        what = case.what()
+        rows = case.rows(zsyft_samples, bare_samples)
     finally:
         case.finish()
-    return make_row(case.key, case.label, case.unit, case.target, zsyft_samples, bare_samples, what)
+    return rows
 
 
 def run(
@@ -51,9 +52,12 @@ def run(
     echo("")
     rows: list[Row] = []
     with BenchEnv() as env:
-        env.start_workers([need for case in chosen for need in case.needs()])
+        env.start_workers(
+            [need for case in chosen for need in case.needs()],
+            [need for case in chosen for need in case.needs_later()],
+        )
         for case in chosen:
-            rows.append(measure(case, env))
+            rows.extend(measure(case, env))
     echo(format_table(rows))
     echo(f"\n{len(rows)} rows in {time.perf_counter() - started:.1f} s")
     return rows
