@@ -92,3 +92,18 @@ def test_private_workers_die_with_their_python_process(how):
     finally:
         client.kill()
         client.wait(10)
+
+
+def test_replacing_a_worker_makes_old_pointers_fail_clearly(hook):
+    first = sy.VirtualWorker(hook, id="gina")
+    ptr = torch.ones(2).send(first)
+    second = sy.VirtualWorker(hook, id="gina")  # as when a notebook cell is run again
+    try:
+        assert sy.local_worker.workers["gina"] is second
+        with pytest.raises(sy.WorkerUnavailableError, match="replaced"):
+            ptr.get()
+        assert wait_until(lambda: not _pid_alive(first.pid), 5), "the old worker was stopped"
+        assert torch.equal(torch.ones(1).send(second).get(), torch.ones(1))
+    finally:
+        sy.local_worker.workers.pop("gina", None)
+        second.close()

@@ -189,6 +189,12 @@ class WorkerHandle:
             self._issued.popitem(last=False)
 
     def _send(self, frames: list[Any]) -> None:
+        if self.link.socket.closed:
+            raise WorkerUnavailableError(
+                f"the connection to worker {self.id!r} was closed (it was shut down, or a new "
+                f"worker named {self.id!r} replaced it); the objects it held are gone",
+                worker=self.id,
+            )
         try:
             self.link.send(frames)
         except WorkerUnavailableError as exc:
