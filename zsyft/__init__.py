@@ -38,6 +38,11 @@ _LAZY = {
     "WorkerHandle": "zsyft.remote.handle",
     "LocalNode": "zsyft.remote.node",
     "PointerTensor": "zsyft.tensors.pointer",
+    "FixedPrecisionTensor": "zsyft.tensors.fixed_precision",
+    "SharedTensor": "zsyft.tensors.shared",
+    "UnsupportedOpError": "zsyft.tensors.ops",
+    "ProtocolUnavailableError": "zsyft.tensors.ops",
+    "EncodingOverflowError": "zsyft.mpc.encoding",
 }
 
 
@@ -67,6 +72,8 @@ def sync() -> None:
 
 __all__ = [
     "ClusterFileError",
+    "EncodingOverflowError",
+    "FixedPrecisionTensor",
     "LaunchError",
     "LocalNode",
     "ObjectNotFoundError",
@@ -74,8 +81,11 @@ __all__ = [
     "PointerTensor",
     "PointerUsageError",
     "ProtocolError",
+    "ProtocolUnavailableError",
     "RemoteError",
+    "SharedTensor",
     "TorchHook",
+    "UnsupportedOpError",
     "VirtualWorker",
     "WorkerError",
     "WorkerHandle",

@@ -1,8 +1,11 @@
 """`sy.TorchHook(torch)`: the one place that adds zsyft's methods to torch classes.
 
 Nothing changes in torch until the user asks for it: importing zsyft adds nothing. The hook
-adds `Tensor.send`, `Tensor.id`, and `nn.Module.send`/`get`; pointers (`PointerTensor`) carry
-`get` and their PySyft attributes themselves.
+adds to `torch.Tensor`: `send`, `id`, `fix_precision`/`fix_prec`, `float_precision`/
+`float_prec` and `share`; to `nn.Module`: `send`, `get`, `fix_precision`/`fix_prec`,
+`float_precision`/`float_prec` and `share`; to `torch.optim.Optimizer`: `fix_precision`/
+`fix_prec`. Pointers, fixed-precision and shared tensors carry their own versions of these
+(`get`, `float_precision`, ...) as methods of their classes.
 """
 
 from __future__ import annotations
@@ -14,9 +17,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from zsyft.nn import get_module, send_module
+from zsyft.nn import (
+    fix_precision_module,
+    float_precision_module,
+    get_module,
+    send_module,
+    share_module,
+)
 from zsyft.remote.node import LocalNode, local_node
+from zsyft.tensors.fixed_precision import FixedPrecisionTensor, fix_precision
 from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.shared import SharedTensor, share
 from zsyft.tensors.transfer import send
 
 
@@ -36,6 +47,39 @@ def _tensor_id(self: torch.Tensor) -> int:
     return own
 
 
+def _tensor_fix_precision(
+    self: torch.Tensor, base: int = 10, precision_fractional: int = 3
+) -> FixedPrecisionTensor:
+    """Encode this tensor in fixed point: `round(x * base**precision_fractional)` in int64."""
+    return fix_precision(self, base, precision_fractional)
+
+
+def _tensor_float_precision(self: torch.Tensor) -> torch.Tensor:
+    """Only fixed-precision tensors have a float precision to go back to."""
+    raise TypeError(
+        f"float_precision() decodes a fixed-precision tensor; this is a {type(self).__name__} "
+        "(x.fix_precision() makes one)"
+    )
+
+
+def _tensor_share(
+    self: torch.Tensor, *workers: Any, crypto_provider: Any = None, requires_grad: bool = False
+) -> SharedTensor:
+    """Secret-share this tensor among `workers`; `.get()` gives it back (see `shared.share`)."""
+    return share(self, *workers, crypto_provider=crypto_provider, requires_grad=requires_grad)
+
+
+def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+    """Accepted for PySyft compatibility; returns the optimizer itself.
+
+    PySyft re-encoded the hyperparameters here. In zsyft the parameters themselves carry the
+    fixed-point encoding (FixedPrecisionTensor / SharedTensor), and a public float such as
+    `lr` is encoded by the op that uses it (`param.add_(grad, alpha=-lr)`), so there is
+    nothing to convert.
+    """
+    return self
+
+
 class TorchHook:
     """Adds zsyft's methods to torch; `hook.local_worker` is the local node "me"."""
 
@@ -47,8 +91,20 @@ class TorchHook:
         torch.Tensor.send = _tensor_send  # type: ignore[attr-defined]
         if not isinstance(getattr(torch.Tensor, "id", None), property):
             torch.Tensor.id = property(_tensor_id)  # type: ignore[attr-defined]
+        torch.Tensor.fix_precision = _tensor_fix_precision  # type: ignore[attr-defined]
+        torch.Tensor.fix_prec = _tensor_fix_precision  # type: ignore[attr-defined]
+        torch.Tensor.float_precision = _tensor_float_precision  # type: ignore[attr-defined]
+        torch.Tensor.float_prec = _tensor_float_precision  # type: ignore[attr-defined]
+        torch.Tensor.share = _tensor_share  # type: ignore[attr-defined]
         nn.Module.send = send_module  # type: ignore[attr-defined]
         nn.Module.get = get_module  # type: ignore[attr-defined]
+        nn.Module.fix_precision = fix_precision_module  # type: ignore[attr-defined]
+        nn.Module.fix_prec = fix_precision_module  # type: ignore[attr-defined]
+        nn.Module.float_precision = float_precision_module  # type: ignore[attr-defined]
+        nn.Module.float_prec = float_precision_module  # type: ignore[attr-defined]
+        nn.Module.share = share_module  # type: ignore[attr-defined]
+        torch.optim.Optimizer.fix_precision = _optimizer_fix_precision  # type: ignore[attr-defined]
+        torch.optim.Optimizer.fix_prec = _optimizer_fix_precision  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return "<TorchHook zsyft>"

@@ -89,6 +89,8 @@ def test_a_dead_party_fails_the_op_naming_it(hook, bob, james):
         out = run_protocol("relu", [xs], james, {"shape": [3]}, [3])  # bob waits for frank
         with pytest.raises(sy.WorkerUnavailableError, match="frank"):
             out[0].get()
+        with pytest.raises(sy.WorkerError, match="frank"):  # bob's notice of the failed op
+            sy.sync()
         del xs, out
     finally:
         sy.local_worker.workers.pop("frank", None)

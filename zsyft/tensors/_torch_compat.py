@@ -4,6 +4,9 @@
 - `disabled_torch_function`: opts a subclass out of `__torch_function__` so every op reaches
   `__torch_dispatch__` with plain aten semantics (the recipe of torch's own subclasses).
 - `tree_flatten`/`tree_map`/`tree_unflatten`: torch's pytree utilities.
+- `OpOverload`/`OpOverloadPacket`: the types of `torch.ops.aten.add.Tensor` (one overload,
+  what `__torch_dispatch__` receives) and `torch.ops.aten.add` (all its overloads), used by
+  the op tables to register handlers.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 disabled_torch_function = torch._C._disabled_torch_function_impl
+OpOverload = torch._ops.OpOverload
+OpOverloadPacket = torch._ops.OpOverloadPacket
 
 __all__ = [
+    "OpOverload",
+    "OpOverloadPacket",
     "disabled_torch_function",
     "make_wrapper_subclass",
     "return_aliases",

@@ -1,0 +1,147 @@
+"""Op tables of zsyft's value tensors: which aten op runs how, and the errors for the rest.
+
+A `FixedPrecisionTensor` or `SharedTensor` sees every aten op in `__torch_dispatch__`; it
+looks the op up in its `OpTable` and calls the handler registered for it. Handlers live in
+one module per op family (`fixed_arith`, `fixed_shape`, `shared_linear`). An op nobody
+registered raises `UnsupportedOpError` naming the op, so a missing op is never silently
+computed on the raw integer encoding.
+
+Handlers are called as `handler(func, args, kwargs)` with the `OpOverload` and its
+arguments exactly as torch dispatched them. A table imports its handler modules on its first
+lookup: they import the tensor class they build, so the class module cannot import them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from zsyft.errors import ZsyftError
+from zsyft.tensors._torch_compat import OpOverload, OpOverloadPacket
+
+__all__ = [
+    "FIXED_OPS",
+    "SHARED_OPS",
+    "OpTable",
+    "ProtocolUnavailableError",
+    "UnsupportedOpError",
+    "integral_value",
+    "is_plain",
+    "op_name",
+]
+
+Handler = Callable[[OpOverload, tuple, dict], Any]
+
+
+class UnsupportedOpError(ZsyftError, NotImplementedError):
+    """An aten op that a zsyft tensor type does not implement; `op` names it."""
+
+    def __init__(self, message: str, *, op: str) -> None:
+        super().__init__(message)
+        self.op = op
+
+
+class ProtocolUnavailableError(UnsupportedOpError):
+    """An op on secret-shared values that needs the crypto-provider protocols (multiplication
+    of shared values, truncation, comparison), which this version does not run yet."""
+
+
+def op_name(func: Any) -> str:
+    """A readable name for an aten overload: `aten.mul.Tensor` -> `mul`."""
+    name = getattr(func, "__name__", str(func))
+    return name.split(".")[0]
+
+
+class OpTable:
+    """Handlers by aten overload (or whole overload packet) for one tensor type."""
+
+    def __init__(self, what: str, modules: tuple[str, ...] = ()) -> None:
+        self.what = what  # "fixed-precision tensors", used in error messages
+        self._modules = modules  # imported on first lookup; they register the handlers
+        self._by_overload: dict[Any, Handler] = {}
+        self._by_packet: dict[Any, Handler] = {}
+
+    def _load(self) -> None:
+        modules, self._modules = self._modules, ()
+        for name in modules:
+            importlib.import_module(name)
+
+    def register(self, *ops: Any) -> Callable[[Handler], Handler]:
+        """Decorator: run the handler for these overloads or packets (`aten.add`)."""
+
+        def decorate(handler: Handler) -> Handler:
+            for op in ops:
+                if isinstance(op, OpOverloadPacket):
+                    self._by_packet[op] = handler
+                else:
+                    self._by_overload[op] = handler
+            return handler
+
+        return decorate
+
+    def lookup(self, func: OpOverload) -> Handler:
+        """The handler for `func`, or `UnsupportedOpError` naming the op."""
+        if self._modules:
+            self._load()
+        handler = self._by_overload.get(func)
+        if handler is None:
+            handler = self._by_packet.get(func.overloadpacket)
+        if handler is None:
+            raise UnsupportedOpError(
+                f"{op_name(func)} ({func.__name__}) is not supported on {self.what}",
+                op=op_name(func),
+            )
+        return handler
+
+    def supports(self, func: OpOverload) -> bool:
+        if self._modules:
+            self._load()
+        return func in self._by_overload or func.overloadpacket in self._by_packet
+
+
+FIXED_OPS = OpTable(
+    "fixed-precision tensors",
+    ("zsyft.tensors.ops.fixed_arith", "zsyft.tensors.ops.fixed_shape"),
+)
+SHARED_OPS = OpTable(
+    "secret-shared tensors (SharedTensor)",
+    ("zsyft.tensors.ops.shared_linear", "zsyft.tensors.ops.shared_shape"),
+)
+
+
+def is_plain(value: Any) -> bool:
+    """True for an ordinary tensor (or `nn.Parameter`), False for wrapper subclasses such as
+    pointers, fixed-precision and shared tensors (they override `__torch_dispatch__`)."""
+    return (
+        isinstance(value, torch.Tensor)
+        and type(value).__torch_dispatch__ is torch.Tensor.__torch_dispatch__
+    )
+
+
+def integral_value(value: Any) -> int | torch.Tensor | None:
+    """`value` as an exact integer (Python int or int64 tensor) if it is a public integer.
+
+    Python ints and bools, integral floats (`2.0`), integer/bool tensors and floating tensors
+    whose every element is an integer (below 2^62 in magnitude) qualify; anything else
+    (fractions, NaN, zsyft tensors) gives None.
+    """
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value) and abs(value) < 2.0**62:
+            return int(value)
+        return None
+    if not is_plain(value):  # never a zsyft wrapper: its values are not public here
+        return None
+    if value.dtype == torch.bool or not (value.is_floating_point() or value.is_complex()):
+        return value.to(torch.int64)
+    if value.is_complex():
+        return None
+    finite = bool(torch.isfinite(value).all()) if value.numel() else True
+    if finite and bool((value == value.round()).all()) and bool((value.abs() < 2.0**62).all()):
+        return value.to(torch.int64)
+    return None

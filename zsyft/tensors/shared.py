@@ -1,0 +1,267 @@
+"""`SharedTensor`: a value additively secret-shared in Z/2^64 among worker processes.
+
+`x.fix_precision().share(bob, alice, crypto_provider=james)` encodes `x` in fixed point,
+splits the int64 encoding into random shares with `zsyft.mpc.sharing.share` (the OS's
+CSPRNG; any n-1 shares are uniform and independent of the value) on this machine, and sends
+share i to party i. Each party then holds one int64 tensor that looks random; only the sum
+of all shares (mod 2^64) is the encoding. The client keeps one `PointerTensor` per share.
+
+To torch, a SharedTensor is a float tensor (the dtype that was shared), so autograd, `nn`
+and `optim` run on top of it; every aten op reaches `__torch_dispatch__` and its op table
+(`zsyft.tensors.ops.shared_linear` and `.shared_shape`):
+
+- Linear ops run share by share *at each party*, as ordinary pipelined pointer commands, so
+  no share passes through the client: shared ± shared, shared ± public (only party 0 adds
+  the encoded public value), negation, sums, multiplication by a public integer, views,
+  indexing, `cat`/`stack`, `clone`, constants such as `ones_like` (party 0 holds the
+  encoded constant, the others zeros).
+- Ops that need the crypto-provider protocols (a product of two shared values, `matmul`,
+  multiplication by a fraction, division, `mean`, ReLU, comparisons) raise
+  `ProtocolUnavailableError` naming the op. `crypto_provider` is kept for them.
+- `bool(x)`, `x.item()` and friends would reveal the value: they raise `PointerUsageError`
+  saying to call `.get()`, which reconstructs the value here and deletes the shares.
+
+What `.get()` returns is what was shared: a FixedPrecisionTensor for
+`x.fix_precision().share(...)`, a plain tensor of the original dtype for `x.share(...)` on
+a plain tensor (PySyft 0.2 refused float tensors here; encoding them with the default
+precision and decoding on `.get()` keeps `x.share(...).get()` equal to `x` up to the
+precision, like `send`/`get`). Integer tensors are shared exactly (scale 1).
+
+Shares are owned by their pointers: when the last SharedTensor (or view of it) using a share
+is garbage-collected, the pointer's delete is queued and reaches the party with the next
+message (`RemoteRef`); `.get()` fetches each share with delete.
+
+`torch.optim.SGD`'s step is `param.add_(grad, alpha=-lr)`: with a non-integer `lr` this
+multiplies a shared value by a fraction, which cannot be done locally on shares without
+the probabilistic (SecureML) truncation that DESIGN.md rules out, so it raises
+`ProtocolUnavailableError` until the provider-assisted truncation is wired in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zsyft.errors import PointerUsageError
+from zsyft.mpc.encoding import FixedPointEncoder
+from zsyft.mpc.ring import check_int64
+from zsyft.mpc.sharing import reconstruct
+from zsyft.mpc.sharing import share as split
+from zsyft.remote.handle import WorkerHandle
+from zsyft.remote.node import local_node
+from zsyft.tensors._torch_compat import disabled_torch_function, make_wrapper_subclass
+from zsyft.tensors.fixed_precision import FixedPrecisionTensor
+from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain
+from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.transfer import send
+
+__all__ = ["SharedTensor", "share"]
+
+REVEAL_FIXED = "fixed"  # .get() returns a FixedPrecisionTensor
+REVEAL_PLAIN = "plain"  # .get() decodes to a plain tensor of the shared dtype
+
+
+class SharedTensor(torch.Tensor):
+    """A fixed-point value secret-shared among `len(shares)` parties (party order = `shares`).
+
+    `shares[i]` points at party i's int64 share, `encoder` is the fixed-point encoding,
+    `crypto_provider` the worker that will deal correlated randomness (may be None).
+    """
+
+    shares: list[PointerTensor]
+    encoder: FixedPointEncoder
+    crypto_provider: Any
+    reveal: str
+
+    @staticmethod
+    def __new__(
+        cls,
+        shares: list[PointerTensor],
+        encoder: FixedPointEncoder,
+        crypto_provider: Any = None,
+        dtype: torch.dtype = torch.float32,
+        reveal: str = REVEAL_FIXED,
+        requires_grad: bool = False,
+    ) -> SharedTensor:
+        if len(shares) < 2:
+            raise ValueError(f"a SharedTensor needs at least 2 shares, got {len(shares)}")
+        first = shares[0]
+        for index, piece in enumerate(shares):
+            if not isinstance(piece, PointerTensor):
+                raise TypeError(f"shares[{index}] must be a PointerTensor")
+            check_int64(f"shares[{index}]", piece)
+            if piece.shape != first.shape:
+                raise ValueError(
+                    f"share shapes differ: {tuple(first.shape)} vs {tuple(piece.shape)}"
+                )
+        tensor = make_wrapper_subclass(
+            cls, first.shape, first.stride(), dtype, first.storage_offset(), requires_grad
+        )
+        tensor.shares = list(shares)
+        tensor.encoder = encoder
+        tensor.crypto_provider = crypto_provider
+        tensor.reveal = reveal
+        return tensor
+
+    __torch_function__ = disabled_torch_function
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]
+        for kind in types:
+            if issubclass(kind, PointerTensor):
+                raise PointerUsageError(
+                    f"{func.__name__} mixes a shared tensor with a pointer; share() the "
+                    "pointed-at value too (after .get()), or .get() the shared tensor"
+                )
+            if not issubclass(kind, SharedTensor | FixedPrecisionTensor):
+                return NotImplemented
+        return SHARED_OPS.lookup(func)(func, args, kwargs or {})
+
+    # -- attributes -------------------------------------------------------------------------
+    @property
+    def locations(self) -> list[Any]:
+        """The parties' worker handles, in share order."""
+        return [piece.location for piece in self.shares]
+
+    @property
+    def base(self) -> int:
+        return self.encoder.base
+
+    @property
+    def precision_fractional(self) -> int:
+        return self.encoder.precision_fractional
+
+    # -- getting the value back -------------------------------------------------------------
+    def get(self) -> torch.Tensor:
+        """Fetch every share (deleting it at its party) and reconstruct the value here.
+
+        Returns a FixedPrecisionTensor if a FixedPrecisionTensor was shared (so
+        `x.get().float_precision()` is the plaintext), else a plain tensor of the shared
+        dtype. A leaf that requires grad comes back as a leaf that requires grad, with its
+        gradient fetched as `.grad`.
+        """
+        secret = reconstruct([piece.get() for piece in self.shares])
+        value = self._revealed(secret)
+        if self.is_leaf and self.requires_grad:
+            value.requires_grad_(True)
+            grad = self.grad
+            if isinstance(grad, SharedTensor):
+                value.grad = grad.get()
+            elif grad is not None:
+                value.grad = grad
+        return value
+
+    def _revealed(self, secret: torch.Tensor) -> torch.Tensor:
+        if self.reveal == REVEAL_FIXED:
+            return FixedPrecisionTensor(secret, self.encoder, self.dtype)
+        if self.dtype.is_floating_point:
+            return self.encoder.decode(secret, self.dtype)
+        return secret.to(self.dtype)
+
+    # -- refusing what does not apply -------------------------------------------------------
+    def _use_get(self, what: str) -> PointerUsageError:
+        return PointerUsageError(
+            f"{what} on a SharedTensor would need the secret value; call .get() first to "
+            "reconstruct it here"
+        )
+
+    def float_precision(self) -> torch.Tensor:
+        raise self._use_get("float_precision()")
+
+    float_prec = float_precision
+
+    def numpy(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise self._use_get("numpy()")
+
+    def tolist(self) -> Any:  # type: ignore[override]
+        raise self._use_get("tolist()")
+
+    def fix_precision(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this tensor is already shared (in fixed precision)")
+
+    fix_prec = fix_precision
+
+    def share(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this tensor is already secret-shared; .get() it to share it again")
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedOpError(
+            "sending a SharedTensor is not supported: its shares already live at "
+            + ", ".join(w.id for w in self.locations),
+            op="send",
+        )
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise PointerUsageError("shared tensors cannot be pickled; .get() the value first")
+
+    def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]
+        chain = "(Wrapper)>" + ("AutogradTensor>" if self.requires_grad else "")
+        if self.reveal == REVEAL_FIXED:
+            chain += "FixedPrecisionTensor>"
+        lines = [chain + "[AdditiveSharingTensor]"]
+        lines += [f"\t-> {piece!r}" for piece in self.shares]
+        provider = self.crypto_provider
+        lines.append(f"\t*crypto provider: {provider.id if provider is not None else None}*")
+        return "\n".join(lines)
+
+    __str__ = __repr__
+
+
+def _check_workers(workers: tuple[Any, ...], crypto_provider: Any) -> None:
+    if len(workers) < 2:
+        raise ValueError(
+            f"secret sharing needs at least 2 workers, got {len(workers)}: "
+            "x.share(bob, alice, crypto_provider=james)"
+        )
+    for worker in (*workers, *([crypto_provider] if crypto_provider is not None else [])):
+        if not isinstance(worker, WorkerHandle):
+            raise TypeError(
+                f"share() expects workers such as sy.VirtualWorker(hook, id='bob'), "
+                f"got {type(worker).__name__}"
+            )
+    for i, worker in enumerate(workers):
+        if any(worker is other for other in workers[:i]):
+            raise ValueError(f"{worker.id} is named twice: every party must be a different worker")
+    if crypto_provider is not None and any(crypto_provider is w for w in workers):
+        raise ValueError(
+            f"the crypto provider {crypto_provider.id} must not be one of the parties"
+        )
+
+
+def share(
+    value: torch.Tensor,
+    *workers: Any,
+    crypto_provider: Any = None,
+    requires_grad: bool = False,
+) -> SharedTensor:
+    """Secret-share `value` among `workers` (party i gets share i); see the module docstring.
+
+    `value` is a FixedPrecisionTensor, or a plain tensor: a floating one is encoded with the
+    default precision (base 10, 3 fractional digits) and an integer one exactly. With
+    `requires_grad=True` the result is a leaf that autograd tracks.
+    """
+    if isinstance(value, SharedTensor):
+        raise TypeError("this tensor is already secret-shared")
+    if isinstance(value, PointerTensor):
+        raise PointerUsageError("share() of a remote tensor is not supported yet; .get() it first")
+    _check_workers(workers, crypto_provider)
+    if isinstance(value, FixedPrecisionTensor):
+        encoder, encoded, dtype, reveal = value.encoder, value.encoded, value.dtype, REVEAL_FIXED
+    elif is_plain(value):
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{value.dtype} tensors cannot be secret-shared")
+        integer = not value.is_floating_point()
+        encoder = FixedPointEncoder(10, 0) if integer else FixedPointEncoder()
+        encoded, dtype, reveal = encoder.encode(value.detach()), value.dtype, REVEAL_PLAIN
+    else:
+        raise TypeError(f"share() needs a tensor, got {type(value).__name__}")
+    if requires_grad and not dtype.is_floating_point:
+        raise TypeError(
+            "only floating tensors can require grad; fix_precision() an integer tensor first"
+        )
+    owner = local_node().id
+    pieces = split(encoded.contiguous(), len(workers))
+    pointers = [send(piece, worker, owner) for piece, worker in zip(pieces, workers, strict=True)]
+    return SharedTensor(pointers, encoder, crypto_provider, dtype, reveal, requires_grad)
+
