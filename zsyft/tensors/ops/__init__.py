@@ -109,7 +109,11 @@ FIXED_OPS = OpTable(
 )
 SHARED_OPS = OpTable(
     "secret-shared tensors (SharedTensor)",
-    ("zsyft.tensors.ops.shared_linear", "zsyft.tensors.ops.shared_shape"),
+    (
+        "zsyft.tensors.ops.shared_linear",
+        "zsyft.tensors.ops.shared_shape",
+        "zsyft.tensors.ops.shared_protocols",  # last: takes over the ops linear refused
+    ),
 )
 
 

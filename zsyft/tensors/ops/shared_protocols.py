@@ -1,0 +1,201 @@
+"""Non-linear arithmetic of `SharedTensor`, run by the parties with the crypto provider's help.
+
+Each op here turns into protocol ops between the parties (`protocol_client.run_protocol`):
+the client sends control messages only, the provider deals correlated randomness, and the
+parties exchange masked values directly. Fixed-point products are followed by the
+provider-assisted truncation (`zsyft.mpc.truncation`: error at most 2 units of the last
+place, no catastrophic failures).
+
+- shared * shared (`mul`, `pow` with a small integer exponent): Beaver multiplication, then
+  truncation. shared * public fraction (`mul`, `div`, `mean`, `add_` with a fractional
+  `alpha` as in `torch.optim.SGD`): each party scales its share by the encoded public value,
+  then truncation.
+- `mm`/`bmm`/`addmm`: the Beaver matmul protocol (or, with a public matrix, share-wise
+  products), then truncation.
+- `relu` and `threshold_backward` (ReLU's backward): the dealer-assisted comparison protocols
+  (exact; no truncation needed, the output is x or grad times a shared bit).
+
+Registered after `shared_linear`, so these handlers take over the ops it refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, integral_value, is_plain, op_name
+from zsyft.tensors.ops import shared_linear as linear
+from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.protocol_client import run_protocol
+from zsyft.tensors.shared import SharedTensor
+
+aten = torch.ops.aten
+MAX_POWER = 8
+
+
+def _truncate(g: linear.Group, shares: list[PointerTensor]) -> list[PointerTensor]:
+    if g.encoder.scale == 1:
+        return shares
+    shape = list(shares[0].shape)
+    return run_protocol("truncate", [shares], g.crypto_provider,
+                        {"shape": shape, "divisor": g.encoder.scale}, shape)
+
+
+def _beaver(g: linear.Group, kind: str, x: SharedTensor, y: SharedTensor) -> list[PointerTensor]:
+    xs, ys = x.shares, y.shares
+    if kind == "mul":
+        shape = list(torch.broadcast_shapes(x.shape, y.shape))
+    else:
+        shape = [*torch.broadcast_shapes(x.shape[:-2], y.shape[:-2]), x.shape[-2], y.shape[-1]]
+    params = {"x_shape": list(x.shape), "y_shape": list(y.shape)}
+    return _truncate(g, run_protocol(kind, [xs, ys], g.crypto_provider, params, shape))
+
+
+def _scale_by_public(g: linear.Group, x: SharedTensor, value: Any, func: Any) -> Any:
+    """x times a public value (number or plain tensor): share-wise, then truncation."""
+    factor = integral_value(value)
+    if factor is not None:
+        return g.result([torch.mul(s, factor) for s in x.shares])
+    encoded = linear.public_encoding(value, g, func)
+    return g.result(_truncate(g, [torch.mul(s, encoded) for s in x.shares]))
+
+
+def _in_place(target: Any, result: SharedTensor) -> Any:
+    """Make `target` (a SharedTensor) hold `result`'s shares, for the `op_` variants."""
+    if not isinstance(target, SharedTensor):
+        raise UnsupportedOpError("in-place result into a non-shared tensor", op="in-place")
+    for mine, new in zip(target.shares, result.shares, strict=True):
+        mine.copy_(new)
+    return target
+
+
+@SHARED_OPS.register(aten.mul, aten.mul_)
+def mul(func: Any, args: tuple, kwargs: dict) -> Any:
+    x, y = args[0], args[1]
+    if not (isinstance(x, SharedTensor) and isinstance(y, SharedTensor)):
+        shared, public = (x, y) if isinstance(x, SharedTensor) else (y, x)
+        if integral_value(public) is not None or isinstance(public, SharedTensor):
+            return linear.mul(func, args, kwargs)
+        g = linear.group(func, args)
+        result = _scale_by_public(g, shared, public, func)
+    else:
+        g = linear.group(func, args)
+        result = g.result(_beaver(g, "mul", x, y))
+    return _in_place(x, result) if func.overloadpacket is aten.mul_ else result
+
+
+@SHARED_OPS.register(aten.pow.Tensor_Scalar, aten.square)
+def power(func: Any, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    exponent = 2 if func.overloadpacket is aten.square else integral_value(args[1])
+    if not (isinstance(exponent, int) and 1 <= exponent <= MAX_POWER):
+        raise UnsupportedOpError(
+            f"pow on a SharedTensor needs an integer exponent from 1 to {MAX_POWER}, "
+            f"got {args[1]!r}",
+            op="pow",
+        )
+    g = linear.group(func, args)
+    result = g.result([s.clone() for s in x.shares])
+    for _ in range(exponent - 1):
+        result = g.result(_beaver(g, "mul", result, x))
+    return result
+
+
+@SHARED_OPS.register(aten.div, aten.div_, aten.true_divide)
+def div(func: Any, args: tuple, kwargs: dict) -> Any:
+    x, divisor = args[0], args[1]
+    if kwargs.get("rounding_mode") is not None or isinstance(divisor, SharedTensor):
+        raise UnsupportedOpError(
+            "division by a shared value (or with rounding_mode) is not supported on a "
+            "SharedTensor; divide by a public number",
+            op="div",
+        )
+    inverse = 1.0 / divisor if not is_plain(divisor) else torch.reciprocal(divisor.double())
+    g = linear.group(func, args)
+    result = _scale_by_public(g, x, inverse, func)
+    return _in_place(x, result) if func.overloadpacket is aten.div_ else result
+
+
+@SHARED_OPS.register(aten.mean.default, aten.mean.dim)
+def mean(func: Any, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    if func is aten.mean.default:
+        total, count = torch.sum(x), x.numel()
+    else:
+        dims = args[1] if len(args) > 1 else kwargs.get("dim")
+        keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+        dims = list(range(x.dim())) if dims is None else dims
+        total = torch.sum(x, dims, keepdim)
+        count = 1
+        for d in dims:
+            count *= x.shape[d]
+    g = linear.group(func, [total])
+    return _scale_by_public(g, total, 1.0 / count, func)
+
+
+@SHARED_OPS.register(aten.add, aten.add_, aten.sub, aten.sub_)
+def add_sub_scaled(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`x + alpha * y` with a fractional public alpha (SGD's `p.add_(grad, alpha=-lr)`)."""
+    alpha = kwargs.get("alpha", 1)
+    if integral_value(alpha) is not None or not isinstance(args[1], SharedTensor):
+        return linear.add_sub(func, args, kwargs)
+    g = linear.group(func, args)
+    scaled = _scale_by_public(g, args[1], alpha, func)
+    return linear.add_sub(func, (args[0], scaled), {})
+
+
+def _matmul_with_public(g: linear.Group, func: Any, x: Any, y: Any) -> list[PointerTensor]:
+    if isinstance(x, SharedTensor):
+        encoded = linear.public_encoding(y, g, func)
+        shares = [torch.matmul(s, encoded) for s in x.shares]
+    else:
+        encoded = linear.public_encoding(x, g, func)
+        shares = [torch.matmul(encoded, s) for s in y.shares]
+    return _truncate(g, shares)
+
+
+def _matmul(func: Any, x: Any, y: Any) -> Any:
+    g = linear.group(func, [x, y])
+    if isinstance(x, SharedTensor) and isinstance(y, SharedTensor):
+        return g.result(_beaver(g, "matmul", x, y))
+    return g.result(_matmul_with_public(g, func, x, y))
+
+
+@SHARED_OPS.register(aten.mm.default, aten.bmm.default)
+def mm(func: Any, args: tuple, kwargs: dict) -> Any:
+    return _matmul(func, args[0], args[1])
+
+
+@SHARED_OPS.register(aten.addmm.default)
+def addmm(func: Any, args: tuple, kwargs: dict) -> Any:
+    bias, x, y = args[0], args[1], args[2]
+    beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
+    if integral_value(beta) != 1 or integral_value(alpha) != 1:
+        raise UnsupportedOpError("addmm with beta or alpha other than 1", op="addmm")
+    return torch.add(_matmul(func, x, y), bias)
+
+
+@SHARED_OPS.register(aten.relu.default)
+def relu(func: Any, args: tuple, kwargs: dict) -> Any:
+    x = args[0]
+    g = linear.group(func, args)
+    shape = list(x.shape)
+    return g.result(run_protocol("relu", [x.shares], g.crypto_provider, {"shape": shape}, shape))
+
+
+@SHARED_OPS.register(aten.threshold_backward.default)
+def threshold_backward(func: Any, args: tuple, kwargs: dict) -> Any:
+    grad, x, threshold = args[0], args[1], args[2]
+    if threshold != 0 or not (isinstance(grad, SharedTensor) and isinstance(x, SharedTensor)):
+        raise UnsupportedOpError(
+            f"{op_name(func)} on shared tensors needs threshold 0 and shared operands",
+            op=op_name(func),
+        )
+    g = linear.group(func, args)
+    shape = list(x.shape)
+    if list(grad.shape) != shape:
+        raise UnsupportedOpError("threshold_backward with a broadcast gradient", op=op_name(func))
+    shares = run_protocol("relu_backward", [grad.shares, x.shares], g.crypto_provider,
+                          {"shape": shape}, shape)
+    return g.result(shares)
