@@ -45,3 +45,16 @@ def test_pointer_chains_tutorial():
     assert after[0] == "  bob: {}" and after[1].startswith("alice: {")
     assert move_section[5].startswith("(Wrapper)>[PointerTensor | me:")
     assert "-> alice:" in move_section[5]
+
+
+@pytest.mark.timeout(200)
+def test_encrypted_training_tutorial_tracks_plaintext():
+    out = run_example("12_encrypted_training.py")
+    assert out.startswith("(Wrapper)>AutogradTensor>FixedPrecisionTensor>[AdditiveSharingTensor]")
+    rows = [line.split() for line in out.splitlines() if line.startswith("iter ")]
+    assert len(rows) == 20
+    encrypted = [float(row[4]) for row in rows]
+    plaintext = [float(row[7]) for row in rows]
+    for step, (enc, plain) in enumerate(zip(encrypted, plaintext, strict=True)):
+        assert abs(enc - plain) <= 0.02, f"iteration {step}: {enc} vs {plain}"
+    assert encrypted[-1] < encrypted[0] / 10, "the loss goes down"
