@@ -22,7 +22,9 @@ from zsyft.errors import (
     OpNotAllowedError,
     PointerUsageError,
     ProtocolError,
+    ProtocolUnavailableError,
     RemoteError,
+    UnsupportedOpError,
     WorkerError,
     WorkerLostError,
     WorkerUnavailableError,
@@ -40,8 +42,6 @@ _LAZY = {
     "PointerTensor": "zsyft.tensors.pointer",
     "FixedPrecisionTensor": "zsyft.tensors.fixed_precision",
     "SharedTensor": "zsyft.tensors.shared",
-    "UnsupportedOpError": "zsyft.tensors.ops",
-    "ProtocolUnavailableError": "zsyft.tensors.ops",
     "EncodingOverflowError": "zsyft.mpc.encoding",
 }
 

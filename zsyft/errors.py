@@ -10,10 +10,15 @@
     │       └── WorkerLostError       the connection to a worker that was up has gone
     ├── PointerUsageError      an operation that would reveal remote data implicitly (bool(),
     │                          item()) or mixes locations; the message names the alternative
+    ├── UnsupportedOpError     an aten op a fixed-precision or shared tensor does not implement
+    │   └── ProtocolUnavailableError   an op on shared values whose protocol is not there yet
     ├── LaunchError            a worker process could not start (name clash, port in use, crash)
     └── ClusterFileError       the cluster file written by `zsyft launch` is missing or invalid
 
-`WorkerUnavailableError` also subclasses `TimeoutError` so generic timeout handling catches it.
+`WorkerUnavailableError` also subclasses `TimeoutError` so generic timeout handling catches it;
+`UnsupportedOpError` subclasses `NotImplementedError`. Encoding a value too large for fixed
+point raises `zsyft.mpc.encoding.EncodingOverflowError` (a `ValueError`; the mpc layer imports
+nothing from zsyft).
 This module imports nothing from zsyft so that every layer may raise these.
 """
 
@@ -90,6 +95,19 @@ class WorkerLostError(WorkerUnavailableError):
 
 class PointerUsageError(ZsyftError, RuntimeError):
     """A local use of a remote value that zsyft will not do implicitly."""
+
+
+class UnsupportedOpError(ZsyftError, NotImplementedError):
+    """An aten op that a zsyft tensor type does not implement; `op` names it."""
+
+    def __init__(self, message: str, *, op: str) -> None:
+        super().__init__(message)
+        self.op = op
+
+
+class ProtocolUnavailableError(UnsupportedOpError):
+    """An op on secret-shared values whose protocol zsyft does not run yet (comparisons such
+    as `>` or `max`, `sigmoid`, ...)."""
 
 
 class LaunchError(ZsyftError):

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from zsyft.errors import ZsyftError
+from zsyft.errors import ProtocolUnavailableError, UnsupportedOpError
 from zsyft.tensors._torch_compat import OpOverload, OpOverloadPacket
 
 __all__ = [
@@ -35,19 +35,6 @@ __all__ = [
 ]
 
 Handler = Callable[[OpOverload, tuple, dict], Any]
-
-
-class UnsupportedOpError(ZsyftError, NotImplementedError):
-    """An aten op that a zsyft tensor type does not implement; `op` names it."""
-
-    def __init__(self, message: str, *, op: str) -> None:
-        super().__init__(message)
-        self.op = op
-
-
-class ProtocolUnavailableError(UnsupportedOpError):
-    """An op on secret-shared values that needs the crypto-provider protocols (multiplication
-    of shared values, truncation, comparison), which this version does not run yet."""
 
 
 def op_name(func: Any) -> str:
