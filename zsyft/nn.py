@@ -122,6 +122,3 @@ _ZSYFT_TENSORS = (PointerTensor, FixedPrecisionTensor, SharedTensor)
 def _is_plain_float(t: torch.Tensor) -> bool:
     return not isinstance(t, _ZSYFT_TENSORS) and t.is_floating_point()
 
-
-def is_remote(tensor: torch.Tensor) -> bool:
-    return isinstance(tensor, PointerTensor)

@@ -59,11 +59,6 @@ class ObjectStore:
         self.get(object_id)
         self._objects[object_id] = value
 
-    def pop(self, object_id: bytes) -> Any:
-        value = self.get(object_id)
-        del self._objects[object_id]
-        return value
-
     def discard(self, object_id: bytes) -> None:
         """Delete if present; deleting twice is harmless (garbage collection is batched)."""
         self._objects.pop(object_id, None)
