@@ -285,6 +285,9 @@ WITH_PROTOCOLS = [
     ("pow", lambda x, y: x**2),
     ("relu", lambda x, y: F.relu(x)),
     ("add_alpha", lambda x, y: x.clone().add_(y, alpha=-0.1)),
+    ("gt", lambda x, y: (x > y) * 1.0),
+    ("lt_public", lambda x, y: (x < 0.25) * 1.0),
+    ("ge_mask", lambda x, y: x * (x >= y)),
 ]
 
 
@@ -302,7 +305,6 @@ def test_ops_run_with_the_crypto_provider(bob, alice, james, op, fn):
 
 
 STILL_UNAVAILABLE = [
-    ("gt", lambda x, y: x > 0),
     ("max", lambda x, y: x.max()),
     ("sigmoid", lambda x, y: torch.sigmoid(x)),
 ]
@@ -334,9 +336,9 @@ def test_revealing_ops_say_get_first(bob, alice, fn):
         fn(xs)
 
 
-def test_branching_on_a_comparison_and_unknown_ops(bob, alice):
-    xs = torch.tensor([1.0]).fix_precision().share(bob, alice)
-    with pytest.raises(sy.ProtocolUnavailableError, match=r"gt.*\.get\(\)"):
+def test_branching_on_a_comparison_and_unknown_ops(bob, alice, james):
+    xs = torch.tensor([1.0]).fix_precision().share(bob, alice, crypto_provider=james)
+    with pytest.raises(sy.PointerUsageError, match=r"\.get\(\)"):
         if xs > 0:
             pass
     with pytest.raises(sy.UnsupportedOpError, match=r"cumsum.*secret-shared"):

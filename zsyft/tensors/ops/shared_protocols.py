@@ -14,6 +14,8 @@ place, no catastrophic failures).
   products), then truncation.
 - `relu` and `threshold_backward` (ReLU's backward): the dealer-assisted comparison protocols
   (exact; no truncation needed, the output is x or grad times a shared bit).
+- `>`, `<`, `>=`, `<=`, `==`: a sign test of the shared difference; the result is a shared
+  0/1 mask (fixed-point encoded), never a public boolean.
 
 Registered after `shared_linear`, so these handlers take over the ops it refused.
 """
@@ -199,3 +201,22 @@ def threshold_backward(func: Any, args: tuple, kwargs: dict) -> Any:
     shares = run_protocol("relu_backward", [grad.shares, x.shares], g.crypto_provider,
                           {"shape": shape}, shape)
     return g.result(shares)
+
+
+_SIGN_TESTS = {aten.gt: "gtz", aten.lt: "ltz", aten.ge: "gez", aten.le: "lez", aten.eq: "eqz"}
+
+
+@SHARED_OPS.register(*_SIGN_TESTS)
+def compare(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`x > y` and friends: a sign test of the shared difference (public operands allowed).
+
+    The answer stays secret: a shared 0/1 mask in the same fixed-point encoding (so it can
+    multiply other shared values). Branching on it in Python needs `.get()` first.
+    """
+    x, y = args[0], args[1]
+    g = linear.group(func, args)
+    difference = torch.sub(x, y) if isinstance(x, SharedTensor) else torch.rsub(y, x)
+    shape = list(difference.shape)
+    bits = run_protocol(_SIGN_TESTS[func.overloadpacket], [difference.shares],
+                        g.crypto_provider, {"shape": shape}, shape)
+    return g.result([torch.mul(b, g.encoder.scale) for b in bits])
