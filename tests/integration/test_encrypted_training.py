@@ -1,0 +1,60 @@
+"""Encrypted training across worker processes tracks plaintext training (same initial weights)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn, optim
+
+import zsyft as sy
+from tests.integration.conftest import settle
+
+
+@pytest.fixture(scope="module")
+def james(hook):
+    worker = sy.VirtualWorker(hook, id="james")
+    yield worker
+    sy.local_worker.workers.pop("james", None)
+    worker.close()
+
+
+@pytest.mark.timeout(300)
+def test_three_layer_network_trains_like_plaintext(bob, alice, james):
+    torch.manual_seed(7)
+    data = torch.rand(16, 4)
+    target = (data.sum(dim=1, keepdim=True) > 2).float()
+    plain = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 1))
+    model = copy.deepcopy(plain)
+    plain_opt = optim.SGD(plain.parameters(), lr=0.05)
+
+    kwargs = {"crypto_provider": james, "requires_grad": True}
+    shared_data = data.fix_precision().share(bob, alice, **kwargs)
+    shared_target = target.fix_precision().share(bob, alice, **kwargs)
+    model.fix_precision().share(bob, alice, **kwargs)
+    opt = optim.SGD(model.parameters(), lr=0.05).fix_precision()
+
+    encrypted, plaintext = [], []
+    for _ in range(8):
+        opt.zero_grad()
+        loss = ((model(shared_data) - shared_target) ** 2).sum()
+        loss.backward()
+        opt.step()
+        encrypted.append(loss.get().float_precision().item())
+
+        plain_opt.zero_grad()
+        plain_loss = F.mse_loss(plain(data), target, reduction="sum")
+        plain_loss.backward()
+        plain_opt.step()
+        plaintext.append(plain_loss.item())
+
+    for step, (enc, ref) in enumerate(zip(encrypted, plaintext, strict=True)):
+        assert abs(enc - ref) <= 0.05 + 0.01 * ref, f"iteration {step}: {enc} vs {ref}"
+    assert encrypted[-1] < encrypted[0]
+    model.get().float_precision()
+    for got, want in zip(model.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(got.detach(), want.detach(), atol=0.02, rtol=0)
+    del shared_data, shared_target, loss, opt
+    settle(bob, alice, james)
