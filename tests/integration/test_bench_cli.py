@@ -3,7 +3,9 @@
 Speed is measured by the benchmark, never asserted here: the machine running the tests may be
 busy with anything else. What is checked: every row is printed once, with a numeric ratio and
 the target it is held to (`none` for rows that only report), and the pointer-chain rows say
-which chain latencies their per-hop figure comes from.
+which chain latencies their per-hop figure comes from. The encrypted rows have no baseline:
+they print dashes for the bare side and the ratio, a time as their target, and note the
+protocol rounds and bytes per party per element.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ ROWS = {  # label: the target printed for it
     "op round trip, 3-hop chain: added per hop (ipc)": "≤ 1x",
     "move 64 MiB float32 (ipc)": "none",
 }
+ENCRYPTED_ROWS = {  # label: the time it is held to
+    "encrypted mul, 1 element": "≤ 1 ms",
+    "encrypted matmul 128x128x128": "≤ 10 ms",
+    "encrypted ReLU, 1e5 elements": "≤ 130 ms",
+    "encrypted training, Part 12 loop (20 it.)": "≤ 0.3 s",
+    "encrypted training step, MLP 784-128-10, batch 64": "≤ 350 ms",
+}
+NO_BASELINE = re.compile(r"\s— \(no baseline\)\s+—\s+(≤ [\d.]+ m?s)")
+COST_NOTE = re.compile(r"\d+ rounds?, [\d.]+ B/element per party")
 CHAIN_NOTE = re.compile(r"bench\d?\.sync\(\): median [\d,]+ µs vs [\d,]+ µs for 1 hop")
 PROCESS_MARKERS = ("zsyft-worker", "zsyft.bench.bare_server")
 RATIO = re.compile(r"\s(\d+\.\d+)x\s+(none|[≤≥] [\d.]+x)")  # the ratio, then the target
@@ -85,6 +96,13 @@ def test_bench_quick_prints_every_row_and_leaves_nothing_behind() -> None:
         for hops in (2, 3):
             note = [line for line in lines if line.startswith(f"- op round trip, {hops}-hop")]
             assert len(note) == 1 and CHAIN_NOTE.search(note[0]), f"no chain latencies in:\n{out}"
+        for label, target in ENCRYPTED_ROWS.items():
+            row = [line for line in lines if line.startswith(label)]
+            assert len(row) == 1, f"no table row {label!r} in:\n{out}"
+            found = NO_BASELINE.search(row[0])
+            assert found is not None and found.group(1) == target, f"row {row[0]!r}"
+            note = [line for line in lines if line.startswith(f"- {label}:")]
+            assert len(note) == 1 and COST_NOTE.search(note[0]), f"no protocol costs in:\n{out}"
         assert "(zsyft send+get)" in next(line for line in lines if line.startswith("move "))
 
         assert _processes_started_by(bench.pid) == []

@@ -9,6 +9,7 @@ zsyft/bare is what says how much zsyft itself costs.
 - `base`: what a measured case is (`Case`, `Plan`) and the bare replay loop.
 - `cases`: the rows on one worker and the table order (add new ones to `cases.CASES`).
 - `chains`: the rows across workers: op latency per pointer-chain hop, `move` of a big tensor.
+- `encrypted`: rows on secret-shared tensors (mul, matmul, ReLU, training), no baseline.
 - `env`: the processes a run starts (zsyft workers, the bare server), all stopped at the end.
 - `bare` / `bare_server`: the pyzmq-only client and the echo-server process.
 - `capture`: records the frames a zsyft worker handle sends and receives.

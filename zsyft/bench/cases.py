@@ -19,6 +19,13 @@ from zsyft.bench.bare import BareClient
 from zsyft.bench.base import TCP_WORKER, WORKER, Case, Plan, replay
 from zsyft.bench.capture import Exchange, capture
 from zsyft.bench.chains import ChainRoundTrip, MoveVsSendGet
+from zsyft.bench.encrypted import (
+    EncryptedMatmul,
+    EncryptedMul,
+    EncryptedRelu,
+    MlpStep,
+    Part12Loop,
+)
 from zsyft.bench.env import BenchEnv
 from zsyft.bench.report import Target
 
@@ -213,5 +220,10 @@ CASES: list[Callable[[Plan], Case]] = [
     lambda plan: RoundTrip(plan, "tcp"),
     ChainRoundTrip,  # after every single-worker row: see `chains` for why
     MoveVsSendGet,
+    EncryptedMul,  # last: they register three more workers (see `encrypted`)
+    EncryptedMatmul,
+    EncryptedRelu,
+    Part12Loop,
+    MlpStep,
 ]
 """The rows in table order; each entry builds its case from the run's `Plan`."""

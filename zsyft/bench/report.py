@@ -6,7 +6,9 @@ samples taken in the same run, their ratio zsyft/bare, and whether the ratio mee
 
 A few rows compare two zsyft operations instead (e.g. `move` against `send` + `get`): their
 `baseline` names what the BARE PYZMQ column holds, and the table says so in that cell. Rows
-that only report a ratio, with no goal to meet, have the target `INFORMATIONAL`.
+that only report a ratio, with no goal to meet, have the target `INFORMATIONAL`. Rows with no
+baseline at all (encrypted ops, which bare pyzmq cannot do) have no bare samples and a target
+on zsyft's median itself, in the row's unit (`Target(10, upper=True, unit="ms")`: at most 10 ms).
 """
 
 from __future__ import annotations
@@ -24,22 +26,24 @@ class Target:
     """A bound on the ratio zsyft/bare: at most `bound` if `upper`, else at least `bound`.
 
     `bound=None` means no target: the row is reported for information and neither meets nor
-    misses anything (see `INFORMATIONAL`).
+    misses anything (see `INFORMATIONAL`). With a `unit`, the bound is on zsyft's median in
+    that unit instead of on a ratio (for rows with no baseline).
     """
 
     bound: float | None
     upper: bool
+    unit: str = ""
 
-    def met(self, ratio: float) -> bool | None:
-        """Whether `ratio` satisfies this target; None if there is no target."""
+    def met(self, value: float) -> bool | None:
+        """Whether `value` (the ratio, or the median if `unit`) satisfies this target."""
         if self.bound is None:
             return None
-        return ratio <= self.bound if self.upper else ratio >= self.bound
+        return value <= self.bound if self.upper else value >= self.bound
 
     def __str__(self) -> str:
         if self.bound is None:
             return "none"
-        return f"{'≤' if self.upper else '≥'} {self.bound:g}x"
+        return f"{'≤' if self.upper else '≥'} {self.bound:g}{' ' + self.unit if self.unit else 'x'}"
 
 
 INFORMATIONAL = Target(None, upper=True)
@@ -67,13 +71,21 @@ class Row:
     baseline: str = ""
 
     @property
+    def has_baseline(self) -> bool:
+        """False for a zsyft-only row (no bare samples; its target bounds zsyft's median)."""
+        return bool(self.bare_samples)
+
+    @property
     def ratio(self) -> float:
+        """zsyft/bare; NaN for a row with no baseline."""
+        if not self.has_baseline:
+            return float("nan")
         return self.zsyft / self.bare if self.bare else float("inf")
 
     @property
     def met(self) -> bool | None:
-        """Whether the ratio meets the target; None for an informational row."""
-        return self.target.met(self.ratio)
+        """Whether the row meets its target; None for an informational row."""
+        return self.target.met(self.zsyft if self.target.unit else self.ratio)
 
     def as_dict(self) -> dict[str, Any]:
         """The row as plain data (e.g. for JSON): medians, ratio, target and whether it is met."""
@@ -82,11 +94,11 @@ class Row:
             "label": self.label,
             "unit": self.unit,
             "zsyft": self.zsyft,
-            "bare": self.bare,
-            "ratio": self.ratio,
+            "bare": self.bare if self.has_baseline else None,
+            "ratio": self.ratio if self.has_baseline else None,
             "target": str(self.target),
             "met": self.met,
-            "baseline": self.baseline or "bare pyzmq",
+            "baseline": self.baseline or ("bare pyzmq" if self.has_baseline else "none"),
             "samples": {"zsyft": len(self.zsyft_samples), "bare": len(self.bare_samples)},
         }
 
@@ -101,8 +113,11 @@ def make_row(
     what: str = "",
     baseline: str = "",
 ) -> Row:
-    """A row from raw samples (each already in `unit`); the medians are computed here."""
-    if not zsyft_samples or not bare_samples:
+    """A row from raw samples (each already in `unit`); the medians are computed here.
+
+    A row whose target has a `unit` may have no bare samples (it has no baseline).
+    """
+    if not zsyft_samples or not (bare_samples or target.unit):
         raise ValueError(f"row {key!r} needs at least one sample on each side")
     return Row(
         key=key,
@@ -110,7 +125,7 @@ def make_row(
         unit=unit,
         target=target,
         zsyft=statistics.median(zsyft_samples),
-        bare=statistics.median(bare_samples),
+        bare=statistics.median(bare_samples) if bare_samples else float("nan"),
         zsyft_samples=list(zsyft_samples),
         bare_samples=list(bare_samples),
         what=what,
@@ -135,12 +150,15 @@ NOTE = (
     "Absolute numbers depend on the machine; the ratios count: each row's baseline moves the "
     "same frames\nbetween two processes over the same kind of socket with bare pyzmq, "
     "measured in this run, interleaved with zsyft\n(where that cell names a zsyft operation "
-    "instead, the row compares two zsyft operations)."
+    "instead, the row compares two zsyft operations;\nrows with no baseline are held to a "
+    "time of their own)."
 )
 
 
 def _number(value: float, unit: str) -> str:
-    if unit == "µs":
+    if unit == "s":
+        return f"{value:,.2f} {unit}"
+    if unit in ("µs", "ms"):
         return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
     return f"{value:,.0f} {unit}"
 
@@ -160,12 +178,13 @@ def format_table(rows: Sequence[Row]) -> str:
     status = {True: "met", False: "MISSED", None: ""}
     for row in rows:
         other = f" ({row.baseline})" if row.baseline else ""
+        bare = f"{_number(row.bare, row.unit)} {_spread(row.bare_samples)}".rstrip() + other
         lines.append(
             [
                 row.label,
                 f"{_number(row.zsyft, row.unit)} {_spread(row.zsyft_samples)}".rstrip(),
-                f"{_number(row.bare, row.unit)} {_spread(row.bare_samples)}".rstrip() + other,
-                f"{row.ratio:.2f}x",
+                bare if row.has_baseline else "— (no baseline)",
+                f"{row.ratio:.2f}x" if row.has_baseline else "—",
                 str(row.target),
                 status[row.met],
             ]
