@@ -69,6 +69,7 @@ SCRIPT = textwrap.dedent(
     workers = [sy.VirtualWorker(hook, id=name) for name in ("w1", "w2")]
     for w in workers:
         torch.ones(1).send(w)
+        w.ping()  # running (PDEATHSIG armed); a worker still starting up checks its parent
         print(w.pid, flush=True)
     sys.stdin.read()
     """
