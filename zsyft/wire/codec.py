@@ -1,4 +1,4 @@
-"""Encode messages to ZeroMQ frames and decode them back, with limits and without pickle.
+"""Encode messages to ZeroMQ frames and decode them back, with limits and no code on the wire.
 
 `encode(kind, rid, body)` returns `[header, *buffers]`. The header is msgpack; a tensor in the
 body becomes an extension value `[buffer index, dtype code, shape]` and its bytes travel as
