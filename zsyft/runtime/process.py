@@ -7,6 +7,10 @@ if it cannot bind, e.g. the port is in use). With `--parent-pid` the
 worker dies with that process: the kernel sends SIGKILL when the parent exits (Linux
 PDEATHSIG), and the loop also checks the parent every tick where PDEATHSIG is unavailable.
 SIGTERM and SIGINT stop the loop cleanly.
+
+For privacy audits (and zsyft's own privacy tests), `ZSYFT_RECORD_FRAMES=DIR` makes the worker
+append every frame it receives to `DIR/NAME.frames`. It writes shares to disk: never set it
+for real data.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+RECORD_ENV = "ZSYFT_RECORD_FRAMES"  # audit: record every received frame into this directory
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 
@@ -80,7 +85,10 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
     from zsyft.runtime.worker import Worker  # imported after the cheap setup above
 
     try:
-        worker = Worker(args.name, args.address, peer=peer_factory() if peer_factory else None)
+        record_dir = os.environ.get(RECORD_ENV)
+        record = os.path.join(record_dir, f"{args.name}.frames") if record_dir else None
+        peer = peer_factory() if peer_factory else None
+        worker = Worker(args.name, args.address, peer=peer, record=record)
     except zmq.ZMQError as exc:
         _announce({"name": args.name, "error": f"cannot listen on {args.address}: {exc}"})
         return 2

@@ -40,7 +40,12 @@ class Worker:
     """One worker's state and event loop; `address` is the endpoint it actually bound."""
 
     def __init__(
-        self, name: str, address: str, ctx: zmq.Context | None = None, peer: Peer | None = None
+        self,
+        name: str,
+        address: str,
+        ctx: zmq.Context | None = None,
+        peer: Peer | None = None,
+        record: str | None = None,
     ) -> None:
         self.name = name
         self.ctx = ctx or context()
@@ -50,6 +55,8 @@ class Worker:
         self.started = time.time()
         self.peer = peer
         self.mpc = MpcRuntime(self)
+        # Audits: every frame received, appended as [count][len][bytes]... (see `read_frames`).
+        self._record = open(record, "ab") if record else None  # noqa: SIM115 (kept open)
         self._busy: list[bytes] = []  # identities whose message is being handled (a stack)
         self._deferred: deque[tuple[bytes, list[Any]]] = deque()
         if peer is not None:
@@ -92,7 +99,17 @@ class Worker:
     def serve_one(self) -> None:
         """Receive and handle one message (also called while waiting on a peer)."""
         frames = recv_frames(self.socket)
+        if self._record is not None:
+            self._write_record(frames[1:])
         self.handle(frames[0], frames[1:])
+
+    def _write_record(self, frames: list[Any]) -> None:
+        out = self._record
+        out.write(len(frames).to_bytes(4, "little"))
+        for frame in frames:
+            data = frame.bytes if hasattr(frame, "bytes") else bytes(frame)
+            out.write(len(data).to_bytes(8, "little") + data)
+        out.flush()
 
     def handle(self, identity: bytes, frames: list[Any]) -> None:
         """Handle one message now, or defer it while the same client is being served."""
@@ -163,5 +180,7 @@ class Worker:
             log.warning("dropped a reply to an unreachable client: %s", exc)
 
     def close(self) -> None:
+        if self._record is not None:
+            self._record.close()
         self.mpc.close()
         self.socket.close(0)
