@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import zsyft as sy
 from zsyft.runtime.recording import read_frames
-from zsyft.wire.codec import decode
+from zsyft.wire.codec import decode, tensor_buffer
 from zsyft.wire.messages import Kind
 
 NAMES = ("pbob", "palice", "pjames")
@@ -49,7 +49,7 @@ def test_no_process_receives_plaintext_and_the_provider_no_tensor(hook, tmp_path
     finally:
         stop(workers)
     canaries = [le_bytes(v) for v in (1234500, -123450, -152399025, 1234500 - 152399025)]
-    canaries += [torch.tensor(v).numpy().tobytes() for v in (1234.5, -123.45)]
+    canaries += [raw_bytes(torch.tensor(v)) for v in (1234.5, -123.45)]
     for name in NAMES:
         data = b"".join(b"".join(frames) for frames in read_frames(tmp_path / f"{name}.frames"))
         if name != "pjames":  # the provider gets a few hundred bytes of metadata in all
@@ -75,8 +75,12 @@ def opened_values(directory) -> torch.Tensor:
     return torch.cat([s.flatten() for s in sums])
 
 
+def raw_bytes(tensor: torch.Tensor) -> bytes:
+    return bytes(tensor_buffer(tensor.contiguous()))
+
+
 def byte_histogram(values: torch.Tensor) -> torch.Tensor:
-    raw = torch.frombuffer(bytearray(values.numpy().tobytes()), dtype=torch.uint8)
+    raw = torch.frombuffer(bytearray(raw_bytes(values)), dtype=torch.uint8)
     return torch.bincount(raw.long(), minlength=256).double()
 
 
