@@ -89,6 +89,7 @@ def test_a_dead_party_fails_the_op_naming_it(hook, bob, james):
         out = run_protocol("relu", [xs], james, {"shape": [3]}, [3])  # bob waits for frank
         with pytest.raises(sy.WorkerUnavailableError, match="frank"):
             out[0].get()
+        sy.local_worker.workers.pop("frank", None)
         with pytest.raises(sy.WorkerError, match="frank"):  # bob's notice of the failed op
             sy.sync()
         del xs, out
@@ -96,3 +97,18 @@ def test_a_dead_party_fails_the_op_naming_it(hook, bob, james):
         sy.local_worker.workers.pop("frank", None)
         frank.close()
     settle(bob, james)
+
+
+def test_a_recreated_provider_gets_a_new_session(hook, bob, alice):
+    """As when a notebook cell creating the provider runs again."""
+    xs = shared(torch.tensor([-2, 3]), [bob, alice])
+    for _ in range(2):
+        jim = sy.VirtualWorker(hook, id="jim")
+        try:
+            out = run_protocol("relu", [xs], jim, {"shape": [2]}, [2])
+            assert torch.equal(opened(out), torch.tensor([0, 3]))
+        finally:
+            sy.local_worker.workers.pop("jim", None)
+            jim.close()
+    del xs
+    settle(bob, alice)

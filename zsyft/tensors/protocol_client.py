@@ -28,7 +28,6 @@ from zsyft.remote.refs import RemoteRef
 from zsyft.tensors.pointer import PointerTensor
 from zsyft.wire.messages import Kind
 
-_sessions: dict[tuple[int, ...], bytes] = {}
 _seqs = itertools.count(1)
 
 
@@ -41,13 +40,16 @@ def session(parties: Sequence[WorkerHandle], provider: WorkerHandle) -> bytes:
         )
     if any(provider is p for p in parties):
         raise PointerUsageError("the crypto provider must not be one of the parties")
-    key = (id(provider), *(id(p) for p in parties))
-    found = _sessions.get(key)
+    # Kept on the provider's handle and keyed by the parties' addresses: a new provider (or a
+    # party replaced by a new process) starts a new session.
+    sessions: dict[tuple[str, ...], bytes] = provider.__dict__.setdefault("_mpc_sessions", {})
+    key = tuple(p.address for p in parties)
+    found = sessions.get(key)
     if found is None:
         found = os.urandom(16)
         described = [{"name": p.id, "address": p.address} for p in parties]
         provider.request(Kind.PROVIDER_SETUP, [found, described])
-        _sessions[key] = found
+        sessions[key] = found
     return found
 
 
@@ -78,16 +80,9 @@ def run_protocol(
         ref = RemoteRef(party)
         share_ids = [shares[index].ref.id for shares in inputs]
         party.post(Kind.MPC_RUN, [next(_seqs), session_id, op_id, name, share_ids, ref.id, params])
-        outputs.append(PointerTensor(ref, tuple(output_shape), _contiguous(output_shape),
-                                     torch.int64))
+        layout = torch.empty(tuple(output_shape), dtype=torch.int64, device="meta")
+        outputs.append(PointerTensor(ref, layout.shape, layout.stride(), torch.int64))
     for handle in (provider, *parties):
         handle.flush()
     return outputs
 
-
-def _contiguous(shape: Sequence[int]) -> tuple[int, ...]:
-    stride, acc = [], 1
-    for n in reversed(shape):
-        stride.append(acc)
-        acc *= max(n, 1)
-    return tuple(reversed(stride))
