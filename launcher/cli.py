@@ -18,7 +18,7 @@ import click
 
 from launcher import cluster
 from launcher.supervisor import Supervisor, process_is, validate_names
-from zsyft.errors import ClusterFileError, LaunchError, WorkerError
+from zsyft.errors import ClusterFileError, KeyFileError, LaunchError, WorkerError
 
 CLUSTER_FILE = click.option(
     "--cluster-file",
@@ -47,25 +47,29 @@ def main() -> None:
               "default: free ports chosen by the system.")
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where worker logs go (default: $ZSYFT_HOME/logs).")
+@click.option("--key-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="CURVE key directory: worker and client key pairs, and the public keys of "
+              "every client allowed in (default: $ZSYFT_HOME/keys).")
 @CLUSTER_FILE
 def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | None,
-           cluster_file: Path | None) -> None:
+           key_dir: Path | None, cluster_file: Path | None) -> None:
     """Start the named workers and keep them running until Ctrl-C or SIGTERM."""
     try:
         validate_names(list(names))
     except LaunchError as exc:
         raise click.UsageError(str(exc)) from None
     supervisor = Supervisor(list(names), host=host, port=port, cluster_file=cluster_file,
-                            log_dir=log_dir)
+                            log_dir=log_dir, key_dir=key_dir)
     started = time.monotonic()
     try:
         records = supervisor.start()
-    except LaunchError as exc:
+    except (LaunchError, KeyFileError) as exc:
         raise click.ClickException(str(exc)) from None
     rows = [["NAME", "PID", "ADDRESS"]] + [[r.name, str(r.pid), r.address] for r in records]
     click.echo(_table(rows))
     click.echo(f"{len(records)} worker(s) ready in {time.monotonic() - started:.1f} s; "
-               f"cluster file {supervisor.cluster_file}. Ctrl-C stops them.", err=True)
+               f"cluster file {supervisor.cluster_file}; keys in {supervisor.key_dir}. "
+               "Ctrl-C stops them.", err=True)
     try:
         supervisor.run_until_signal(on_exit=lambda text: click.echo(text, err=True))
     finally:
@@ -81,6 +85,7 @@ def status(cluster_file: Path | None, timeout: float) -> None:
     """Ping every launched worker: up or down, and how many objects it holds."""
     from zsyft.remote.handle import WorkerHandle
     from zsyft.remote.node import LocalNode
+    from zsyft.transport.keys import client_pair
 
     try:
         recorded = cluster.read(cluster_file)
@@ -89,8 +94,13 @@ def status(cluster_file: Path | None, timeout: float) -> None:
     node = LocalNode("zsyft-status")
     rows = [["NAME", "PID", "ADDRESS", "STATE", "OBJECTS"]]
     all_up = True
+    try:
+        client = client_pair(recorded.key_dir)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
     for record in recorded.workers.values():
-        handle = WorkerHandle(node, record.name, record.address, record.pid)
+        handle = WorkerHandle(node, record.name, record.address, record.pid,
+                              public_key=record.public_key, client_keys=client)
         try:
             pong = handle.ping(timeout=timeout)
             rows.append([record.name, str(pong["pid"]), record.address, "up", str(pong["objects"])])

@@ -2,10 +2,13 @@
 
 JSON, written atomically with mode 0600 in a 0700 directory:
 
-    {"version": 1, "launcher_pid": 1234, "workers": {"bob": {"pid": 1235, "address": "tcp://...",
-     "log": "/path/bob.log"}, ...}}
+    {"version": 2, "launcher_pid": 1234, "key_dir": "/home/me/.zsyft/keys",
+     "workers": {"bob": {"pid": 1235, "address": "tcp://...", "public_key": "Z85...",
+                         "log": "/path/bob.log"}, ...}}
 
 Its default location is `$ZSYFT_HOME/cluster.json` (`~/.zsyft/cluster.json` when unset).
+Clients authenticate with the `client` key pair in `key_dir` and check each worker's
+`public_key` during the handshake.
 """
 
 from __future__ import annotations
@@ -16,12 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zsyft.errors import ClusterFileError
+from zsyft.transport.keys import default_key_dir, is_public_key, zsyft_home
 
-VERSION = 1
-
-
-def zsyft_home() -> Path:
-    return Path(os.environ.get("ZSYFT_HOME") or Path.home() / ".zsyft")
+VERSION = 2
 
 
 def default_path() -> Path:
@@ -35,6 +35,7 @@ class WorkerRecord:
     name: str
     pid: int
     address: str
+    public_key: str
     log: str = ""
 
 
@@ -42,15 +43,22 @@ class WorkerRecord:
 class Cluster:
     launcher_pid: int
     workers: dict[str, WorkerRecord]
+    key_dir: Path
 
 
-def write(path: Path, launcher_pid: int, workers: list[WorkerRecord]) -> None:
+def write(
+    path: Path, launcher_pid: int, workers: list[WorkerRecord], key_dir: Path | None = None
+) -> None:
     """Write the cluster file atomically (readers never see half a file)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = {
         "version": VERSION,
         "launcher_pid": launcher_pid,
-        "workers": {w.name: {"pid": w.pid, "address": w.address, "log": w.log} for w in workers},
+        "key_dir": str(key_dir or default_key_dir()),
+        "workers": {
+            w.name: {"pid": w.pid, "address": w.address, "public_key": w.public_key, "log": w.log}
+            for w in workers
+        },
     }
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -73,12 +81,19 @@ def read(path: Path | None = None) -> Cluster:
         raise ClusterFileError(f"cannot read the cluster file {path}: {exc}") from None
     try:
         if data["version"] != VERSION:
-            raise ClusterFileError(f"cluster file {path} has version {data['version']}")
+            raise ClusterFileError(
+                f"cluster file {path} has version {data['version']} (this zsyft writes "
+                f"{VERSION}): restart the cluster with this version's `zsyft launch`"
+            )
         workers = {
-            name: WorkerRecord(name, int(w["pid"]), str(w["address"]), str(w.get("log", "")))
+            name: WorkerRecord(
+                name, int(w["pid"]), str(w["address"]), str(w["public_key"]), str(w.get("log", ""))
+            )
             for name, w in data["workers"].items()
         }
-        return Cluster(int(data["launcher_pid"]), workers)
+        if not all(is_public_key(w.public_key) for w in workers.values()):
+            raise ClusterFileError(f"cluster file {path} has a malformed worker public key")
+        return Cluster(int(data["launcher_pid"]), workers, Path(data["key_dir"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ClusterFileError(f"cluster file {path} is malformed: {exc}") from None
 

@@ -1,16 +1,19 @@
 """Start worker processes and know when they are ready.
 
-Each worker is `python launcher/bin/zsyft-worker NAME --address ADDR --parent-pid PID`: `ps`
-shows it as `zsyft-worker NAME`. Its stderr goes to a log file; its stdout carries one JSON
-readiness line with the address it actually bound (so port 0 picks a free port without races).
-With `die_with_parent` (the default) the worker exits when the spawning process does, even
-after `kill -9` of that process.
+Each worker is `python launcher/bin/zsyft-worker NAME --address ADDR --key-file PATH
+--parent-pid PID`: `ps` shows it as `zsyft-worker NAME`. The spawner creates the worker's
+CURVE key pair in the key directory (`$ZSYFT_HOME/keys` by default) and removes it when the
+worker stops; pairs of spawners killed with -9 are swept at the next spawn. Its stderr goes to
+a log file; its stdout carries one JSON readiness line with the address it actually bound (so
+port 0 picks a free port without races) and its public key. With `die_with_parent` (the
+default) the worker exits when the spawning process does, even after `kill -9` of that process.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import selectors
 import signal
 import subprocess
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import zsyft
 from zsyft.errors import LaunchError
+from zsyft.transport import keys
 
 WORKER_SCRIPT = Path(__file__).with_name("bin") / "zsyft-worker"
 READY_TIMEOUT_S = 60.0
@@ -38,6 +42,9 @@ class WorkerProcess:
     popen: subprocess.Popen
     log_path: Path
     address: str | None = None
+    public_key: str | None = None
+    key_dir: Path | None = None
+    key_stem: str | None = None
     owned_dir: Path | None = None
     ready: bool = False
     _ready_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -84,6 +91,9 @@ class WorkerProcess:
             if "error" in announced:
                 self.stop()
                 raise LaunchError(f"worker {self.name!r} failed to start: {announced['error']}")
+            if announced.get("public_key") != self.public_key:
+                self.stop()
+                raise LaunchError(f"worker {self.name!r} announced a key it was not given")
             self.address = announced["address"]
             self.ready = True
             self.popen.stdout.close()
@@ -102,6 +112,9 @@ class WorkerProcess:
                 pass
         if self.popen.stdout and not self.popen.stdout.closed:
             self.popen.stdout.close()
+        if self.key_stem is not None and self.key_dir is not None:
+            keys.remove_pair(self.key_dir, self.key_stem)
+            self.key_stem = None
         if self.owned_dir is not None:
             for path in self.owned_dir.iterdir():
                 path.unlink(missing_ok=True)
@@ -142,22 +155,35 @@ def spawn(
     *,
     die_with_parent: bool = True,
     owned_dir: Path | None = None,
+    key_dir: Path | None = None,
 ) -> WorkerProcess:
     """Start one worker process; returns at once (call `wait_ready()` before relying on it)."""
-    argv = [sys.executable, str(WORKER_SCRIPT), name, "--address", address]
+    key_dir = keys.private_dir(key_dir or keys.default_key_dir())
+    keys.sweep_stale_pairs(key_dir)
+    stem = f"w{os.getpid()}-{name}-{secrets.token_hex(4)}"
+    pair = keys.write_pair(key_dir, stem)
+    argv = [sys.executable, str(WORKER_SCRIPT), name, "--address", address,
+            "--key-file", str(key_dir / (stem + keys.SECRET_SUFFIX))]
     if die_with_parent:
         argv += ["--parent-pid", str(os.getpid())]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=_worker_env(),
-            start_new_session=True,  # a Ctrl-C in the parent's terminal is the parent's to handle
-        )
-    return WorkerProcess(name, popen, log_path, owned_dir=owned_dir)
+    try:
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=_worker_env(),
+                start_new_session=True,  # a Ctrl-C in the parent's terminal is the parent's
+            )
+    except BaseException:
+        keys.remove_pair(key_dir, stem)
+        raise
+    return WorkerProcess(
+        name, popen, log_path, public_key=pair.public, key_dir=key_dir, key_stem=stem,
+        owned_dir=owned_dir,
+    )
 
 
 def spawn_private(name: str) -> WorkerProcess:

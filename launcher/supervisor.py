@@ -20,6 +20,7 @@ from pathlib import Path
 from launcher import cluster
 from launcher.spawn import WorkerProcess, spawn
 from zsyft.errors import ClusterFileError, LaunchError
+from zsyft.transport import keys
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
@@ -63,13 +64,15 @@ class Supervisor:
         port: int | None = None,
         cluster_file: Path | None = None,
         log_dir: Path | None = None,
+        key_dir: Path | None = None,
     ) -> None:
         validate_names(names)
         self.names = names
         self.host = host
         self.port = port
         self.cluster_file = cluster_file or cluster.default_path()
-        self.log_dir = log_dir or cluster.zsyft_home() / "logs"
+        self.log_dir = log_dir or keys.zsyft_home() / "logs"
+        self.key_dir = key_dir or keys.default_key_dir()
         self.processes: list[WorkerProcess] = []
         self._stopping = False
 
@@ -97,17 +100,22 @@ class Supervisor:
         try:
             for index, name in enumerate(self.names):
                 log = self.log_dir / f"{name}.log"
-                self.processes.append(spawn(name, self._address(index), log))
+                self.processes.append(
+                    spawn(name, self._address(index), log, key_dir=self.key_dir)
+                )
             for process in self.processes:
                 process.wait_ready()
         except BaseException:
             self.stop()
             raise
         records = [
-            cluster.WorkerRecord(p.name, p.pid, p.address or "", str(p.log_path))
+            cluster.WorkerRecord(
+                p.name, p.pid, p.address or "", p.public_key or "", str(p.log_path)
+            )
             for p in self.processes
         ]
-        cluster.write(self.cluster_file, os.getpid(), records)
+        keys.client_pair(self.key_dir)  # so the user can connect at once
+        cluster.write(self.cluster_file, os.getpid(), records, self.key_dir)
         return records
 
     def run_until_signal(self, on_exit: Callable[[str], object] = print) -> None:

@@ -7,6 +7,8 @@ import time
 import uuid
 from pathlib import Path
 
+import zmq
+
 # Every process this test run starts inherits this variable, so concurrent runs on one machine
 # never count (or kill) each other's workers.
 RUN_TAG = "ZSYFT_TEST_RUN"
@@ -41,3 +43,22 @@ def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def raw_dealer(
+    address: str, server_key: str | None, client: object = None, timeout_ms: int = 5000
+) -> zmq.Socket:
+    """A bare DEALER speaking to a worker: a CURVE client with `client` (default: this test
+    run's client pair) when `server_key` is given. Close it with `close(0)`."""
+    from zsyft.transport import keys
+
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    if server_key is not None:
+        pair = client or keys.client_pair()
+        sock.setsockopt_string(zmq.CURVE_SERVERKEY, server_key)
+        sock.setsockopt_string(zmq.CURVE_PUBLICKEY, pair.public)
+        sock.setsockopt_string(zmq.CURVE_SECRETKEY, pair.secret)
+    sock.connect(address)
+    return sock

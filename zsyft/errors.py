@@ -7,13 +7,16 @@
     │   │   └── ObjectNotFoundError   the id is not (or no longer) in the worker's store
     │   ├── OpNotAllowedError  the worker refused an op before running it (allowlist, limits)
     │   └── WorkerUnavailableError    the worker did not answer (never reachable, died, frozen)
-    │       └── WorkerLostError       the connection to a worker that was up has gone
+    │       ├── WorkerLostError       the connection to a worker that was up has gone
+    │       └── AuthenticationError   the CURVE handshake failed (unknown client key, wrong
+    │                                 server key, or a peer that does not speak CURVE)
     ├── PointerUsageError      an operation that would reveal remote data implicitly (bool(),
     │                          item()) or mixes locations; the message names the alternative
     ├── UnsupportedOpError     an aten op a fixed-precision or shared tensor does not implement
     │   └── ProtocolUnavailableError   an op on shared values whose protocol is not there yet
     ├── LaunchError            a worker process could not start (name clash, port in use, crash)
-    └── ClusterFileError       the cluster file written by `zsyft launch` is missing or invalid
+    ├── ClusterFileError       the cluster file written by `zsyft launch` is missing or invalid
+    └── KeyFileError           a CURVE key file or key directory is missing, bad, or not private
 
 `WorkerUnavailableError` also subclasses `TimeoutError` so generic timeout handling catches it;
 `UnsupportedOpError` subclasses `NotImplementedError`. Encoding a value too large for fixed
@@ -116,3 +119,11 @@ class LaunchError(ZsyftError):
 
 class ClusterFileError(ZsyftError):
     """The cluster file is missing, unreadable, or does not name the requested worker."""
+
+
+class KeyFileError(ZsyftError):
+    """A CURVE key file or key directory is missing, malformed, or readable by other users."""
+
+
+class AuthenticationError(WorkerUnavailableError):
+    """The worker refused this client's key, or is not the worker the client's key names."""

@@ -12,6 +12,7 @@ from launcher import cluster, spawn
 from zsyft.errors import ClusterFileError
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import local_node
+from zsyft.transport.keys import client_pair
 
 _atexit_registered = False
 
@@ -27,7 +28,8 @@ def _register(handle: WorkerHandle) -> WorkerHandle:
 class VirtualWorker(WorkerHandle):
     """A private worker process named `id`, started now and stopped with this process.
 
-    It listens on an ipc:// socket in a private directory, so only this process reaches it.
+    It listens on a CURVE-encrypted ipc:// socket in a private directory, so only this user
+    reaches it, and only with a key from the user's key directory (`$ZSYFT_HOME/keys`).
     The constructor returns at once; the first request waits for the process to be ready.
     Creating a worker with a name already in use replaces (and stops) the older one.
     """
@@ -36,13 +38,16 @@ class VirtualWorker(WorkerHandle):
         if not isinstance(id, str) or not id:
             raise ValueError("VirtualWorker needs a non-empty string id, e.g. id='bob'")
         process = spawn.spawn_private(id)
-        super().__init__(local_node(), id, process.address, process.pid, process)
+        super().__init__(
+            local_node(), id, process.address, process.pid, process, public_key=process.public_key
+        )
         _register(self)
 
 
 def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
     """Handles to workers started by `zsyft launch`, by name (one handle, or a tuple)."""
     recorded = cluster.read(Path(cluster_file) if cluster_file else None)
+    client = client_pair(recorded.key_dir)
     handles = []
     for name in names:
         record = recorded.workers.get(name)
@@ -51,7 +56,10 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
                 f"no worker named {name!r} in the cluster; launched: "
                 f"{', '.join(recorded.workers) or 'none'}"
             )
-        handle = WorkerHandle(local_node(), name, record.address, record.pid)
+        handle = WorkerHandle(
+            local_node(), name, record.address, record.pid,
+            public_key=record.public_key, client_keys=client,
+        )
         handle.ping()
         handles.append(_register(handle))
     return handles[0] if len(handles) == 1 else tuple(handles)

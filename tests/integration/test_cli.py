@@ -68,6 +68,11 @@ def test_launch_prints_table_writes_cluster_file_and_sigterm_stops_all(launched)
     pids = [w["pid"] for w in workers.values()]
     assert set(pids) <= zsyft_pids()
     assert all(w["address"].startswith("tcp://127.0.0.1:") for w in workers.values())
+    key_dir = Path(recorded["key_dir"])
+    published = {p.read_text().strip() for p in key_dir.glob("*.key")}
+    assert all(w["public_key"] in published for w in workers.values())
+    assert (key_dir / "client.key_secret").stat().st_mode & 0o777 == 0o600
+    secrets_before = set(key_dir.glob("*.key_secret"))
 
     launch.proc.send_signal(signal.SIGTERM)
     started = time.monotonic()
@@ -79,6 +84,8 @@ def test_launch_prints_table_writes_cluster_file_and_sigterm_stops_all(launched)
     assert [r.split()[0] for r in rows] == ["bob", "alice", "james"]
     assert not launch.cluster_file.exists()
     assert not (set(pids) & zsyft_pids())
+    removed = secrets_before - set(key_dir.glob("*.key_secret"))
+    assert len(removed) == 3 and (key_dir / "client.key_secret").exists()  # workers' pairs removed
 
 
 def test_ctrl_c_stops_every_worker(launched):

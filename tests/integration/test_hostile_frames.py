@@ -6,8 +6,8 @@ import socket
 
 import msgpack
 import pytest
-import zmq
 
+from tests import helpers
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import PROTOCOL_VERSION, Kind
 
@@ -31,10 +31,7 @@ GARBAGE = [
 
 @pytest.fixture
 def raw_dealer(bob):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 5000)
-    sock.connect(bob.address)
+    sock = helpers.raw_dealer(bob.address, bob.public_key)
     yield sock
     sock.close(0)
 
@@ -66,10 +63,7 @@ def test_raw_tcp_garbage_does_not_disturb_a_launched_worker(tmp_path):
         for payload in (b"GET / HTTP/1.0\r\n\r\n", b"\x00" * 64, bytes(range(256)) * 4):
             with socket.create_connection((host, int(port)), timeout=2) as raw:
                 raw.sendall(payload)
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVTIMEO, 5000)
-        sock.connect(address)
+        sock = helpers.raw_dealer(address, process.public_key)
         sock.send_multipart(encode(Kind.PING, 1, None))
         assert decode(sock.recv_multipart()).body["name"] == "tcpbob"
         sock.close(0)

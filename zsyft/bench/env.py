@@ -112,7 +112,10 @@ class BenchEnv:
                 from zsyft.remote.node import local_node
 
                 address = started.wait_ready()
-                handle = WorkerHandle(local_node(), name, address, started.pid, started)
+                handle = WorkerHandle(
+                    local_node(), name, address, started.pid, started,
+                    public_key=started.public_key,
+                )
             self._workers[key] = handle
         except BaseException:
             if transport == "ipc":

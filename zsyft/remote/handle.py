@@ -22,12 +22,15 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
 from zsyft.errors import (
+    AuthenticationError,
     ObjectNotFoundError,
     OpNotAllowedError,
     RemoteError,
     WorkerError,
+    WorkerLostError,
     WorkerUnavailableError,
 )
+from zsyft.transport.keys import KeyPair
 from zsyft.transport.zmq import SETTINGS, Link, context
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, id_number
@@ -58,9 +61,14 @@ def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
     worker, message = body.get("worker"), str(body.get("message"))
     if body.get("type") == "OpNotAllowedError":
         return OpNotAllowedError(message, worker=worker)
-    if body.get("type") in ("WorkerUnavailableError", "WorkerLostError"):
+    unavailable = {
+        "WorkerUnavailableError": WorkerUnavailableError,
+        "WorkerLostError": WorkerLostError,
+        "AuthenticationError": AuthenticationError,
+    }.get(body.get("type"))
+    if unavailable is not None:
         path = " -> ".join(body.get("path") or [])
-        return WorkerUnavailableError(f"{message} (via {path})", worker=worker)
+        return unavailable(f"{message} (via {path})", worker=worker)
     cls = ObjectNotFoundError if body.get("type") == "ObjectNotFoundError" else RemoteError
     return cls(
         message,
@@ -108,13 +116,17 @@ class WorkerHandle:
         address: str,
         pid: int | None = None,
         process: Process | None = None,
+        *,
+        public_key: str | None = None,
+        client_keys: KeyPair | None = None,
     ) -> None:
         self.node = node
         self.id = name
         self.address = address
+        self.public_key = public_key  # the worker's CURVE key, checked during the handshake
         self.pid = pid
         self.process = process
-        self.link = Link(context(), address, name)
+        self.link = Link(context(), address, name, public_key, client_keys)
         self._lock = threading.RLock()
         self._pending_deletes: list[bytes] = []
         self._outbox: list[list[Any]] = []
@@ -124,6 +136,10 @@ class WorkerHandle:
         self._issued: OrderedDict[int, tuple[str, str | None, Any]] = OrderedDict()
         self.dirty = False  # messages posted since the last reply: the worker may lag behind
         self.in_flight = 0  # requests sent and not yet answered (nested waits in a worker)
+
+    def endpoint(self) -> dict[str, Any]:
+        """How another worker reaches this one: name, address and public key."""
+        return {"name": self.id, "address": self.address, "key": self.public_key}
 
     # -- lifetime of remote objects -------------------------------------------------------
     def release(self, object_id: bytes) -> None:

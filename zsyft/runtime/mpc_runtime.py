@@ -30,6 +30,7 @@ import zmq
 from zsyft.errors import WorkerUnavailableError
 from zsyft.mpc.prg import Prg, fresh_seed
 from zsyft.runtime.protocols import protocol
+from zsyft.transport.keys import is_public_key
 from zsyft.transport.zmq import SETTINGS, Link
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, is_object_id
@@ -54,19 +55,20 @@ def _session_id(value: Any) -> bytes:
     return value
 
 
-def _worker(value: Any) -> dict[str, str]:
+def _worker(value: Any) -> dict[str, Any]:
     if not (
         isinstance(value, dict)
         and isinstance(value.get("name"), str)
         and isinstance(value.get("address"), str)
+        and (value.get("key") is None or is_public_key(value.get("key")))
     ):
-        raise TypeError("a worker is described as {name, address}")
-    return {"name": value["name"], "address": value["address"]}
+        raise TypeError("a worker is described as {name, address, key}")
+    return {"name": value["name"], "address": value["address"], "key": value.get("key")}
 
 
 def _parties(value: Any) -> list[dict[str, str]]:
     if not (isinstance(value, list) and len(value) >= 2):
-        raise TypeError("parties must be a list of at least two {name, address}")
+        raise TypeError("parties must be a list of at least two {name, address, key}")
     return [_worker(p) for p in value]
 
 
@@ -78,15 +80,17 @@ class MpcRuntime:
         self.party_sessions: dict[bytes, PartySession] = {}
         self.provider_sessions: dict[bytes, tuple[list[dict[str, str]], list[Prg]]] = {}
         self.mailbox: dict[tuple, torch.Tensor] = {}
-        self.links: dict[str, Link] = {}
+        self.links: dict[tuple[str, str | None], Link] = {}
         self._rids = itertools.count(1)
 
     # -- links to other workers -----------------------------------------------------------
     def link(self, party: dict[str, str]) -> Link:
-        link = self.links.get(party["address"])
+        where = (party["address"], party["key"])
+        link = self.links.get(where)
         if link is None:
-            link = self.links[party["address"]] = Link(self.worker.ctx, party["address"],
-                                                       party["name"])
+            link = self.links[where] = Link(
+                self.worker.ctx, party["address"], party["name"], party["key"]
+            )
         return link
 
     def sockets(self) -> list[zmq.Socket]:
@@ -136,7 +140,9 @@ class MpcRuntime:
         session, parties = _session_id(body[0]), _parties(body[1])
         seeds = [fresh_seed() for _ in parties]
         self.provider_sessions[session] = (parties, [Prg(seed) for seed in seeds])
-        me = {"name": self.worker.name, "address": self.worker.address}
+        me = {
+            "name": self.worker.name, "address": self.worker.address, "key": self.worker.public_key
+        }
         for index, (party, seed) in enumerate(zip(parties, seeds, strict=True)):
             body = [session, index, parties, seed, me]
             self.link(party).send(encode(Kind.MPC_SEED, 0, body))

@@ -1,7 +1,11 @@
 """The worker process: command line, process title, parent watch, signals, readiness line.
 
-Started by `launcher.spawn` as `python .../zsyft-worker NAME --address ADDR [--parent-pid PID]`.
-Once its socket is bound it prints one JSON line `{"name", "pid", "address"}` on stdout and
+Started by `launcher.spawn` as `python .../zsyft-worker NAME --address ADDR --key-file PATH
+[--parent-pid PID]`. `--key-file` names the worker's secret key file (the key itself never
+appears in argv); the worker is a CURVE server with that key, admits the clients whose public
+keys are in the key directory (`--key-dir`, default: the key file's directory) and dials its
+peers with the same key. Once its socket is bound it prints one JSON line
+`{"name", "pid", "address", "public_key"}` on stdout and
 closes stdout, so the spawner knows it is ready and where it listens (or `{"name", "error"}`
 if it cannot bind, e.g. the port is in use). With `--parent-pid` the
 worker dies with that process: the kernel sends SIGKILL when the parent exits (Linux
@@ -24,6 +28,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 RECORD_ENV = "ZSYFT_RECORD_FRAMES"  # audit: record every received frame into this directory
@@ -49,6 +54,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zsyft-worker", description="Run one zsyft worker.")
     parser.add_argument("name")
     parser.add_argument("--address", default="tcp://127.0.0.1:*")
+    parser.add_argument("--key-file", type=Path, default=None)
+    parser.add_argument("--key-dir", type=Path, default=None)
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
@@ -82,17 +89,36 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
 
     import zmq
 
+    from zsyft.errors import KeyFileError
     from zsyft.runtime.worker import Worker  # imported after the cheap setup above
+    from zsyft.transport import keys
+    from zsyft.transport.auth import Authenticator
+    from zsyft.transport.zmq import context
 
+    authenticator = None
     try:
+        pair = None
+        if args.key_file is not None:
+            pair = keys.read_pair(args.key_file)
+            keys.set_identity(pair)
+            authenticator = Authenticator(context(), args.key_dir or args.key_file.parent)
         record_dir = os.environ.get(RECORD_ENV)
         record = os.path.join(record_dir, f"{args.name}.frames") if record_dir else None
         peer = peer_factory() if peer_factory else None
-        worker = Worker(args.name, args.address, peer=peer, record=record)
-    except zmq.ZMQError as exc:
+        worker = Worker(args.name, args.address, peer=peer, record=record, keys=pair)
+    except (zmq.ZMQError, ValueError, KeyFileError) as exc:
         _announce({"name": args.name, "error": f"cannot listen on {args.address}: {exc}"})
+        if authenticator is not None:
+            authenticator.stop()
         return 2
-    _announce({"name": args.name, "pid": os.getpid(), "address": worker.address})
+    if authenticator is not None:
+        worker.authenticator = authenticator
+    _announce({
+        "name": args.name,
+        "pid": os.getpid(),
+        "address": worker.address,
+        "public_key": pair.public if pair else None,
+    })
 
     def should_stop() -> bool:
         return stopping or (args.parent_pid != 0 and os.getppid() != args.parent_pid)
@@ -101,6 +127,8 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
         worker.serve(should_stop, tick_ms=250)
     finally:
         worker.close()
+        if authenticator is not None:
+            authenticator.stop()
         if worker.address.startswith("ipc://"):
             try:
                 os.unlink(worker.address[len("ipc://") :])

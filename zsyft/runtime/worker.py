@@ -28,6 +28,8 @@ from zsyft.runtime.handlers import HANDLERS, exception_body
 from zsyft.runtime.mpc_runtime import MpcRuntime
 from zsyft.runtime.peering import Peer
 from zsyft.runtime.store import ObjectStore
+from zsyft.transport.auth import Authenticator
+from zsyft.transport.keys import KeyPair
 from zsyft.transport.zmq import context, recv_frames, send_frames, server_socket
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, Message, error_body
@@ -46,10 +48,13 @@ class Worker:
         ctx: zmq.Context | None = None,
         peer: Peer | None = None,
         record: str | None = None,
+        keys: KeyPair | None = None,
     ) -> None:
         self.name = name
         self.ctx = ctx or context()
-        self.socket, self.address = server_socket(self.ctx, address)
+        self.socket, self.address = server_socket(self.ctx, address, keys)
+        self.public_key = keys.public if keys else None
+        self.authenticator: Authenticator | None = None  # set by the process entry point
         self.store = ObjectStore(name)
         self.executor = Executor(self.store, name)
         self.started = time.time()

@@ -145,8 +145,7 @@ class PointerTensor(torch.Tensor):
         from zsyft.remote.refs import new_id
 
         self.ref.check_live()
-        destination = {"name": worker.id, "address": worker.address}
-        self.location.request(Kind.REMOTE_SEND, [self.ref.id, destination, new_id()])
+        self.location.request(Kind.REMOTE_SEND, [self.ref.id, worker.endpoint(), new_id()])
         return self
 
     # -- refusing implicit data movement --------------------------------------------------

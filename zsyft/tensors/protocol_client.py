@@ -47,7 +47,7 @@ def session(parties: Sequence[WorkerHandle], provider: WorkerHandle) -> bytes:
     found = sessions.get(key)
     if found is None:
         found = os.urandom(16)
-        described = [{"name": p.id, "address": p.address} for p in parties]
+        described = [p.endpoint() for p in parties]
         provider.request(Kind.PROVIDER_SETUP, [found, described])
         sessions[key] = found
     return found

@@ -21,6 +21,7 @@ from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import LocalNode
 from zsyft.remote.refs import RemoteRef
 from zsyft.tensors.pointer import PointerTensor
+from zsyft.transport.keys import is_public_key
 from zsyft.wire.messages import Kind, is_object_id
 
 ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
@@ -33,6 +34,7 @@ def descriptor(pointer: PointerTensor, owner: str) -> dict[str, Any]:
         "pointer": 1,
         "location": location.id,
         "address": location.address,
+        "key": location.public_key,
         "id_at_location": pointer.ref.id,
         "id": pointer.id,
         "owner": owner,
@@ -46,16 +48,19 @@ def is_descriptor(value: Any) -> bool:
     return isinstance(value, dict) and value.get("pointer") == 1
 
 
-def handle_for(node: LocalNode, name: Any, address: Any) -> WorkerHandle:
-    """This node's handle on the worker `name` at `address`, connecting if needed."""
+def handle_for(node: LocalNode, name: Any, address: Any, key: Any) -> WorkerHandle:
+    """This node's handle on the worker `name` at `address` with public `key`, connecting if
+    needed (a worker at a known address but with another key gets a handle of its own)."""
     if not (isinstance(name, str) and isinstance(address, str)):
         raise ProtocolError("a worker is named by a string name and address")
     if not address.startswith(ADDRESS_SCHEMES):
         raise ProtocolError(f"worker address {address!r} must start with tcp://, ipc:// or inproc://")
-    for handle in node.workers.values():
-        if handle.address == address and not handle.link.socket.closed:
+    if not (key is None or is_public_key(key)) or (key is None and address.startswith("tcp://")):
+        raise ProtocolError(f"worker {name!r} at {address} needs a Z85 public key")
+    for handle in node.all_handles():
+        if handle.address == address and handle.public_key == key and not handle.link.socket.closed:
             return handle
-    handle = WorkerHandle(node, name, address)
+    handle = WorkerHandle(node, name, address, public_key=key)
     if name in node.workers:  # another worker of that name: keep both, register the first
         node.extra_handles.append(handle)
         return handle
@@ -65,7 +70,7 @@ def handle_for(node: LocalNode, name: Any, address: Any) -> WorkerHandle:
 def import_pointer(node: LocalNode, desc: Any) -> PointerTensor:
     """A pointer (owning its remote object) built from a descriptor received from a worker."""
     try:
-        location = handle_for(node, desc["location"], desc["address"])
+        location = handle_for(node, desc["location"], desc["address"], desc.get("key"))
         object_id, shape, stride, dtype = (
             desc["id_at_location"], desc["shape"], desc["stride"], desc["dtype"]
         )

@@ -70,8 +70,10 @@ class WorkerPeer:
 
     def send(self, value: Any, destination: Any, new_id: bytes) -> Any:
         if not isinstance(destination, dict):
-            raise TypeError("destination must be {name, address}")
-        worker = handle_for(self.node, destination.get("name"), destination.get("address"))
+            raise TypeError("destination must be {name, address, key}")
+        worker = handle_for(
+            self.node, destination.get("name"), destination.get("address"), destination.get("key")
+        )
         return send(value, worker, self.node.id, new_id)
 
     def _handles(self) -> list[Any]:

@@ -1,5 +1,11 @@
 """ZeroMQ sockets as zsyft uses them: a ROUTER per worker, a DEALER per outbound peer.
 
+Sockets on TCP (and ipc, when keys are given) use CURVE: the ROUTER is a CURVE server whose
+ZAP handler (`transport.auth`) admits only known client keys, and a `Link` is a CURVE client
+that knows the server's public key, so it cannot be talked to by an impostor. A refused
+handshake becomes `AuthenticationError` at the next wait instead of silence. `inproc://`
+sockets (in-process unit tests) need no keys.
+
 Every socket has `LINGER=0` and a send timeout; ROUTERs report undeliverable replies
 (`ROUTER_MANDATORY`). A `Link` (the DEALER side) watches its own connection with a socket
 monitor and ZMTP heartbeats, which libzmq's I/O thread answers even while the peer's Python
@@ -17,7 +23,9 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zsyft.errors import WorkerLostError, WorkerUnavailableError
+from zsyft.errors import AuthenticationError, WorkerLostError, WorkerUnavailableError
+from zsyft.transport.auth import ZAP_DOMAIN
+from zsyft.transport.keys import KeyPair, identity
 from zsyft.wire.messages import ZERO_COPY_THRESHOLD
 
 
@@ -68,10 +76,26 @@ def _common_options(socket: zmq.Socket) -> None:
     socket.setsockopt(zmq.HEARTBEAT_TTL, SETTINGS.heartbeat_timeout_ms)
 
 
-def server_socket(ctx: zmq.Context, address: str) -> tuple[zmq.Socket, str]:
-    """A bound ROUTER socket and the endpoint it actually listens on (port 0/`*` resolved)."""
+def server_socket(
+    ctx: zmq.Context, address: str, keys: KeyPair | None = None
+) -> tuple[zmq.Socket, str]:
+    """A bound ROUTER socket and the endpoint it actually listens on (port 0/`*` resolved).
+
+    With `keys` it is a CURVE server; the caller must have started the ZAP handler
+    (`transport.auth.Authenticator`) first. TCP without keys is refused.
+    """
+    if keys is None and address.startswith("tcp://"):
+        raise ValueError(
+            f"refusing to listen on {address} without CURVE keys: pass the worker a key file "
+            "(`zsyft launch` and sy.VirtualWorker create one), or use an ipc:// address"
+        )
     socket = ctx.socket(zmq.ROUTER)
     _common_options(socket)
+    if keys is not None:
+        socket.setsockopt(zmq.CURVE_SERVER, 1)
+        socket.setsockopt_string(zmq.CURVE_SECRETKEY, keys.secret)
+        socket.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
     socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
     socket.setsockopt(zmq.SNDTIMEO, 0)  # never let one slow client block the worker loop
     try:
@@ -95,14 +119,29 @@ class Link:
     """A DEALER connected to one named peer, with connection state from a socket monitor.
 
     `state` is "connecting" until the first handshake, "up" while connected, and "lost" after
-    a disconnect (until a reconnect succeeds).
+    a disconnect (until a reconnect succeeds). With `server_key` (the worker's public key) the
+    link is a CURVE client identified by `client` (default: this process's identity).
     """
 
-    def __init__(self, ctx: zmq.Context, address: str, peer: str) -> None:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        address: str,
+        peer: str,
+        server_key: str | None = None,
+        client: KeyPair | None = None,
+    ) -> None:
         self.address = address
         self.peer = peer
         self.socket = ctx.socket(zmq.DEALER)
         _common_options(self.socket)
+        if server_key is not None:
+            client = client or identity()
+            self.socket.setsockopt_string(zmq.CURVE_SERVERKEY, server_key)
+            self.socket.setsockopt_string(zmq.CURVE_PUBLICKEY, client.public)
+            self.socket.setsockopt_string(zmq.CURVE_SECRETKEY, client.secret)
+        elif address.startswith("tcp://"):
+            raise ValueError(f"worker {peer!r} at {address}: TCP links need its public key")
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1_000)
         self._monitor = self.socket.get_monitor_socket(_WATCHED)
@@ -174,7 +213,7 @@ class Link:
                 worker=self.peer,
             )
         if self.failure is not None:
-            raise WorkerUnavailableError(
+            raise AuthenticationError(
                 f"worker {self.peer!r} at {self.address} refused the connection: {self.failure}",
                 worker=self.peer,
             )
@@ -200,9 +239,22 @@ class Link:
                     self.state = "lost"
                     self._lost_at = time.monotonic()
             elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                self.failure = "authentication failed (unknown or wrong key)"
-            else:  # the handshake broke off: not a zsyft peer, or it died meanwhile
-                self.failure = "the connection broke off during the handshake (did it die?)"
+                self.failure = (
+                    "it does not know this client's key (add the client's public key file to "
+                    "the worker's key directory)"
+                )
+            elif self.state != "connecting":
+                pass  # a reconnect to a peer that was up broke off: it died (see "lost")
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                self.failure = (
+                    "the handshake failed: one side uses CURVE encryption and the other does "
+                    "not (give both the worker's key, or neither for inproc://)"
+                )
+            else:  # the server hung up mid-handshake: it could not decrypt our hello
+                self.failure = (
+                    "the encrypted handshake broke off: the worker died, or its public key is "
+                    "not the one this client was given (an impostor, or a stale cluster file)"
+                )
 
     def close(self) -> None:
         """Close the socket and its monitor; safe to call twice."""
