@@ -128,7 +128,7 @@ class WorkerHandle:
         self.process = process
         self.link = Link(context(), address, name, public_key, client_keys)
         self._lock = threading.RLock()
-        self._pending_deletes: list[bytes] = []
+        self._pending_deletes: list[tuple[bytes, str | None]] = []  # (id, on behalf of)
         self._outbox: list[list[Any]] = []
         self._outbox_since = 0.0
         self._rids = itertools.count(1)
@@ -144,7 +144,7 @@ class WorkerHandle:
     # -- lifetime of remote objects -------------------------------------------------------
     def release(self, object_id: bytes) -> None:
         """Queue a delete (called from `__del__`: only appends, never does I/O)."""
-        self._pending_deletes.append(object_id)
+        self._pending_deletes.append((object_id, self.node.principal))
 
     def flush(self) -> None:
         """Send every queued delete and pipelined message now."""
@@ -154,8 +154,12 @@ class WorkerHandle:
 
     def _flush_deletes(self, at_least: int = 1) -> None:
         if len(self._pending_deletes) >= at_least:
-            ids, self._pending_deletes = self._pending_deletes, []
-            self._queue(encode(Kind.DELETE, 0, ids))
+            pending, self._pending_deletes = self._pending_deletes, []
+            by_principal: dict[str | None, list[bytes]] = {}
+            for object_id, principal in pending:
+                by_principal.setdefault(principal, []).append(object_id)
+            for principal, ids in by_principal.items():
+                self._queue(encode(Kind.DELETE, 0, ids, principal))
 
     def _queue(self, frames: list[Any]) -> None:
         if not self._outbox:
@@ -171,7 +175,7 @@ class WorkerHandle:
     # -- pipelined messages ---------------------------------------------------------------
     def post(self, kind: int, body: Any) -> None:
         """Send a message that expects no reply (errors come back as notices)."""
-        frames = encode(kind, 0, body)
+        frames = encode(kind, 0, body, self.node.principal)
         with self._lock:
             self._flush_deletes(DELETE_BATCH)
             self._queue(frames)
@@ -222,7 +226,7 @@ class WorkerHandle:
         timeout = SETTINGS.request_timeout_s if timeout is None else timeout
         with self._lock:
             rid = next(self._rids)
-            frames = encode(kind, rid, body)
+            frames = encode(kind, rid, body, self.node.principal)
             self._flush_deletes()
             self._flush_outbox()
             self._send(frames)

@@ -52,6 +52,10 @@ class LocalNode:
         self.serve_while_waiting: tuple[Any, Callable[[], None]] | None = None
         self.error_sink: Callable[[dict, Any], None] | None = None
         self.origin: Any = None
+        # In a worker process: the client whose message is being handled. Messages this node
+        # sends meanwhile say they act on its behalf, so the next worker checks that client's
+        # ownership, not this worker's (no confused deputy).
+        self.principal: str | None = None
 
     @property
     def _objects(self) -> dict:

@@ -54,5 +54,6 @@ class Peer(Protocol):
         """Connect the peer to its worker: how to keep serving while waiting, and where
         errors of forwarded commands go."""
 
-    def set_origin(self, origin: Any) -> None:
-        """The client request being served; forwarded commands remember it for errors."""
+    def set_origin(self, origin: Any, principal: str | None = None) -> None:
+        """The client request being served; forwarded commands remember it for errors and
+        act on behalf of `principal` (that client's key)."""

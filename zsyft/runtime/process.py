@@ -31,6 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zsyft.runtime.clients import DEFAULT_LEASE_S
+
+LEASE_ENV = "ZSYFT_LEASE_S"  # default for --lease
 RECORD_ENV = "ZSYFT_RECORD_FRAMES"  # audit: record every received frame into this directory
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -57,6 +60,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--key-file", type=Path, default=None)
     parser.add_argument("--key-dir", type=Path, default=None)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument(
+        "--lease", type=float, default=float(os.environ.get(LEASE_ENV) or DEFAULT_LEASE_S),
+        help="seconds a disconnected client's objects are kept for it to come back",
+    )
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 
@@ -105,14 +112,15 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
         record_dir = os.environ.get(RECORD_ENV)
         record = os.path.join(record_dir, f"{args.name}.frames") if record_dir else None
         peer = peer_factory() if peer_factory else None
-        worker = Worker(args.name, args.address, peer=peer, record=record, keys=pair)
+        worker = Worker(
+            args.name, args.address, peer=peer, record=record, keys=pair,
+            authenticator=authenticator, lease_s=args.lease,
+        )
     except (zmq.ZMQError, ValueError, KeyFileError) as exc:
         _announce({"name": args.name, "error": f"cannot listen on {args.address}: {exc}"})
         if authenticator is not None:
             authenticator.stop()
         return 2
-    if authenticator is not None:
-        worker.authenticator = authenticator
     _announce({
         "name": args.name,
         "pid": os.getpid(),

@@ -1,8 +1,13 @@
-"""The worker's object store: objects by the 128-bit id their client chose.
+"""The worker's object store: objects by the 128-bit id their client chose, and their owners.
 
 Values are plain tensors, pointers held on behalf of a client (pointer chains), or `Failed`
 markers that stand for the result of a failed op, so that later ops using that result fail
 with the original error instead of a confusing "not found".
+
+Every object belongs to the principal that created it (`runtime.clients`). The worker sets
+`requester` to the principal of the message it is handling; the store then shows that
+principal only its own objects: another client's id reads, writes and deletes exactly like
+an id that does not exist, so not even existence leaks.
 """
 
 from __future__ import annotations
@@ -26,33 +31,41 @@ class ObjectStore:
 
     def __init__(self, worker: str) -> None:
         self.worker = worker
+        self.requester: str | None = None  # the principal whose message is being handled
         self._objects: dict[bytes, Any] = {}
+        self._owners: dict[bytes, str | None] = {}
 
     def __len__(self) -> int:
+        """Every object, whoever owns it (the worker's load, as `zsyft status` shows)."""
         return len(self._objects)
 
     def __contains__(self, object_id: bytes) -> bool:
-        return object_id in self._objects
+        return object_id in self._objects and self._owners[object_id] == self.requester
 
     def items(self) -> list[tuple[bytes, Any]]:
-        return list(self._objects.items())
+        """The requester's objects."""
+        owners, me = self._owners, self.requester
+        return [(oid, value) for oid, value in self._objects.items() if owners[oid] == me]
 
     def get(self, object_id: bytes) -> Any:
         """The object stored under `object_id`; raises `ObjectNotFoundError` naming the worker."""
         try:
-            return self._objects[object_id]
+            if self._owners[object_id] == self.requester:
+                return self._objects[object_id]
         except KeyError:
-            raise ObjectNotFoundError(
-                f"object {id_number(object_id)} is not in {self.worker}'s store (it was "
-                "retrieved with .get(), deleted, or the worker restarted)",
-                worker=self.worker,
-            ) from None
+            pass
+        raise ObjectNotFoundError(
+            f"object {id_number(object_id)} is not in {self.worker}'s store (it was "
+            "retrieved with .get(), deleted, or the worker restarted)",
+            worker=self.worker,
+        )
 
     def put(self, object_id: bytes, value: Any) -> None:
         """Store `value`; an id already in use is refused so no object is silently replaced."""
         if object_id in self._objects:
             raise ValueError(f"object id {id_number(object_id)} is already in use at {self.worker}")
         self._objects[object_id] = value
+        self._owners[object_id] = self.requester
 
     def replace(self, object_id: bytes, value: Any) -> None:
         """Swap the object stored under an existing id (a pointer for its data, or back)."""
@@ -61,4 +74,12 @@ class ObjectStore:
 
     def discard(self, object_id: bytes) -> None:
         """Delete if present; deleting twice is harmless (garbage collection is batched)."""
-        self._objects.pop(object_id, None)
+        if object_id in self:
+            del self._objects[object_id], self._owners[object_id]
+
+    def free_owner(self, principal: str) -> list[bytes]:
+        """Delete every object of `principal` (its lease ran out); returns their ids."""
+        ids = [oid for oid, owner in self._owners.items() if owner == principal]
+        for object_id in ids:
+            del self._objects[object_id], self._owners[object_id]
+        return ids

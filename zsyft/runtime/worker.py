@@ -21,8 +21,10 @@ from typing import Any
 
 import torch
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from zsyft.errors import ProtocolError
+from zsyft.runtime.clients import DEFAULT_LEASE_S, Clients
 from zsyft.runtime.executor import Executor
 from zsyft.runtime.handlers import HANDLERS, exception_body
 from zsyft.runtime.mpc_runtime import MpcRuntime
@@ -30,7 +32,7 @@ from zsyft.runtime.peering import Peer
 from zsyft.runtime.store import ObjectStore
 from zsyft.transport.auth import Authenticator
 from zsyft.transport.keys import KeyPair
-from zsyft.transport.zmq import context, recv_frames, send_frames, server_socket
+from zsyft.transport.zmq import context, recv_routed, send_frames, server_socket
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, Message, error_body
 
@@ -49,12 +51,21 @@ class Worker:
         peer: Peer | None = None,
         record: str | None = None,
         keys: KeyPair | None = None,
+        authenticator: Authenticator | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self.name = name
         self.ctx = ctx or context()
         self.socket, self.address = server_socket(self.ctx, address, keys)
         self.public_key = keys.public if keys else None
-        self.authenticator: Authenticator | None = None  # set by the process entry point
+        self.authenticator = authenticator
+        policy = authenticator.policy if authenticator else None
+        self.clients = Clients(
+            lease_s,
+            policy.is_worker if policy else lambda key: False,
+            policy.last_handshake if policy else lambda key: 0.0,
+        )
+        self._disconnects = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.store = ObjectStore(name)
         self.executor = Executor(self.store, name)
         self.started = time.time()
@@ -64,6 +75,8 @@ class Worker:
         self._record = open(record, "ab") if record else None  # noqa: SIM115 (kept open)
         self._busy: list[bytes] = []  # identities whose message is being handled (a stack)
         self._deferred: deque[tuple[bytes, list[Any]]] = deque()
+        self._next_lease_check = 0.0
+        self._origin: Any = None
         if peer is not None:
             peer.attach(name, self.serve_one, self.socket, self.relay_error)
 
@@ -80,8 +93,12 @@ class Worker:
         watched: list[zmq.Socket] = []
         poller = zmq.Poller()
         while not should_stop():
+            self._expire_leases()
             sockets = [
-                self.socket, *(self.peer.sockets() if self.peer else ()), *self.mpc.sockets()
+                self.socket,
+                self._disconnects,
+                *(self.peer.sockets() if self.peer else ()),
+                *self.mpc.sockets(),
             ]
             if sockets != watched:  # a new outbound link appeared (or one closed)
                 poller, watched = zmq.Poller(), sockets
@@ -89,12 +106,14 @@ class Worker:
                     poller.register(sock, zmq.POLLIN)
             events = dict(poller.poll(tick_ms))
             for sock in events:
-                if sock is self.socket:
+                if sock is self.socket or sock is self._disconnects:
                     continue
                 if self.peer is not None and sock in self.peer.sockets():
                     self.peer.on_readable(sock)
                 else:
                     self.mpc.drain(sock)
+            if self._disconnects in events or self.socket in events:
+                self._note_disconnects()  # before reading: an fd may be reused by a newcomer
             if self.socket in events:
                 for _ in range(BATCH):
                     if not self.socket.poll(0, zmq.POLLIN):
@@ -103,10 +122,27 @@ class Worker:
 
     def serve_one(self) -> None:
         """Receive and handle one message (also called while waiting on a peer)."""
-        frames = recv_frames(self.socket)
+        identity, first, frames = recv_routed(self.socket)
+        self.clients.connection(identity, first)
         if self._record is not None:
-            self._write_record(frames[1:])
-        self.handle(frames[0], frames[1:])
+            self._write_record(frames)
+        self.handle(identity, frames)
+
+    def _note_disconnects(self) -> None:
+        while self._disconnects.poll(0, zmq.POLLIN):
+            event = recv_monitor_message(self._disconnects)
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self.clients.disconnected(event["value"])
+
+    def _expire_leases(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lease_check:
+            return
+        self._next_lease_check = now + min(1.0, self.clients.lease_s / 4)
+        for principal in self.clients.expired():
+            freed = self.store.free_owner(principal)
+            if freed:
+                log.info("lease ended for a disconnected client: freed %d objects", len(freed))
 
     def _write_record(self, frames: list[Any]) -> None:
         out = self._record
@@ -142,21 +178,31 @@ class Worker:
             handler = HANDLERS.get(msg.kind)
             if handler is None:
                 raise ProtocolError(f"unknown message kind {msg.kind}")
-            if self.peer is not None:
-                seq = msg.body[0] if msg.kind == Kind.COMMAND and msg.body else None
-                self.peer.set_origin((identity, seq))
-            reply = handler(self, msg)
+            principal = self.clients.principal(identity, msg.on_behalf)
+            seq = msg.body[0] if msg.kind == Kind.COMMAND and msg.body else None
+            reply = self._as(principal, (identity, seq), handler, msg)
         except Exception as exc:
             if not isinstance(exc, ProtocolError | TypeError | ValueError):
                 log.exception("request failed")
             reply = Kind.ERROR, exception_body(self, exc, None, None)
-        finally:
-            if self.peer is not None:
-                self.peer.set_origin(None)
         if reply is not None:
             self.send(identity, reply[0], rid, reply[1])
         if self.peer is not None:
             self.peer.flush()
+
+    def _as(self, principal: str | None, origin: Any, handler: Any, msg: Message) -> Any:
+        """Run `handler` with `principal`'s authority, restoring the outer one afterwards
+        (messages are handled nested while this worker waits on a peer)."""
+        outer = self.store.requester, self._origin
+        self.store.requester, self._origin = principal, origin
+        if self.peer is not None:
+            self.peer.set_origin(origin, principal)
+        try:
+            return handler(self, msg)
+        finally:
+            self.store.requester, self._origin = outer
+            if self.peer is not None:
+                self.peer.set_origin(outer[1], outer[0])
 
     def log_peer_error(self, peer: str, body: Any) -> None:
         """An error another worker answered to one of our pipelined protocol messages."""
@@ -188,4 +234,6 @@ class Worker:
         if self._record is not None:
             self._record.close()
         self.mpc.close()
+        self.socket.disable_monitor()
+        self._disconnects.close(0)
         self.socket.close(0)

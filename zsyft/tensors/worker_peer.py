@@ -46,8 +46,9 @@ class WorkerPeer:
         self.node.serve_while_waiting = (socket, serve_one)
         self.node.error_sink = relay_error
 
-    def set_origin(self, origin: Any) -> None:
+    def set_origin(self, origin: Any, principal: str | None = None) -> None:
         self.node.origin = origin
+        self.node.principal = principal
 
     def is_pointer(self, value: Any) -> bool:
         return isinstance(value, PointerTensor)

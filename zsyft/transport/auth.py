@@ -34,6 +34,7 @@ class KeyDirectoryPolicy:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._keys = authorized_keys(directory)
+        self._workers = authorized_keys(directory, "w*")
         self._lock = threading.Lock()
         self.handshakes: dict[str, float] = {}  # key -> time of its last accepted handshake
 
@@ -45,6 +46,13 @@ class KeyDirectoryPolicy:
             if allowed:
                 self.handshakes[key] = time.monotonic()
         return allowed
+
+    def is_worker(self, key: str) -> bool:
+        """True for a worker's key (trusted to act on behalf of the clients it forwards for)."""
+        with self._lock:
+            if key not in self._workers:
+                self._workers = authorized_keys(self.directory, "w*")
+            return key in self._workers
 
     def callback(self, domain: str, key: bytes) -> bool:
         text = key.decode("ascii", "replace")

@@ -127,11 +127,15 @@ def client_pair(directory: Path | None = None) -> KeyPair:
         return read_pair(secret_path)
 
 
-def authorized_keys(directory: Path) -> frozenset[str]:
-    """Every public key in `directory`'s `*.key` files (malformed files are skipped)."""
+def authorized_keys(directory: Path, pattern: str = "*") -> frozenset[str]:
+    """Every public key in `directory`'s `*.key` files (malformed files are skipped).
+
+    `pattern="w*"` gives the worker keys: workers may act on behalf of a client (forwarding
+    along pointer chains); to trust a worker on another host, name its public key file
+    `w0-NAME.key`."""
     keys = set()
     try:
-        paths = list(directory.glob("*" + PUBLIC_SUFFIX))
+        paths = list(directory.glob(pattern + PUBLIC_SUFFIX))
     except OSError:
         return frozenset()
     for path in paths:

@@ -68,6 +68,18 @@ def recv_frames(socket: zmq.Socket) -> list[Any]:
     return frames
 
 
+def recv_routed(socket: zmq.Socket) -> tuple[bytes, zmq.Frame, list[Any]]:
+    """One message on a ROUTER: the sender's routing id, the message's first frame as a
+    `zmq.Frame` (its metadata names the sender's key and connection), and all its frames."""
+    identity = socket.recv()
+    first = socket.recv(copy=False)
+    frames = [first.bytes]
+    while socket.getsockopt(zmq.RCVMORE):
+        frame = socket.recv(copy=False)
+        frames.append(frame.bytes if len(frame) < ZERO_COPY_THRESHOLD else frame)
+    return identity, first, frames
+
+
 def _common_options(socket: zmq.Socket) -> None:
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.SNDTIMEO, SETTINGS.send_timeout_ms)

@@ -97,13 +97,17 @@ class _Encoder:
         raise ProtocolError(f"cannot serialize a value of type {type(obj).__name__}")
 
 
-def encode(kind: int, rid: int, body: Any) -> list[Any]:
-    """Frames for one message: the msgpack header, then one frame per tensor in `body`."""
+def encode(kind: int, rid: int, body: Any, on_behalf: str | None = None) -> list[Any]:
+    """Frames for one message: the msgpack header, then one frame per tensor in `body`.
+
+    `on_behalf` (a client's public key) is set by a worker forwarding a client's work.
+    """
     encoder = _Encoder()
+    fields = [PROTOCOL_VERSION, kind, rid, body]
+    if on_behalf is not None:
+        fields.append(on_behalf)
     try:
-        header = msgpack.packb(
-            [PROTOCOL_VERSION, kind, rid, body], default=encoder.default, use_bin_type=True
-        )
+        header = msgpack.packb(fields, default=encoder.default, use_bin_type=True)
     except (OverflowError, ValueError, TypeError) as exc:
         raise ProtocolError(f"cannot encode message: {exc}") from exc
     return [header, *encoder.buffers]
@@ -227,9 +231,12 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise ProtocolError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from exc
-    if not (isinstance(obj, list) and len(obj) == 4):
-        raise ProtocolError("header must be [version, kind, request id, body]")
-    version, kind, rid, body = obj
+    if not (isinstance(obj, list) and len(obj) in (4, 5)):
+        raise ProtocolError("header must be [version, kind, request id, body(, on behalf of)]")
+    version, kind, rid, body = obj[:4]
+    on_behalf = obj[4] if len(obj) == 5 else None
+    if on_behalf is not None and not isinstance(on_behalf, str):
+        raise ProtocolError("the on-behalf-of field must be a client key string")
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
             f"protocol version {version!r} is not {PROTOCOL_VERSION}; use one zsyft version"
@@ -240,4 +247,4 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         len(header.translate(None, _NOT_CONTAINER_BYTES)) > limits.max_depth
     ):
         _check_depth(body, limits.max_depth)
-    return Message(kind, rid, body)
+    return Message(kind, rid, body, on_behalf)

@@ -77,6 +77,7 @@ class Message(NamedTuple):
     kind: int
     rid: int
     body: Any
+    on_behalf: str | None = None  # the client a forwarding worker acts for
 
 
 def error_body(
