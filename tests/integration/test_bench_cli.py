@@ -26,6 +26,8 @@ ROWS = {  # label: the target printed for it
     "pipelined small ops (ipc)": "≥ 0.5x",
     "send+get 64 MiB float32 (ipc)": "≥ 0.5x",
     "remote op round trip (tcp)": "≤ 2x",
+    "CURVE cost: op round trip (tcp)": "none",
+    "CURVE cost: 64 MiB both ways (tcp)": "none",
     "op round trip, 1 hop (ipc)": "none",
     "op round trip, 2-hop chain: added per hop (ipc)": "≤ 1x",
     "op round trip, 3-hop chain: added per hop (ipc)": "≤ 1x",

@@ -4,6 +4,9 @@
 like a private zsyft worker on an `ipc://` socket in a fresh 0700 temporary directory (or on
 tcp loopback), and waits for its readiness line. `BareClient` is a DEALER connected to it that
 sends and receives frames with nothing in between: this is the cost zsyft is compared to.
+Both use CURVE unless `curve=False` (as every zsyft worker socket does), so the comparison is
+of zsyft's own work; the `curve-cost` row compares the two bare setups to show what the
+encryption costs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import zmq
 
 from zsyft.bench.bare_server import CONTROL
+from zsyft.transport import keys
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 3.0
@@ -57,10 +61,11 @@ def _read_line(stream: Any, timeout: float) -> str:
 class BareServer:
     """One bare server process this process started, with its private directory."""
 
-    def __init__(self, transport: str = "ipc") -> None:
+    def __init__(self, transport: str = "ipc", curve: bool = True) -> None:
         if transport not in ("ipc", "tcp"):
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
         self.transport = transport
+        self.keys = keys.generate() if curve else None
         self.directory: Path | None = None
         self.popen: subprocess.Popen | None = None
         self.address = ""
@@ -79,9 +84,16 @@ class BareServer:
         paths = [_PACKAGE_ROOT, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         log_path = self.directory / "bare.log"
+        argv = [sys.executable, "-m", SERVER_MODULE, requested, "--parent-pid", str(os.getpid())]
+        if self.keys is not None:
+            key_file = self.directory / "bare.key_secret"
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(self.keys.secret)
+            argv += ["--key-file", str(key_file)]
         with open(log_path, "wb") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", SERVER_MODULE, requested, "--parent-pid", str(os.getpid())],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -119,10 +131,17 @@ class BareServer:
 class BareClient:
     """A DEALER connected to a bare server: sends and receives frames, nothing else."""
 
-    def __init__(self, address: str, ctx: zmq.Context | None = None) -> None:
+    def __init__(
+        self, address: str, server_key: str | None = None, ctx: zmq.Context | None = None
+    ) -> None:
         self.socket = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
+        if server_key is not None:
+            client = keys.generate()
+            self.socket.setsockopt_string(zmq.CURVE_SERVERKEY, server_key)
+            self.socket.setsockopt_string(zmq.CURVE_PUBLICKEY, client.public)
+            self.socket.setsockopt_string(zmq.CURVE_SECRETKEY, client.secret)
         self.socket.connect(address)
 
     def send(self, frames: Sequence[Any]) -> None:

@@ -2,6 +2,7 @@
 
     python -m zsyft.bench.bare_server ADDRESS [--parent-pid PID]
 
+With `--key-file` it is a CURVE server, so that it pays the same encryption as a worker.
 It binds one ROUTER socket at ADDRESS (an `ipc://` path or `tcp://127.0.0.1:*`), prints one
 JSON line `{"pid", "address"}` on stdout once bound (the address with any `*` port resolved),
 and then answers a client with as little work as pyzmq allows. It imports only pyzmq: no
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zsyft.bench.bare_server")
     parser.add_argument("address")
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--key-file", default=None, help="CURVE secret key file (Z85)")
     args = parser.parse_args(argv)
     _prctl(_PR_SET_NAME, PROCESS_NAME)
     if args.parent_pid:
@@ -114,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     socket = ctx.socket(zmq.ROUTER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.RCVTIMEO, IDLE_CHECK_MS)
+    if args.key_file:  # encrypted like a zsyft worker (no ZAP: it only costs at handshake)
+        with open(args.key_file) as key_file:
+            socket.setsockopt_string(zmq.CURVE_SECRETKEY, key_file.read().strip())
+        socket.setsockopt(zmq.CURVE_SERVER, 1)
     try:
         socket.bind(args.address)
     except zmq.ZMQError as exc:

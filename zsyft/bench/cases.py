@@ -19,6 +19,7 @@ from zsyft.bench.bare import BareClient
 from zsyft.bench.base import TCP_WORKER, WORKER, Case, Plan, replay
 from zsyft.bench.capture import Exchange, capture
 from zsyft.bench.chains import ChainRoundTrip, MoveVsSendGet
+from zsyft.bench.curve import CurveRoundTrip, CurveThroughput
 from zsyft.bench.encrypted import (
     EncryptedMatmul,
     EncryptedMul,
@@ -218,6 +219,8 @@ CASES: list[Callable[[Plan], Case]] = [
     Pipelined,
     BigTransfer,
     lambda plan: RoundTrip(plan, "tcp"),
+    CurveRoundTrip,
+    CurveThroughput,
     ChainRoundTrip,  # after every single-worker row: see `chains` for why
     MoveVsSendGet,
     EncryptedMul,  # last: they register three more workers (see `encrypted`)

@@ -40,7 +40,7 @@ class BenchEnv:
         self.hook = sy.TorchHook(torch)
         self._pending: dict[tuple[str, str], Any] = {}  # started, not yet known to be ready
         self._workers: dict[tuple[str, str], Any] = {}
-        self._bare: dict[str, tuple[BareServer, BareClient]] = {}
+        self._bare: dict[tuple[str, bool], tuple[BareServer, BareClient]] = {}
         self._unlisted: set[tuple[str, str]] = set()  # ready, not yet registered
 
     def start_workers(
@@ -126,18 +126,20 @@ class BenchEnv:
         handle.ping()
         return handle
 
-    def bare(self, transport: str = "ipc") -> BareClient:
-        """A client connected to a bare pyzmq server on `transport` ("ipc" or "tcp")."""
-        if transport not in self._bare:
-            server = BareServer(transport)
+    def bare(self, transport: str = "ipc", curve: bool = True) -> BareClient:
+        """A client connected to a bare pyzmq server on `transport` ("ipc" or "tcp"),
+        encrypted with CURVE like zsyft's sockets unless `curve=False`."""
+        key = (transport, curve)
+        if key not in self._bare:
+            server = BareServer(transport, curve)
             try:
                 address = server.start()
-                client = BareClient(address)
+                client = BareClient(address, server.keys.public if server.keys else None)
             except BaseException:
                 server.stop()
                 raise
-            self._bare[transport] = (server, client)
-        return self._bare[transport][1]
+            self._bare[key] = (server, client)
+        return self._bare[key][1]
 
     def pids(self) -> list[int]:
         """The process ids of everything started so far (for checks that nothing is left)."""
