@@ -29,11 +29,15 @@ import zmq
 
 from zsyft.errors import WorkerUnavailableError
 from zsyft.mpc.prg import Prg, fresh_seed
+from zsyft.runtime.executor import FailedInput
 from zsyft.runtime.protocols import protocol
+from zsyft.runtime.store import Failed
 from zsyft.transport.keys import is_public_key
 from zsyft.transport.zmq import SETTINGS, Link
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, is_object_id
+
+ABORT_ROUND = -1  # an MPC_MSG in this round says the sender gave up on the op
 
 if TYPE_CHECKING:
     from zsyft.runtime.worker import Worker
@@ -122,7 +126,13 @@ class MpcRuntime:
         deadline = time.monotonic() + SETTINGS.request_timeout_s
         poller = zmq.Poller()
         poller.register(self.worker.socket, zmq.POLLIN)
+        abort = ("abort", key[1], key[2])
         while key not in self.mailbox:
+            if abort in self.mailbox:
+                culprit, reason = self.mailbox[abort]
+                raise WorkerUnavailableError(
+                    f"a party abandoned this op ({what} will not come): {reason}", worker=culprit
+                )
             waiting_on.check_alive()
             if time.monotonic() > deadline:
                 raise WorkerUnavailableError(
@@ -183,6 +193,13 @@ class MpcRuntime:
                 raise TypeError("message body must be [session, op id, round, sender, tensor]")
             if not (isinstance(body[2], int) and isinstance(body[3], int)):
                 raise TypeError("round and sender must be integers")
+            if body[2] == ABORT_ROUND:  # a peer gave up on this op: [culprit, reason]
+                cause = body[4]
+                if not (isinstance(cause, list) and len(cause) == 2
+                        and all(isinstance(c, str) for c in cause)):
+                    raise TypeError("an abort carries [worker, reason]")
+                self.mailbox[("abort", _session_id(body[0]), _session_id(body[1]))] = cause
+                return
             key = ("msg", _session_id(body[0]), _session_id(body[1]), body[2], body[3])
             value = body[4]
         if not isinstance(value, torch.Tensor):
@@ -199,12 +216,47 @@ class MpcRuntime:
         if session is None:
             raise KeyError("unknown session: the crypto provider has not seeded this worker")
         op_id = _session_id(op_id)
-        spec = protocol(name)
-        if not (isinstance(inputs, list) and len(inputs) == spec.arity and is_object_id(output)):
-            raise TypeError(f"{name} takes {spec.arity} input ids and one output id")
-        values = [self.worker.store.get(_session_id(i)) for i in inputs]
-        if not all(isinstance(v, torch.Tensor) and v.dtype == torch.int64 for v in values):
-            raise TypeError(f"{name} runs on int64 shares")
+        try:  # from here on, a failure must reach the other parties (they would wait for us)
+            spec = protocol(name)
+            if not (
+                isinstance(inputs, list) and len(inputs) == spec.arity and is_object_id(output)
+            ):
+                raise TypeError(f"{name} takes {spec.arity} input ids and one output id")
+            values = [self.worker.store.get(_session_id(i)) for i in inputs]
+            for value in values:
+                if isinstance(value, Failed):
+                    raise FailedInput(value.error)  # an input is the result of a failed op
+            if not all(isinstance(v, torch.Tensor) and v.dtype == torch.int64 for v in values):
+                raise TypeError(f"{name} runs on int64 shares")
+            self._run_party(session, session_id, op_id, spec, name, values, output, params)
+        except Exception as exc:
+            self._abort(session, session_id, op_id, exc)
+            raise
+        finally:
+            self.mailbox.pop(("abort", session_id, op_id), None)
+
+    def _abort(
+        self, session: PartySession, session_id: bytes, op_id: bytes, exc: Exception
+    ) -> None:
+        """Tell the other parties this op failed here, so none of them waits for us in vain."""
+        if isinstance(exc, FailedInput):
+            culprit, reason = exc.error.get("worker"), exc.error.get("message")
+        else:
+            culprit, reason = getattr(exc, "worker", None), str(exc) or type(exc).__name__
+        cause = [str(culprit or self.worker.name), str(reason)]
+        for j, peer in enumerate(session.parties):
+            if j != session.index:
+                try:
+                    self.link(peer).send(
+                        encode(Kind.MPC_MSG, 0, [session_id, op_id, ABORT_ROUND, session.index,
+                                                 cause]))
+                except WorkerUnavailableError:
+                    pass  # that peer is gone: nobody waits there
+
+    def _run_party(
+        self, session: PartySession, session_id: bytes, op_id: bytes, spec: Any, name: str,
+        values: list[torch.Tensor], output: bytes, params: Any,
+    ) -> None:
         n, me = len(session.parties), session.index
         correction = None
         if me == n - 1:

@@ -35,9 +35,9 @@ class LinkSettings:
     connect_timeout_s: float = 30.0
     request_timeout_s: float = 120.0
     send_timeout_ms: int = 10_000
-    heartbeat_ivl_ms: int = 1_000
+    heartbeat_ivl_ms: int = 500
     heartbeat_timeout_ms: int = 3_000
-    lost_grace_s: float = 0.5
+    lost_grace_s: float = 0.25
 
 
 SETTINGS = LinkSettings()
