@@ -19,6 +19,7 @@ import click
 from launcher import cluster
 from launcher.supervisor import Supervisor, process_is, validate_names
 from zsyft.errors import ClusterFileError, KeyFileError, LaunchError, WorkerError
+from zsyft.runtime.process import LEASE_ENV
 
 CLUSTER_FILE = click.option(
     "--cluster-file",
@@ -50,16 +51,27 @@ def main() -> None:
 @click.option("--key-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="CURVE key directory: worker and client key pairs, and the public keys of "
               "every client allowed in (default: $ZSYFT_HOME/keys).")
+@click.option("--restart", is_flag=True,
+              help="Start a worker again when it dies (same address and key; what it held is "
+              "lost), with a backoff doubling from 0.5 s to 8 s.")
+@click.option("--max-restarts", type=int, default=5, show_default=True,
+              help="With --restart: give up on a worker after this many restarts.")
+@click.option("--lease", type=float, default=None,
+              help="Seconds a disconnected client's objects are kept for it (default 60).")
 @CLUSTER_FILE
 def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | None,
-           key_dir: Path | None, cluster_file: Path | None) -> None:
+           key_dir: Path | None, restart: bool, max_restarts: int, lease: float | None,
+           cluster_file: Path | None) -> None:
     """Start the named workers and keep them running until Ctrl-C or SIGTERM."""
     try:
         validate_names(list(names))
     except LaunchError as exc:
         raise click.UsageError(str(exc)) from None
+    if lease is not None:
+        os.environ[LEASE_ENV] = str(lease)  # inherited by the workers
     supervisor = Supervisor(list(names), host=host, port=port, cluster_file=cluster_file,
-                            log_dir=log_dir, key_dir=key_dir)
+                            log_dir=log_dir, key_dir=key_dir, restart=restart,
+                            max_restarts=max_restarts)
     started = time.monotonic()
     try:
         records = supervisor.start()
@@ -92,7 +104,7 @@ def status(cluster_file: Path | None, timeout: float) -> None:
     except ClusterFileError as exc:
         raise click.ClickException(str(exc)) from None
     node = LocalNode("zsyft-status")
-    rows = [["NAME", "PID", "ADDRESS", "STATE", "OBJECTS"]]
+    rows = [["NAME", "PID", "ADDRESS", "STATE", "OBJECTS", "RESTARTS"]]
     all_up = True
     try:
         client = client_pair(recorded.key_dir)
@@ -103,10 +115,13 @@ def status(cluster_file: Path | None, timeout: float) -> None:
                               public_key=record.public_key, client_keys=client)
         try:
             pong = handle.ping(timeout=timeout)
-            rows.append([record.name, str(pong["pid"]), record.address, "up", str(pong["objects"])])
+            rows.append([record.name, str(pong["pid"]), record.address, "up",
+                         str(pong["objects"]), str(record.restarts)])
         except WorkerError:
             all_up = False
-            rows.append([record.name, str(record.pid), record.address, "down", "-"])
+            state = record.state if record.state != "up" else "down"
+            rows.append([record.name, str(record.pid), record.address, state, "-",
+                         str(record.restarts)])
         finally:
             handle.close()
     click.echo(_table(rows))

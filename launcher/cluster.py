@@ -37,6 +37,8 @@ class WorkerRecord:
     address: str
     public_key: str
     log: str = ""
+    restarts: int = 0
+    state: str = "up"  # "up", "restarting", "gave-up" (or "down": exited, no --restart)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,10 @@ def write(
         "launcher_pid": launcher_pid,
         "key_dir": str(key_dir or default_key_dir()),
         "workers": {
-            w.name: {"pid": w.pid, "address": w.address, "public_key": w.public_key, "log": w.log}
+            w.name: {
+                "pid": w.pid, "address": w.address, "public_key": w.public_key, "log": w.log,
+                "restarts": w.restarts, "state": w.state,
+            }
             for w in workers
         },
     }
@@ -87,7 +92,8 @@ def read(path: Path | None = None) -> Cluster:
             )
         workers = {
             name: WorkerRecord(
-                name, int(w["pid"]), str(w["address"]), str(w["public_key"]), str(w.get("log", ""))
+                name, int(w["pid"]), str(w["address"]), str(w["public_key"]),
+                str(w.get("log", "")), int(w.get("restarts", 0)), str(w.get("state", "up")),
             )
             for name, w in data["workers"].items()
         }

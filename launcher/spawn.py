@@ -46,6 +46,8 @@ class WorkerProcess:
     key_dir: Path | None = None
     key_stem: str | None = None
     owned_dir: Path | None = None
+    argv: list[str] = field(default_factory=list, repr=False)
+    incarnation: int = 1
     ready: bool = False
     _ready_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -82,25 +84,48 @@ class WorkerProcess:
                 return self.address
             line = _read_line(self.popen, timeout)
             if not line:
-                self.stop()
+                self.terminate()
                 raise LaunchError(
                     f"worker {self.name!r} failed to start"
                     + (f": {self.diagnose()}" if self.diagnose() else f" within {timeout:.0f} s")
                 )
             announced = json.loads(line)
             if "error" in announced:
-                self.stop()
+                self.terminate()
                 raise LaunchError(f"worker {self.name!r} failed to start: {announced['error']}")
             if announced.get("public_key") != self.public_key:
-                self.stop()
+                self.terminate()
                 raise LaunchError(f"worker {self.name!r} announced a key it was not given")
             self.address = announced["address"]
             self.ready = True
             self.popen.stdout.close()
             return self.address
 
+    def respawn(self) -> None:
+        """Start the worker again after it died: same name, address and key pair, so clients
+        reconnect by themselves (their old objects are gone: the new worker says so)."""
+        if self.alive() or self.address is None:
+            raise LaunchError(f"worker {self.name!r} can only be restarted after it ran and died")
+        self.incarnation += 1
+        argv = list(self.argv)
+        argv[argv.index("--address") + 1] = self.address
+        self.popen = _popen([*argv, "--incarnation", str(self.incarnation)], self.log_path)
+        self.ready = False
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM, then SIGKILL after `timeout`; remove its private directory if any."""
+        """Terminate it; remove its key pair and its private directory if any."""
+        self.terminate(timeout)
+        if self.key_stem is not None and self.key_dir is not None:
+            keys.remove_pair(self.key_dir, self.key_stem)
+            self.key_stem = None
+        if self.owned_dir is not None:
+            for path in self.owned_dir.iterdir():
+                path.unlink(missing_ok=True)
+            self.owned_dir.rmdir()
+            self.owned_dir = None
+
+    def terminate(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM, then SIGKILL after `timeout` (files stay: it may be started again)."""
         if self.popen.poll() is None:
             try:
                 self.popen.send_signal(signal.SIGTERM)
@@ -112,14 +137,6 @@ class WorkerProcess:
                 pass
         if self.popen.stdout and not self.popen.stdout.closed:
             self.popen.stdout.close()
-        if self.key_stem is not None and self.key_dir is not None:
-            keys.remove_pair(self.key_dir, self.key_stem)
-            self.key_stem = None
-        if self.owned_dir is not None:
-            for path in self.owned_dir.iterdir():
-                path.unlink(missing_ok=True)
-            self.owned_dir.rmdir()
-            self.owned_dir = None
 
 
 def _read_line(popen: subprocess.Popen, timeout: float) -> str:
@@ -168,22 +185,26 @@ def spawn(
         argv += ["--parent-pid", str(os.getpid())]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(log_path, "ab") as log:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=_worker_env(),
-                start_new_session=True,  # a Ctrl-C in the parent's terminal is the parent's
-            )
+        popen = _popen(argv, log_path)
     except BaseException:
         keys.remove_pair(key_dir, stem)
         raise
     return WorkerProcess(
         name, popen, log_path, public_key=pair.public, key_dir=key_dir, key_stem=stem,
-        owned_dir=owned_dir,
+        owned_dir=owned_dir, argv=argv,
     )
+
+
+def _popen(argv: list[str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=_worker_env(),
+            start_new_session=True,  # a Ctrl-C in the parent's terminal is the parent's
+        )
 
 
 def spawn_private(name: str) -> WorkerProcess:

@@ -6,6 +6,12 @@ line, and writes the cluster file. `run_until_signal()` then watches the workers
 or SIGTERM, and `stop()` stops them all (SIGTERM, then SIGKILL after 3 s) and removes the file.
 If any worker fails to start, the ones already started are stopped and `LaunchError` names
 the failing worker with its log.
+
+With `restart=True` a worker that dies is started again (same name, address and key pair, so
+clients reconnect by themselves; what it held is lost and says so), after a backoff that
+doubles from 0.5 s up to 8 s, at most `max_restarts` times; then the supervisor gives up on it.
+The cluster file records each worker's restarts and state ("up", "restarting", "gave-up"),
+which `zsyft status` shows.
 """
 
 from __future__ import annotations
@@ -65,8 +71,15 @@ class Supervisor:
         cluster_file: Path | None = None,
         log_dir: Path | None = None,
         key_dir: Path | None = None,
+        restart: bool = False,
+        max_restarts: int = 5,
     ) -> None:
         validate_names(names)
+        self.restart = restart
+        self.max_restarts = max_restarts
+        self.restarts: dict[str, int] = dict.fromkeys(names, 0)
+        self.states: dict[str, str] = dict.fromkeys(names, "up")
+        self._due: dict[str, float] = {}  # name -> when to restart it
         self.names = names
         self.host = host
         self.port = port
@@ -108,13 +121,17 @@ class Supervisor:
         except BaseException:
             self.stop()
             raise
+        keys.client_pair(self.key_dir)  # so the user can connect at once
+        return self._record()
+
+    def _record(self) -> list[cluster.WorkerRecord]:
         records = [
             cluster.WorkerRecord(
-                p.name, p.pid, p.address or "", p.public_key or "", str(p.log_path)
+                p.name, p.pid, p.address or "", p.public_key or "", str(p.log_path),
+                self.restarts[p.name], self.states[p.name],
             )
             for p in self.processes
         ]
-        keys.client_pair(self.key_dir)  # so the user can connect at once
         cluster.write(self.cluster_file, os.getpid(), records, self.key_dir)
         return records
 
@@ -125,17 +142,45 @@ class Supervisor:
             self._stopping = True
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        reported: set[str] = set()
         try:
             while not self._stopping:
                 time.sleep(0.1)
                 for process in self.processes:
-                    if process.name not in reported and not process.alive():
-                        reported.add(process.name)
+                    if self.states[process.name] == "up" and not process.alive():
                         on_exit(process.diagnose() or f"worker {process.name} exited")
+                        self._schedule_restart(process, on_exit)
+                    elif process.name in self._due and time.monotonic() >= self._due[process.name]:
+                        self._restart(process, on_exit)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def _schedule_restart(self, process: WorkerProcess, on_exit: Callable[[str], object]) -> None:
+        done = self.restarts[process.name]
+        if not self.restart or done >= self.max_restarts:
+            self.states[process.name] = "gave-up" if self.restart else "down"
+            if self.restart:
+                on_exit(f"gave up on worker {process.name} after {done} restart(s)")
+        else:
+            delay = min(0.5 * 2**done, 8.0)
+            self.states[process.name] = "restarting"
+            self._due[process.name] = time.monotonic() + delay
+            on_exit(f"restarting worker {process.name} in {delay:g} s")
+        self._record()
+
+    def _restart(self, process: WorkerProcess, on_exit: Callable[[str], object]) -> None:
+        del self._due[process.name]
+        self.restarts[process.name] += 1
+        try:
+            process.respawn()
+            process.wait_ready()
+        except LaunchError as exc:
+            on_exit(f"restarting worker {process.name} failed: {exc}")
+            self._schedule_restart(process, on_exit)
+            return
+        self.states[process.name] = "up"
+        on_exit(f"worker {process.name} restarted (pid {process.pid})")
+        self._record()
 
     def stop(self) -> None:
         """Stop every worker (in parallel) and remove the cluster file."""

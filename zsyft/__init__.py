@@ -16,8 +16,11 @@ import importlib
 from typing import Any
 
 from zsyft.errors import (
+    AuthenticationError,
     ClusterFileError,
+    KeyFileError,
     LaunchError,
+    ObjectLostError,
     ObjectNotFoundError,
     OpNotAllowedError,
     PointerUsageError,
@@ -71,11 +74,14 @@ def sync() -> None:
 
 
 __all__ = [
+    "AuthenticationError",
     "ClusterFileError",
     "EncodingOverflowError",
     "FixedPrecisionTensor",
+    "KeyFileError",
     "LaunchError",
     "LocalNode",
+    "ObjectLostError",
     "ObjectNotFoundError",
     "OpNotAllowedError",
     "PointerTensor",

@@ -5,6 +5,7 @@
     ├── WorkerError            something went wrong at or with a named worker
     │   ├── RemoteError        an op raised inside the worker; carries the op and remote traceback
     │   │   └── ObjectNotFoundError   the id is not (or no longer) in the worker's store
+    │   │       └── ObjectLostError   ... because the worker crashed and was restarted
     │   ├── OpNotAllowedError  the worker refused an op before running it (allowlist, limits)
     │   └── WorkerUnavailableError    the worker did not answer (never reachable, died, frozen)
     │       ├── WorkerLostError       the connection to a worker that was up has gone
@@ -82,6 +83,10 @@ class RemoteError(WorkerError):
 
 class ObjectNotFoundError(RemoteError):
     """The object id is not in the worker's store (retrieved, deleted, or the worker restarted)."""
+
+
+class ObjectLostError(ObjectNotFoundError):
+    """The worker crashed and was restarted: objects it held before are gone."""
 
 
 class OpNotAllowedError(WorkerError):

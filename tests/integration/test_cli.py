@@ -102,8 +102,8 @@ def test_status_connect_and_stop(launched, hook):
     status = run("status", "--cluster-file", str(launch.cluster_file))
     assert status.returncode == 0, status.stderr
     lines = status.stdout.strip().splitlines()
-    assert lines[0].split() == ["NAME", "PID", "ADDRESS", "STATE", "OBJECTS"]
-    assert all(line.split()[3:] == ["up", "0"] for line in lines[1:])
+    assert lines[0].split() == ["NAME", "PID", "ADDRESS", "STATE", "OBJECTS", "RESTARTS"]
+    assert all(line.split()[3:] == ["up", "0", "0"] for line in lines[1:])
 
     bob, alice = sy.connect("bob2", "alice2", cluster_file=launch.cluster_file)
     x = torch.tensor([1, 2, 3]).send(bob)
@@ -131,6 +131,60 @@ def test_status_reports_a_dead_worker_as_down(launched):
     status = run("status", "--cluster-file", str(launch.cluster_file))
     states = {line.split()[0]: line.split()[3] for line in status.stdout.splitlines()[1:]}
     assert states == {"up1": "up", "down1": "down"} and status.returncode == 1
+
+
+def test_restart_brings_a_crashed_worker_back_and_old_pointers_say_their_data_is_lost(
+    launched, hook
+):
+    launch = launched("phoenix", "--restart", "--max-restarts", "2")
+    first_pid = launch.wait_ready()["workers"]["phoenix"]["pid"]
+    phoenix = sy.connect("phoenix", cluster_file=launch.cluster_file)
+    try:
+        old = torch.tensor([1.0, 2.0]).send(phoenix)
+        phoenix.sync()
+
+        def restarted(count: int) -> bool:
+            record = json.loads(launch.cluster_file.read_text())["workers"]["phoenix"]
+            return record["restarts"] == count and record["state"] == "up"
+
+        os.kill(first_pid, signal.SIGKILL)
+        assert wait_until(lambda: restarted(1), 20)
+        assert wait_until(lambda: _answers(phoenix), 10)  # reconnected (same address and key)
+        with pytest.raises(sy.ObjectLostError, match="restarted"):
+            old.get()  # the same address and key: the handle reconnects, the data is gone
+        fresh = torch.tensor([3.0]).send(phoenix)
+        assert fresh.get().item() == 3.0
+        status = run("status", "--cluster-file", str(launch.cluster_file))
+        assert status.stdout.splitlines()[1].split()[3:] == ["up", "0", "1"]
+
+        for count in (2, 3):  # the second restart is the last one allowed
+            pid = json.loads(launch.cluster_file.read_text())["workers"]["phoenix"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            if count == 2:
+                assert wait_until(lambda: restarted(2), 20)
+        assert wait_until(
+            lambda: json.loads(launch.cluster_file.read_text())["workers"]["phoenix"]["state"]
+            == "gave-up", 10,
+        )
+        status = run("status", "--cluster-file", str(launch.cluster_file))
+        assert status.stdout.splitlines()[1].split()[3:] == ["gave-up", "-", "2"]
+        assert "gave up on worker phoenix after 2 restart(s)" in _stderr_so_far(launch)
+    finally:
+        sy.local_worker.workers.pop("phoenix", None)
+        phoenix.close()
+
+
+def _answers(handle) -> bool:
+    try:
+        return handle.ping(timeout=1)["name"] == handle.id
+    except sy.WorkerUnavailableError:  # lost until the link reconnects
+        return False
+
+
+def _stderr_so_far(launch: Launch) -> str:
+    launch.proc.send_signal(signal.SIGTERM)
+    _, err = launch.proc.communicate(timeout=10)
+    return err
 
 
 def test_name_used_twice_is_refused():

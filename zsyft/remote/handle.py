@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from zsyft.errors import (
     AuthenticationError,
+    ObjectLostError,
     ObjectNotFoundError,
     OpNotAllowedError,
     RemoteError,
@@ -69,7 +70,9 @@ def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
     if unavailable is not None:
         path = " -> ".join(body.get("path") or [])
         return unavailable(f"{message} (via {path})", worker=worker)
-    cls = ObjectNotFoundError if body.get("type") == "ObjectNotFoundError" else RemoteError
+    cls = {
+        "ObjectNotFoundError": ObjectNotFoundError, "ObjectLostError": ObjectLostError
+    }.get(body.get("type"), RemoteError)
     return cls(
         message,
         worker=worker,

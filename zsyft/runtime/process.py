@@ -60,6 +60,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--key-file", type=Path, default=None)
     parser.add_argument("--key-dir", type=Path, default=None)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--incarnation", type=int, default=1, help="1 + restarts so far")
     parser.add_argument(
         "--lease", type=float, default=float(os.environ.get(LEASE_ENV) or DEFAULT_LEASE_S),
         help="seconds a disconnected client's objects are kept for it to come back",
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
             args.name, args.address, peer=peer, record=record, keys=pair,
             authenticator=authenticator, lease_s=args.lease,
         )
+        if args.incarnation > 1:
+            worker.store.restarted = args.incarnation
     except (zmq.ZMQError, ValueError, KeyFileError) as exc:
         _announce({"name": args.name, "error": f"cannot listen on {args.address}: {exc}"})
         if authenticator is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from zsyft.errors import ObjectNotFoundError
+from zsyft.errors import ObjectLostError, ObjectNotFoundError
 from zsyft.wire.messages import id_number
 
 
@@ -32,6 +32,7 @@ class ObjectStore:
     def __init__(self, worker: str) -> None:
         self.worker = worker
         self.requester: str | None = None  # the principal whose message is being handled
+        self.restarted = 0  # the incarnation, when this worker was restarted after a crash
         self._objects: dict[bytes, Any] = {}
         self._owners: dict[bytes, str | None] = {}
 
@@ -54,6 +55,13 @@ class ObjectStore:
                 return self._objects[object_id]
         except KeyError:
             pass
+        if self.restarted:
+            raise ObjectLostError(
+                f"object {id_number(object_id)} is not in {self.worker}'s store: {self.worker} "
+                f"crashed and was restarted ({self.restarted - 1} restart(s)), and objects it "
+                "held before are lost (or it was retrieved with .get() or deleted since)",
+                worker=self.worker,
+            )
         raise ObjectNotFoundError(
             f"object {id_number(object_id)} is not in {self.worker}'s store (it was "
             "retrieved with .get(), deleted, or the worker restarted)",

@@ -68,17 +68,28 @@ def handle_for(node: LocalNode, name: Any, address: Any, key: Any) -> WorkerHand
 
 
 def import_pointer(node: LocalNode, desc: Any) -> PointerTensor:
-    """A pointer (owning its remote object) built from a descriptor received from a worker."""
+    """A pointer (owning its remote object) built from a descriptor received from a worker.
+
+    Everything is checked before connecting: a malformed descriptor opens no connection."""
     try:
-        location = handle_for(node, desc["location"], desc["address"], desc.get("key"))
         object_id, shape, stride, dtype = (
             desc["id_at_location"], desc["shape"], desc["stride"], desc["dtype"]
         )
+        name, address, key = desc["location"], desc["address"], desc.get("key")
     except (KeyError, TypeError) as exc:
         raise ProtocolError(f"malformed pointer descriptor: {exc}") from None
     if not is_object_id(object_id) or not isinstance(dtype, torch.dtype):
         raise ProtocolError("malformed pointer descriptor: bad id or dtype")
+    if not all(_is_size(dims) for dims in (shape, stride)) or len(shape) != len(stride):
+        raise ProtocolError("malformed pointer descriptor: bad shape or stride")
+    location = handle_for(node, name, address, key)
     return PointerTensor(RemoteRef(location, object_id), shape, stride, dtype)
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 62 for d in value
+    )
 
 
 def fence(handle: WorkerHandle) -> None:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import zmq
 
 from zsyft.errors import WorkerUnavailableError
@@ -72,6 +73,9 @@ class WorkerPeer:
     def send(self, value: Any, destination: Any, new_id: bytes) -> Any:
         if not isinstance(destination, dict):
             raise TypeError("destination must be {name, address, key}")
+        if not isinstance(value, torch.Tensor):  # checked before connecting anywhere
+            raise TypeError("only a tensor or a pointer can be sent on (that id holds neither: "
+                            "the op that made it failed)")
         worker = handle_for(
             self.node, destination.get("name"), destination.get("address"), destination.get("key")
         )
