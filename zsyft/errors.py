@@ -9,6 +9,7 @@
     │   ├── OpNotAllowedError  the worker refused an op before running it (allowlist, limits)
     │   └── WorkerUnavailableError    the worker did not answer (never reachable, died, frozen)
     │       ├── WorkerLostError       the connection to a worker that was up has gone
+    │       ├── WorkerBusyError       its queue is full: the message was refused (retry later)
     │       └── AuthenticationError   the CURVE handshake failed (unknown client key, wrong
     │                                 server key, or a peer that does not speak CURVE)
     ├── PointerUsageError      an operation that would reveal remote data implicitly (bool(),
@@ -95,6 +96,10 @@ class OpNotAllowedError(WorkerError):
 
 class WorkerUnavailableError(WorkerError, TimeoutError):
     """The worker did not answer in time: not started, unreachable, frozen or dead."""
+
+
+class WorkerBusyError(WorkerUnavailableError):
+    """The worker's queue is full: the message was refused, not run; retry later."""
 
 
 class WorkerLostError(WorkerUnavailableError):

@@ -27,6 +27,7 @@ from zsyft.errors import (
     ObjectNotFoundError,
     OpNotAllowedError,
     RemoteError,
+    WorkerBusyError,
     WorkerError,
     WorkerLostError,
     WorkerUnavailableError,
@@ -66,6 +67,7 @@ def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
         "WorkerUnavailableError": WorkerUnavailableError,
         "WorkerLostError": WorkerLostError,
         "AuthenticationError": AuthenticationError,
+        "WorkerBusyError": WorkerBusyError,
     }.get(body.get("type"))
     if unavailable is not None:
         path = " -> ".join(body.get("path") or [])

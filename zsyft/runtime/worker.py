@@ -38,6 +38,7 @@ from zsyft.wire.messages import Kind, Message, error_body
 
 log = logging.getLogger("zsyft.worker")
 BATCH = 256  # messages handled per wake-up before checking timers again
+MAX_DEFERRED = 10_000  # messages waiting for a nested request to finish; beyond: "busy"
 
 
 class Worker:
@@ -155,6 +156,12 @@ class Worker:
     def handle(self, identity: bytes, frames: list[Any]) -> None:
         """Handle one message now, or defer it while the same client is being served."""
         if identity in self._busy:
+            if len(self._deferred) >= MAX_DEFERRED:
+                self.send(identity, Kind.ERROR, 0, error_body(
+                    worker=self.name, type_name="WorkerBusyError",
+                    message=f"{self.name} is busy: {len(self._deferred)} messages already wait "
+                    "for a long request to finish; this one was dropped, retry later"))
+                return
             self._deferred.append((identity, frames))
             return
         self._busy.append(identity)

@@ -23,7 +23,12 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zsyft.errors import AuthenticationError, WorkerLostError, WorkerUnavailableError
+from zsyft.errors import (
+    AuthenticationError,
+    WorkerBusyError,
+    WorkerLostError,
+    WorkerUnavailableError,
+)
 from zsyft.transport.auth import ZAP_DOMAIN
 from zsyft.transport.keys import KeyPair, identity
 from zsyft.wire.messages import ZERO_COPY_THRESHOLD
@@ -172,6 +177,12 @@ class Link:
             send_frames(self.socket, frames)
         except zmq.Again:
             self._drain_monitor()
+            if self.state == "up":
+                raise WorkerBusyError(
+                    f"worker {self.peer!r} at {self.address} is busy: it took no message for "
+                    f"{SETTINGS.send_timeout_ms / 1000:g} s and the queue to it is full; retry "
+                    "later", worker=self.peer,
+                ) from None
             raise self._unavailable("its send queue stayed full") from None
 
     def poll_messages(self) -> list[list[Any]]:
