@@ -122,3 +122,21 @@ def test_random_frames_only_ever_raise_protocol_error(frames):
 ))
 def test_plain_bodies_round_trip(body):
     assert decode(encode(Kind.DATA, 9, body)).body == body
+
+
+def test_a_header_of_empty_containers_is_refused_before_it_blows_up():
+    """1 byte per empty list on the wire, ~72 bytes each in Python: refused past the limit."""
+    import tracemalloc
+
+    count = (1 << 16) - 1
+    header = b"\x94\x01\x01\x01" + b"\xdc" + count.to_bytes(2, "big") + b"\x90" * count
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match="lists and maps"):
+            decode([header])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(header) + (2 << 20)  # not the ~128 bytes per input byte of a decode
+    many_ids = [bytes([0x90 + i % 16]) * 16 for i in range(4000)]  # marker bytes inside bins
+    assert decode(encode(Kind.DELETE, 0, many_ids)).body == many_ids

@@ -199,6 +199,21 @@ def _check_depth(obj: Any, max_depth: int) -> None:
                     stack.append((value, depth + 1))
 
 
+def _container_budget(limit: int) -> dict[str, Any]:
+    """msgpack hooks that count arrays and maps as they are built and stop past `limit` (only
+    used when a cheap byte count says the header might hold that many)."""
+    count = 0
+
+    def counted(value: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count > limit:
+            raise ProtocolError(f"message holds more than {limit} lists and maps")
+        return value
+
+    return {"list_hook": counted, "object_hook": counted}
+
+
 def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     """Decode `[header, *buffers]` (bytes or zmq.Frame) into a `Message`, enforcing `limits`."""
     if not frames:
@@ -216,9 +231,12 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     if total > limits.max_message_bytes:
         raise ProtocolError(f"message of {total} bytes exceeds the limit")
     decoder = _Decoder(buffers, limits)
+    markers = len(header.translate(None, _NOT_CONTAINER_BYTES))  # >= the number of containers
+    hooks = _container_budget(limits.max_containers) if markers > limits.max_containers else {}
     try:
         obj = msgpack.unpackb(
             header,
+            **hooks,
             ext_hook=decoder.ext_hook,
             strict_map_key=False,
             max_str_len=limits.max_str_len,
@@ -243,8 +261,6 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         )
     if not (isinstance(kind, int) and isinstance(rid, int)) or isinstance(kind, bool):
         raise ProtocolError("message kind and request id must be integers")
-    if isinstance(body, list | dict) and (
-        len(header.translate(None, _NOT_CONTAINER_BYTES)) > limits.max_depth
-    ):
+    if isinstance(body, list | dict) and markers > limits.max_depth:
         _check_depth(body, limits.max_depth)
     return Message(kind, rid, body, on_behalf)

@@ -64,6 +64,9 @@ class Limits(NamedTuple):
     max_frames: int = 4096
     max_depth: int = 32
     max_container_len: int = 1 << 16
+    # An empty list is 1 byte on the wire and ~72 bytes in Python: a 1 MiB header of them would
+    # cost ~100 MB to decode. Headers with more containers than this are refused.
+    max_containers: int = 1 << 14
     max_str_len: int = 1 << 16
     max_tensor_numel: int = 1 << 32
 
