@@ -147,3 +147,28 @@ def test_a_client_that_comes_back_within_the_lease_keeps_its_objects(hook, intru
     finally:
         sy.local_worker.workers.pop("dora", None)
         dora.close()
+
+
+def test_protocol_messages_are_accepted_only_from_the_party_they_claim(
+    hook, bob, alice, intruder
+):
+    provider = sy.VirtualWorker(hook, id="own_cp")
+    try:
+        x = torch.tensor([1.5]).fix_prec().share(bob, alice, crypto_provider=provider)
+        assert abs((x * x).get().float_prec().item() - 2.25) < 0.01  # a session exists now
+        (session,) = provider.__dict__["_mpc_sessions"].values()
+        forger = RawClient(bob, intruder)
+        try:
+            for kind, body, who in (
+                (Kind.MPC_MSG, [session, os.urandom(16), 0, 1, torch.zeros(1)], "party 1"),
+                (Kind.MATERIAL, [session, os.urandom(16), torch.zeros(1)], "the crypto provider"),
+            ):
+                reply = forger.request(kind, body)
+                assert reply.kind == Kind.ERROR
+                assert f"must come from {who}" in reply.body["message"]
+        finally:
+            forger.close()
+        assert abs((x * x).get().float_prec().item() - 2.25) < 0.01  # the parties still agree
+    finally:
+        sy.local_worker.workers.pop("own_cp", None)
+        provider.close()

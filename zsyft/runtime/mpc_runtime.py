@@ -177,6 +177,7 @@ class MpcRuntime:
             raise TypeError("seed body must be [session, index, parties, seed, provider]")
         session, index, parties = _session_id(body[0]), body[1], _parties(body[2])
         provider = _worker(body[4])
+        self._check_sender(provider, "the crypto provider")
         if not (isinstance(index, int) and 0 <= index < len(parties)):
             raise TypeError("party index out of range")
         self.party_sessions[session] = PartySession(index, parties, provider, Prg(body[3]))
@@ -187,12 +188,17 @@ class MpcRuntime:
             if not (isinstance(body, list) and len(body) == 3):
                 raise TypeError("material body must be [session, op id, tensor]")
             key: tuple = ("material", _session_id(body[0]), _session_id(body[1]))
+            self._check_sender(self._session(key[1]).provider, "the crypto provider")
             value = body[2]
         else:
             if not (isinstance(body, list) and len(body) == 5):
                 raise TypeError("message body must be [session, op id, round, sender, tensor]")
             if not (isinstance(body[2], int) and isinstance(body[3], int)):
                 raise TypeError("round and sender must be integers")
+            parties = self._session(_session_id(body[0])).parties
+            if not 0 <= body[3] < len(parties):
+                raise TypeError("sender index out of range")
+            self._check_sender(parties[body[3]], f"party {body[3]}")
             if body[2] == ABORT_ROUND:  # a peer gave up on this op: [culprit, reason]
                 cause = body[4]
                 if not (isinstance(cause, list) and len(cause) == 2
@@ -205,6 +211,19 @@ class MpcRuntime:
         if not isinstance(value, torch.Tensor):
             raise TypeError("protocol messages carry one tensor")
         self.mailbox[key] = value
+
+    def _session(self, session_id: bytes) -> PartySession:
+        session = self.party_sessions.get(session_id)
+        if session is None:
+            raise KeyError("unknown session: the crypto provider has not seeded this worker")
+        return session
+
+    def _check_sender(self, expected: dict[str, Any], role: str) -> None:
+        """Protocol messages are accepted only from the worker whose role they claim (when
+        connections are authenticated): no other client can feed a party values."""
+        sender = self.worker.store.requester
+        if sender is not None and expected.get("key") is not None and sender != expected["key"]:
+            raise PermissionError(f"this message must come from {role}, {expected['name']}")
 
     def run(self, body: Any) -> None:
         """MPC_RUN: run this party's side of one protocol op and store its output share."""
