@@ -165,7 +165,7 @@ class MpcRuntime:
             raise TypeError("deal body must be [session, op id, protocol, params]")
         session, op_id = _session_id(body[0]), _session_id(body[1])
         if session not in self.provider_sessions:
-            raise KeyError("unknown session: set up the crypto provider first")
+            raise LookupError("unknown session: set up the crypto provider first")
         parties, prgs = self.provider_sessions[session]
         correction = protocol(body[2]).deal(prgs, op_id, body[3])
         self.link(parties[-1]).send(encode(Kind.MATERIAL, 0, [session, op_id, correction]))
@@ -215,7 +215,7 @@ class MpcRuntime:
     def _session(self, session_id: bytes) -> PartySession:
         session = self.party_sessions.get(session_id)
         if session is None:
-            raise KeyError("unknown session: the crypto provider has not seeded this worker")
+            raise LookupError("unknown session: the crypto provider has not seeded this worker")
         return session
 
     def _check_sender(self, expected: dict[str, Any], role: str) -> None:
@@ -231,9 +231,7 @@ class MpcRuntime:
             raise TypeError("run body must be [seq, session, op id, protocol, inputs, output, "
                             "params]")
         _, session_id, op_id, name, inputs, output, params = body
-        session = self.party_sessions.get(_session_id(session_id))
-        if session is None:
-            raise KeyError("unknown session: the crypto provider has not seeded this worker")
+        session = self._session(_session_id(session_id))
         op_id = _session_id(op_id)
         try:  # from here on, a failure must reach the other parties (they would wait for us)
             spec = protocol(name)

@@ -255,11 +255,11 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     on_behalf = obj[4] if len(obj) == 5 else None
     if on_behalf is not None and not isinstance(on_behalf, str):
         raise ProtocolError("the on-behalf-of field must be a client key string")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
             f"protocol version {version!r} is not {PROTOCOL_VERSION}; use one zsyft version"
         )
-    if not (isinstance(kind, int) and isinstance(rid, int)) or isinstance(kind, bool):
+    if type(kind) is not int or type(rid) is not int:
         raise ProtocolError("message kind and request id must be integers")
     if isinstance(body, list | dict) and markers > limits.max_depth:
         _check_depth(body, limits.max_depth)
