@@ -64,6 +64,9 @@ class Clients:
         self._seen_on: dict[str, set[bytes]] = {}  # principal -> routing ids it came through
         self._orphaned: dict[str, float] = {}  # principal -> when its last connection closed
 
+    def knows(self, identity: bytes) -> bool:
+        return identity in self._connections
+
     def connection(self, identity: bytes, frame: zmq.Frame) -> Connection:
         """The connection behind `identity` (metadata is read once per connection)."""
         known = self._connections.get(identity)

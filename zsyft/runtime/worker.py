@@ -59,7 +59,6 @@ class Worker:
         self.ctx = ctx or context()
         self.socket, self.address = server_socket(self.ctx, address, keys)
         self.public_key = keys.public if keys else None
-        self.authenticator = authenticator
         policy = authenticator.policy if authenticator else None
         self.clients = Clients(
             lease_s,
@@ -113,8 +112,8 @@ class Worker:
                     self.peer.on_readable(sock)
                 else:
                     self.mpc.drain(sock)
-            if self._disconnects in events or self.socket in events:
-                self._note_disconnects()  # before reading: an fd may be reused by a newcomer
+            if self._disconnects in events:
+                self._note_disconnects()
             if self.socket in events:
                 for _ in range(BATCH):
                     if not self.socket.poll(0, zmq.POLLIN):
@@ -124,7 +123,9 @@ class Worker:
     def serve_one(self) -> None:
         """Receive and handle one message (also called while waiting on a peer)."""
         identity, first, frames = recv_routed(self.socket)
-        self.clients.connection(identity, first)
+        if not self.clients.knows(identity):
+            self._note_disconnects()  # first: the new connection may reuse a closed one's fd
+            self.clients.connection(identity, first)
         if self._record is not None:
             self._write_record(frames)
         self.handle(identity, frames)
