@@ -147,9 +147,14 @@ class WorkerHandle:
         return {"name": self.id, "address": self.address, "key": self.public_key}
 
     # -- lifetime of remote objects -------------------------------------------------------
-    def release(self, object_id: bytes) -> None:
+    @property
+    def principal(self) -> str | None:
+        """The client this process acts for right now (in a worker process), else None."""
+        return self.node.principal
+
+    def release(self, object_id: bytes, principal: str | None = None) -> None:
         """Queue a delete (called from `__del__`: only appends, never does I/O)."""
-        self._pending_deletes.append((object_id, self.node.principal))
+        self._pending_deletes.append((object_id, principal))
 
     def flush(self) -> None:
         """Send every queued delete and pipelined message now."""

@@ -26,19 +26,26 @@ class Location(Protocol):
 
     id: str
 
-    def release(self, object_id: bytes) -> None: ...
+    @property
+    def principal(self) -> str | None:
+        """The client this process acts for right now (in a worker process), else None."""
+
+    def release(self, object_id: bytes, principal: str | None) -> None: ...
 
 
 class RemoteRef:
     """The client's claim on object `id` at `location`; deletes it remotely when dropped."""
 
-    __slots__ = ("__weakref__", "id", "location", "moved_to", "released")
+    __slots__ = ("__weakref__", "id", "location", "moved_to", "principal", "released")
 
     def __init__(self, location: Location, object_id: bytes | None = None) -> None:
         self.location = location
         self.id = new_id() if object_id is None else object_id
         self.released = False
         self.moved_to: str | None = None
+        # Whose object it is (in a worker: the client it was created for); its delete says so,
+        # whenever garbage collection happens to run.
+        self.principal = location.principal
 
     def check_live(self) -> None:
         """Raise a clear error if the remote object was already retrieved or deleted."""
@@ -62,6 +69,6 @@ class RemoteRef:
         if not self.released:
             self.released = True
             try:
-                self.location.release(self.id)
+                self.location.release(self.id, self.principal)
             except Exception:  # interpreter shutdown: nothing left to clean up
                 pass
