@@ -1,7 +1,8 @@
 """Run one allowlisted aten op on stored objects and store its results under client-chosen ids.
 
 The executor resolves object ids (16-byte `bin`) in the arguments to stored objects, refuses
-ops that are not on the allowlist before touching any argument, calls the op, and stores each
+ops that are not on the allowlist before touching any argument, refuses ops whose outputs
+would exceed the allocation cap (`allocation`, sized on meta tensors), calls the op, and stores each
 tensor output under the id the client chose for it (`None` for outputs that alias an input,
 such as in-place ops).
 """
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 from zsyft.errors import OpNotAllowedError
+from zsyft.runtime.allocation import check_allocation, default_cap_bytes
 from zsyft.runtime.allowlist import allowed_ops
 from zsyft.runtime.store import Failed, ObjectStore
 from zsyft.wire.messages import is_object_id
@@ -47,6 +49,7 @@ class Executor:
         self.store = store
         self.worker = worker
         self.ops = allowed_ops()
+        self.max_alloc_bytes = default_cap_bytes()  # per-op output cap, see `allocation`
 
     def lookup(self, op_name: Any) -> torch._ops.OpOverload:
         """The aten overload for a wire name; refuses anything not allowlisted."""
@@ -81,7 +84,9 @@ class Executor:
             raise TypeError("keyword argument names must be strings")
         if not isinstance(result_ids, list):
             raise TypeError("result ids must be a list")
-        outputs = flatten_outputs(op(*self.resolve(args), **self.resolve(kwargs)))
+        args, kwargs = self.resolve(args), self.resolve(kwargs)
+        check_allocation(op, args, kwargs, self.max_alloc_bytes, self.worker)
+        outputs = flatten_outputs(op(*args, **kwargs))
         for object_id, output in zip(result_ids, outputs, strict=False):
             if is_object_id(object_id) and isinstance(output, torch.Tensor):
                 self.store.put(object_id, output)

@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
         if args.incarnation > 1:
             worker.store.restarted = args.incarnation
     except (zmq.ZMQError, ValueError, KeyFileError) as exc:
-        _announce({"name": args.name, "error": f"cannot listen on {args.address}: {exc}"})
+        why = f"cannot listen on {args.address}" if isinstance(exc, zmq.ZMQError) else "bad setup"
+        _announce({"name": args.name, "error": f"{why}: {exc}"})
         if authenticator is not None:
             authenticator.stop()
         return 2
