@@ -189,3 +189,12 @@ def test_remote_training_with_nn_and_optim(bob):
     for p_local, p_remote in zip(local_model.parameters(), remote_model.parameters(), strict=True):
         assert not isinstance(p_remote, sy.PointerTensor)
         torch.testing.assert_close(p_local, p_remote)
+
+
+def test_python_numbers_of_another_type_give_the_right_result_dtype(hook, bob):
+    """1, 1.0 and True compare equal, but promote an int8 tensor differently."""
+    x = torch.tensor([1, 2], dtype=torch.int8).send(bob)
+    for scalar, dtype in ((1, torch.int8), (1.0, torch.float32), (True, torch.int8)):
+        y = x + scalar
+        assert y.dtype == dtype
+        assert y.get().dtype == dtype

@@ -71,7 +71,7 @@ def _prepare(obj: Any, key: list[Any], pointers: list[PointerTensor]) -> Any:
             key.append(name)
             wire[name] = _prepare(item, key, pointers)
         return wire
-    key.append(obj)
+    key.append((type(obj), obj))  # 1, 1.0 and True are equal keys but promote differently
     return obj
 
 
