@@ -197,3 +197,10 @@ def check_allocation(op: Op, args: list, kwargs: dict, cap_bytes: int, worker: s
             f"Work in smaller pieces, or start the worker with {ENV_VAR}=<bytes> to raise the cap",
             worker=worker,
         )
+
+
+def warm_up() -> None:
+    """Size one op on meta tensors now: the first meta run imports torch machinery for ~1 s,
+    which a worker pays at startup rather than on a client's first command."""
+    x = torch.ones(2)
+    check_allocation(torch.ops.aten.add.Tensor, [x, x], {}, FIXED_CAP_BYTES, "warm-up")

@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
         "public_key": pair.public if pair else None,
     })
 
+    from zsyft.runtime.allocation import warm_up
+
+    warm_up()  # while the client is still starting up, not on its first command
+
     def should_stop() -> bool:
         return stopping or (args.parent_pid != 0 and os.getppid() != args.parent_pid)
 
