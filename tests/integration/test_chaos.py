@@ -67,6 +67,7 @@ def test_harming_a_role_mid_computation_is_a_typed_error_naming_it(trio, role, h
     timer.join()
     detected = time.monotonic() - harmed_at[0]
     assert victim.id in str(info.value), f"seed {SEED}: {info.value}"
+    print(f"{victim.id} {how}: detected after {detected:.2f} s")
     assert detected < HEARTBEAT_S + SLACK_S, f"seed {SEED}: detected after {detected:.2f} s"
 
     survivors = [w for w in (p0, p1) if w is not victim]

@@ -40,9 +40,9 @@ class LinkSettings:
     connect_timeout_s: float = 30.0
     request_timeout_s: float = 120.0
     send_timeout_ms: int = 10_000
-    heartbeat_ivl_ms: int = 500
+    heartbeat_ivl_ms: int = 250
     heartbeat_timeout_ms: int = 3_000
-    lost_grace_s: float = 0.25
+    lost_grace_s: float = 0.1
 
 
 SETTINGS = LinkSettings()
