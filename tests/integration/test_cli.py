@@ -108,6 +108,9 @@ def test_status_connect_and_stop(launched, hook):
     bob, alice = sy.connect("bob2", "alice2", cluster_file=launch.cluster_file)
     x = torch.tensor([1, 2, 3]).send(bob)
     assert torch.equal((x * 2).get(), torch.tensor([2, 4, 6]))
+    chained = torch.tensor([5, 6]).send(bob).send(alice)  # alice dials bob over CURVE tcp
+    assert torch.equal((chained + chained).get().get(), torch.tensor([10, 12]))
+    assert torch.equal(chained.get().get(), torch.tensor([5, 6]))
     kept = torch.ones(2).send(alice)
     alice.sync()
     status = run("status", "--cluster-file", str(launch.cluster_file))
