@@ -51,14 +51,12 @@ def raw_dealer(
     """A bare DEALER speaking to a worker: a CURVE client with `client` (default: this test
     run's client pair) when `server_key` is given. Close it with `close(0)`."""
     from zsyft.transport import keys
+    from zsyft.transport.zmq import curve_client
 
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
     if server_key is not None:
-        pair = client or keys.client_pair()
-        sock.setsockopt_string(zmq.CURVE_SERVERKEY, server_key)
-        sock.setsockopt_string(zmq.CURVE_PUBLICKEY, pair.public)
-        sock.setsockopt_string(zmq.CURVE_SECRETKEY, pair.secret)
+        curve_client(sock, server_key, client or keys.client_pair())
     sock.connect(address)
     return sock

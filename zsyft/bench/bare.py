@@ -28,6 +28,7 @@ import zmq
 
 from zsyft.bench.bare_server import CONTROL
 from zsyft.transport import keys
+from zsyft.transport.zmq import curve_client
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 3.0
@@ -138,10 +139,7 @@ class BareClient:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
         if server_key is not None:
-            client = keys.generate()
-            self.socket.setsockopt_string(zmq.CURVE_SERVERKEY, server_key)
-            self.socket.setsockopt_string(zmq.CURVE_PUBLICKEY, client.public)
-            self.socket.setsockopt_string(zmq.CURVE_SECRETKEY, client.secret)
+            curve_client(self.socket, server_key, keys.generate())
         self.socket.connect(address)
 
     def send(self, frames: Sequence[Any]) -> None:

@@ -85,6 +85,13 @@ def recv_routed(socket: zmq.Socket) -> tuple[bytes, zmq.Frame, list[Any]]:
     return identity, first, frames
 
 
+def curve_client(socket: zmq.Socket, server_key: str, client: KeyPair) -> None:
+    """Make `socket` (before it connects) a CURVE client of the server with `server_key`."""
+    socket.setsockopt_string(zmq.CURVE_SERVERKEY, server_key)
+    socket.setsockopt_string(zmq.CURVE_PUBLICKEY, client.public)
+    socket.setsockopt_string(zmq.CURVE_SECRETKEY, client.secret)
+
+
 def _common_options(socket: zmq.Socket) -> None:
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.SNDTIMEO, SETTINGS.send_timeout_ms)
@@ -153,10 +160,7 @@ class Link:
         self.socket = ctx.socket(zmq.DEALER)
         _common_options(self.socket)
         if server_key is not None:
-            client = client or identity()
-            self.socket.setsockopt_string(zmq.CURVE_SERVERKEY, server_key)
-            self.socket.setsockopt_string(zmq.CURVE_PUBLICKEY, client.public)
-            self.socket.setsockopt_string(zmq.CURVE_SECRETKEY, client.secret)
+            curve_client(self.socket, server_key, client or identity())
         elif address.startswith("tcp://"):
             raise ValueError(f"worker {peer!r} at {address}: TCP links need its public key")
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
