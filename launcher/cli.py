@@ -19,7 +19,7 @@ import click
 from launcher import cluster
 from launcher.supervisor import Supervisor, process_is, validate_names
 from zsyft.errors import ClusterFileError, KeyFileError, LaunchError, WorkerError
-from zsyft.runtime.process import LEASE_ENV
+from zsyft.runtime.process import LEASE_ENV, THREADS_ENV
 
 CLUSTER_FILE = click.option(
     "--cluster-file",
@@ -58,10 +58,12 @@ def main() -> None:
               help="With --restart: give up on a worker after this many restarts.")
 @click.option("--lease", type=float, default=None,
               help="Seconds a disconnected client's objects are kept for it (default 60).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads per worker (default 1: the workers share this host's cores).")
 @CLUSTER_FILE
 def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | None,
            key_dir: Path | None, restart: bool, max_restarts: int, lease: float | None,
-           cluster_file: Path | None) -> None:
+           threads: int | None, cluster_file: Path | None) -> None:
     """Start the named workers and keep them running until Ctrl-C or SIGTERM."""
     try:
         validate_names(list(names))
@@ -69,6 +71,8 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
         raise click.UsageError(str(exc)) from None
     if lease is not None:
         os.environ[LEASE_ENV] = str(lease)  # inherited by the workers
+    if threads is not None:
+        os.environ[THREADS_ENV] = str(threads)
     supervisor = Supervisor(list(names), host=host, port=port, cluster_file=cluster_file,
                             log_dir=log_dir, key_dir=key_dir, restart=restart,
                             max_restarts=max_restarts)

@@ -162,6 +162,8 @@ def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
     paths = [_PROJECT_ROOT, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    # With --threads > 1, idle OpenMP threads sleep instead of spinning on shared cores.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 

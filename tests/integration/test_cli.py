@@ -127,6 +127,18 @@ def test_status_connect_and_stop(launched, hook):
     assert status.returncode != 0 and "no cluster file" in status.stderr
 
 
+def test_threads_option_sets_each_workers_torch_threads(launched, hook):
+    assert run("launch", "w", "--threads", "0").returncode == 2  # usage error, nothing started
+    launch = launched("bob3", "--threads", "2")
+    launch.wait_ready()
+    bob = sy.connect("bob3", cluster_file=launch.cluster_file)
+    try:
+        assert bob.ping()["threads"] == 2
+    finally:
+        sy.local_worker.workers.pop(bob.id, None)
+        bob.close()
+
+
 def test_status_reports_a_dead_worker_as_down(launched):
     launch = launched("up1", "down1")
     workers = launch.wait_ready()["workers"]

@@ -30,7 +30,9 @@ def test_tensor_lives_in_the_worker_process_and_dies_with_it(hook, alice):
     try:
         ptr = torch.tensor([4.0, 2.0]).send(carol)
         survivor = torch.tensor([1.0]).send(alice)
-        assert carol.ping()["objects"] == 1
+        status = carol.ping()
+        assert status["objects"] == 1
+        assert status["threads"] == 1, "workers on one host do not each take every core"
         assert carol.pid != os.getpid() and _pid_alive(carol.pid)
 
         os.kill(carol.pid, signal.SIGKILL)

@@ -295,7 +295,7 @@ class WorkerHandle:
         self.post(Kind.STORE, [object_id, tensor])
 
     def ping(self, timeout: float | None = None) -> dict[str, Any]:
-        """The worker's status: name, pid, object count, protocol version."""
+        """The worker's status: name, pid, object count, protocol version, torch threads."""
         return self.request(Kind.PING, None, timeout)
 
     def sync(self) -> None:

@@ -60,6 +60,7 @@ def handle_ping(worker: Worker, msg: Message) -> Reply:
         "pid": os.getpid(),
         "objects": len(worker.store),
         "version": PROTOCOL_VERSION,
+        "threads": torch.get_num_threads(),
     }
 
 

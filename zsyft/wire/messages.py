@@ -49,7 +49,7 @@ class Kind(IntEnum):
     MPC_RUN = 14  # client -> party: [seq, session, op id, protocol, inputs, output, params]
     MPC_MSG = 15  # party -> party: [session, op id, round, sender index, tensor] -> nothing
     MATERIAL = 16  # provider -> last party: [session, op id, correction] -> nothing
-    PONG = 64  # body: {name, pid, objects, version}
+    PONG = 64  # body: {name, pid, objects, version, threads}
     OK = 65  # body: None
     DATA = 66  # body: the requested value
     META = 67  # body: [seq, result metadata]      (reply to a command run synchronously)
