@@ -11,6 +11,7 @@ import zsyft as sy
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import LocalNode
 from zsyft.runtime.inproc import InprocWorker
+from zsyft.wire.messages import Kind
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,18 @@ def test_commands_are_pipelined_and_results_fetched(ann):
     y = (x * 2 + 1).sum()
     assert y.shape == () and y.dtype == torch.float32
     assert torch.equal(y.get(), torch.tensor(16.0))
+
+
+def test_get_many_sends_every_fetch_first_and_pairs_each_reply_with_its_pointer(ann):
+    from zsyft.tensors.pointer import get_many
+
+    x, y = torch.tensor([1.0, 2.0]).send(ann), torch.tensor([3]).send(ann)
+    rid = ann.send_request(Kind.PING, None)  # a reply that will come first
+    assert [t.tolist() for t in get_many([y, x])] == [[3], [1.0, 2.0]]
+    assert ann.await_reply(rid)["name"] == "ann", "an earlier reply is kept for its waiter"
+    assert len(ann._objects) == 0
+    with pytest.raises(sy.PointerUsageError):
+        x.get()
 
 
 def test_detach_shares_the_remote_object_without_a_message(ann):

@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 Shape = Sequence[int]
+Correction = torch.Tensor | Callable[[], torch.Tensor]
+"""The provider's correction, or a function returning it when first needed (a party can
+start on the seeded parts of an op before the correction has arrived)."""
 
 
 def _bits(prg: Prg, op_id: OpId, purpose: str, shape: Shape, width: int) -> torch.Tensor:
@@ -123,7 +126,7 @@ class PartyStreams:
         op_id: OpId,
         party_index: int,
         n_parties: int,
-        correction: torch.Tensor | None,
+        correction: Correction | None,
     ) -> None:
         if n_parties < 2 or not 0 <= party_index < n_parties:
             raise ValueError(f"invalid party_index {party_index} for {n_parties} parties")
@@ -134,13 +137,15 @@ class PartyStreams:
             raise ValueError("the last party needs the provider's correction")
         if not self.is_last and correction is not None:
             raise ValueError("only the last party receives a correction")
-        self._buf = None if correction is None else correction.contiguous().view(torch.uint8)
-        if self._buf is not None:
-            self._buf = self._buf.reshape(-1)
+        self._correction = correction
+        self._buf: torch.Tensor | None = None
         self._pos = 0
 
     def _take(self, shape: Shape, width: int) -> torch.Tensor:
-        assert self._buf is not None
+        if self._buf is None:  # first use: a deferred correction is awaited only now
+            given = self._correction() if callable(self._correction) else self._correction
+            assert given is not None
+            self._buf = given.contiguous().view(torch.uint8).reshape(-1)
         numel = 1
         for d in shape:
             numel *= int(d)
@@ -209,13 +214,25 @@ def bilinear_output_shape(kind: str, x_shape: Shape, y_shape: Shape) -> torch.Si
     return torch.Size((*batch, xs[-2], ys[-1]))
 
 
-@dataclass(frozen=True)
 class BeaverTriple:
-    """One party's shares of ``(a, b, c = op(a, b))`` in Z/2^64."""
+    """One party's shares of ``(a, b, c = op(a, b))`` in Z/2^64.
 
-    a: torch.Tensor
-    b: torch.Tensor
-    c: torch.Tensor
+    ``c`` may be given as a function, called on first use: the last party masks its inputs
+    with ``a`` and ``b`` (seeded) while the provider's correction for ``c`` is on its way.
+    """
+
+    __slots__ = ("_c", "a", "b")
+
+    def __init__(
+        self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | Callable[[], torch.Tensor]
+    ) -> None:
+        self.a, self.b, self._c = a, b, c
+
+    @property
+    def c(self) -> torch.Tensor:
+        if callable(self._c):
+            self._c = self._c()
+        return self._c
 
 
 def deal_triple(
@@ -241,16 +258,21 @@ def party_triple(
     kind: str,
     x_shape: Shape,
     y_shape: Shape,
-    correction: torch.Tensor | None = None,
+    correction: Correction | None = None,
 ) -> BeaverTriple:
-    """Party ``party_index``'s triple shares; the last party passes the provider's correction."""
+    """Party ``party_index``'s triple shares; the last party passes the provider's correction
+    (or a function returning it: then ``c`` is derived when first used)."""
     out_shape = bilinear_output_shape(kind, x_shape, y_shape)
     src = PartyStreams(prg, op_id, party_index, n_parties, correction)
     a = src.random_arith("triple.a", x_shape)
     b = src.random_arith("triple.b", y_shape)
-    c = src.arith("triple.c", out_shape)
-    src.finish()
-    return BeaverTriple(a, b, c)
+
+    def c() -> torch.Tensor:
+        share = src.arith("triple.c", out_shape)
+        src.finish()
+        return share
+
+    return BeaverTriple(a, b, c if callable(correction) else c())
 
 
 # -------------------------------------------------------------------------- truncation

@@ -6,6 +6,8 @@ The handle owns the link to the worker and speaks the request/notice protocol ov
   messages wait in an outbox and leave in bursts (64 messages, or 2 ms after the oldest was
   queued, checked at the next post; at once when they carry a large tensor) and always before
   any request: a burst costs one wake-up of ZeroMQ's I/O thread instead of one per message.
+  The first message after a reply leaves at once: the worker is idle then, and starts on it
+  while the client prepares the next one (a `get()` right after an op overlaps the two).
 - `request()` sends a message and waits for its reply. While waiting, ERROR notices of earlier
   pipelined commands are collected by the local node, which raises them at a sync point.
 - Deletes queued by garbage-collected pointers go out, batched, in front of the next message.
@@ -141,6 +143,8 @@ class WorkerHandle:
         self._issued: OrderedDict[int, tuple[str, str | None, Any]] = OrderedDict()
         self.dirty = False  # messages posted since the last reply: the worker may lag behind
         self.in_flight = 0  # requests sent and not yet answered (nested waits in a worker)
+        self._awaited: set[int] = set()  # ids of requests sent whose reply is still wanted
+        self._early: dict[int, Any] = {}  # replies that came while waiting for another one
 
     def endpoint(self) -> dict[str, Any]:
         """How another worker reaches this one: name, address and public key."""
@@ -188,9 +192,11 @@ class WorkerHandle:
         frames = encode(kind, 0, body, self.node.principal)
         with self._lock:
             self._flush_deletes(DELETE_BATCH)
+            idle = not self.dirty  # nothing sent since the worker's last reply: it waits for us
             self._queue(frames)
             if (
-                len(self._outbox) >= OUTBOX_MESSAGES
+                idle
+                or len(self._outbox) >= OUTBOX_MESSAGES
                 or (len(frames) > 1 and any(not isinstance(f, bytes) for f in frames[1:]))
                 or time.monotonic() - self._outbox_since > OUTBOX_AGE_S
             ):
@@ -233,29 +239,53 @@ class WorkerHandle:
     # -- requests -------------------------------------------------------------------------
     def request(self, kind: int, body: Any, timeout: float | None = None) -> Any:
         """Send one request and return the body of its reply; raises the typed error on ERROR."""
-        timeout = SETTINGS.request_timeout_s if timeout is None else timeout
+        return self.await_reply(self.send_request(kind, body), timeout)
+
+    def send_request(self, kind: int, body: Any) -> int:
+        """Send a request (after everything queued before it) without waiting for the reply;
+        returns the id `await_reply` takes. A client can so wait on several workers at once."""
         with self._lock:
             rid = next(self._rids)
             frames = encode(kind, rid, body, self.node.principal)
             self._flush_deletes()
             self._flush_outbox()
             self._send(frames)
+            self._awaited.add(rid)
+            return rid
+
+    def await_reply(self, rid: int, timeout: float | None = None) -> Any:
+        """The body of the reply to request `rid`; raises the typed error on ERROR."""
+        timeout = SETTINGS.request_timeout_s if timeout is None else timeout
+        with self._lock:
             deadline = time.monotonic() + timeout
             self.in_flight += 1
             try:
-                while True:
+                reply = self._early.pop(rid, None)
+                while reply is None:
                     try:
-                        reply = decode(self.link.recv(deadline, self.node.serve_while_waiting))
+                        frames = self.link.recv(deadline, self.node.serve_while_waiting)
                     except WorkerUnavailableError as exc:
                         raise self._explain(exc) from None
-                    if reply.rid == rid:
-                        self.dirty = False
-                        if reply.kind == Kind.ERROR:
-                            raise self._error(reply.body)
-                        return reply.body
-                    self._notice(reply)
+                    received = decode(frames)
+                    if received.rid == rid:
+                        reply = received
+                    elif received.rid in self._awaited:  # another request's, still awaited
+                        self._early[received.rid] = received
+                    else:
+                        self._notice(received)
+                self.dirty = False
+                if reply.kind == Kind.ERROR:
+                    raise self._error(reply.body)
+                return reply.body
             finally:
+                self._awaited.discard(rid)
                 self.in_flight -= 1
+
+    def abandon(self, rid: int) -> None:
+        """Drop request `rid`'s reply, received or still to come (nobody will await it)."""
+        with self._lock:
+            self._awaited.discard(rid)
+            self._early.pop(rid, None)
 
     def drain_notices(self) -> None:
         """Collect ERROR notices that already arrived, without waiting."""

@@ -276,9 +276,12 @@ class MpcRuntime:
     ) -> None:
         n, me = len(session.parties), session.index
         correction = None
-        if me == n - 1:
-            correction = self.wait_for(("material", session_id, op_id),
-                                       self.link(session.provider), f"the material for {name}")
+        if me == n - 1:  # awaited when the protocol first needs it, not before it can start
+
+            def correction() -> torch.Tensor:
+                return self.wait_for(("material", session_id, op_id),
+                                     self.link(session.provider), f"the material for {name}")
+
         party = spec.party(session.prg, op_id, me, n, values, params, correction)
         message, round_no = party.first_message(), 0
         while message is not None:

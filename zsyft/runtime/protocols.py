@@ -46,7 +46,14 @@ def int_param(params: Any, name: str) -> int:
 
 
 Deal = Callable[[list[Prg], bytes, Any], torch.Tensor]
+# A party's side; the last party's `correction` is a function that waits for the provider's
+# material, so a protocol can start on its seeded parts before the material has arrived.
 MakeParty = Callable[[Prg, bytes, int, int, Sequence[torch.Tensor], Any, Any], PartyProtocol]
+
+
+def _now(correction: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """The provider's correction (waiting for it), for protocols that need it at once."""
+    return correction() if correction is not None else None
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,7 @@ def _truncation() -> Protocol:
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
         divisor = int_param(p, "divisor")
         material = party_truncation(prg, op_id, i, n, shape_param(p, "shape"), divisor,
-                                    correction)
+                                    _now(correction))
         return TruncationParty(i, n, inputs[0], material, divisor)
 
     return Protocol(1, deal, party)
@@ -88,7 +95,8 @@ def _comparison(name: str) -> Protocol:
         return deal_comparison(prgs, op_id, name, shape_param(p, "shape"))
 
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
-        material = party_comparison(prg, op_id, i, n, name, shape_param(p, "shape"), correction)
+        material = party_comparison(prg, op_id, i, n, name, shape_param(p, "shape"),
+                                    _now(correction))
         return ComparisonParty(name, i, n, list(inputs), material)
 
     return Protocol(COMPARISONS[name].arity, deal, party)

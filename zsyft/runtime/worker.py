@@ -32,7 +32,7 @@ from zsyft.runtime.peering import Peer
 from zsyft.runtime.store import ObjectStore
 from zsyft.transport.auth import Authenticator
 from zsyft.transport.keys import KeyPair
-from zsyft.transport.zmq import context, recv_routed, send_frames, server_socket
+from zsyft.transport.zmq import context, readable, recv_routed, send_frames, server_socket
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, Message, error_body
 
@@ -116,7 +116,7 @@ class Worker:
                 self._note_disconnects()
             if self.socket in events:
                 for _ in range(BATCH):
-                    if not self.socket.poll(0, zmq.POLLIN):
+                    if not readable(self.socket):
                         break
                     self.serve_one()
 
@@ -131,7 +131,7 @@ class Worker:
         self.handle(identity, frames)
 
     def _note_disconnects(self) -> None:
-        while self._disconnects.poll(0, zmq.POLLIN):
+        while readable(self._disconnects):
             event = recv_monitor_message(self._disconnects)
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 self.clients.disconnected(event["value"])

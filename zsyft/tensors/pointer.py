@@ -8,6 +8,7 @@ the worker (see `remote_ops`). The client never sees the data until `.get()`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -91,11 +92,12 @@ class PointerTensor(torch.Tensor):
         remotely (`x.grad` is then a pointer) comes back as its `.grad`. If the worker held a
         pointer (a chain), that pointer comes back: `p2p.get().get()` walks the chain home.
         """
+        return get_many([self])[0]
+
+    def _received(self, value: Any) -> torch.Tensor:
+        """What `get()` returns for the fetched `value` (a tensor, or a pointer descriptor)."""
         from zsyft.tensors.transfer import import_pointer, is_descriptor
 
-        self.ref.check_live()
-        value = self.ref.location.fetch(self.ref.id, delete=True)
-        self.ref.forget()
         if is_descriptor(value):
             value = import_pointer(self.owner, value)
         if not isinstance(value, torch.Tensor):
@@ -159,3 +161,26 @@ class PointerTensor(torch.Tensor):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise PointerUsageError("pointers cannot be pickled; send the data with .get() first")
+
+
+def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
+    """`[p.get() for p in pointers]`, with every fetch sent before the first reply is awaited:
+    pointers at different workers (the shares of a secret) come back in one round trip."""
+    for pointer in pointers:
+        pointer.ref.check_live()
+    if pointers:
+        pointers[0].location.node.raise_pending()  # a sync point, like every fetch
+    requests = [
+        (pointer, pointer.location.send_request(Kind.FETCH, [pointer.ref.id, True]))
+        for pointer in pointers
+    ]
+    values = []
+    try:
+        for pointer, rid in requests:
+            value = pointer.location.await_reply(rid)
+            pointer.ref.forget()
+            values.append(pointer._received(value))
+    finally:
+        for pointer, rid in requests[len(values):]:
+            pointer.location.abandon(rid)  # after an error: its reply is not wanted
+    return values

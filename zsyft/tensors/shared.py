@@ -53,7 +53,7 @@ from zsyft.remote.node import local_node
 from zsyft.tensors._torch_compat import disabled_torch_function, make_wrapper_subclass
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain
-from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.pointer import PointerTensor, get_many
 from zsyft.tensors.transfer import send
 
 __all__ = ["SharedTensor", "share"]
@@ -141,7 +141,7 @@ class SharedTensor(torch.Tensor):
         dtype. A leaf that requires grad comes back as a leaf that requires grad, with its
         gradient fetched as `.grad`.
         """
-        secret = reconstruct([piece.get() for piece in self.shares])
+        secret = reconstruct(get_many(self.shares))
         value = self._revealed(secret)
         if self.is_leaf and self.requires_grad:
             value.requires_grad_(True)

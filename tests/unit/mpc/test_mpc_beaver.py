@@ -53,6 +53,30 @@ def test_matmul_is_exact_in_the_ring(prgs: list[Prg], x_shape, y_shape) -> None:
     assert torch.equal(z, torch.matmul(x, y))
 
 
+def test_last_party_masks_its_inputs_before_the_correction_arrives(prgs2: list[Prg]) -> None:
+    x, y = torch.tensor([3, -4]), torch.tensor([5, 6])
+    xs, ys = share(x, 2), share(y, 2)
+    correction = deal_triple(prgs2, "deferred", "mul", (2,), (2,))
+    asked: list[str] = []
+
+    def arrives() -> torch.Tensor:
+        asked.append("correction")
+        return correction
+
+    parties = [
+        BeaverParty("mul", i, 2, xs[i], ys[i],
+                    party_triple(prgs2[i], "deferred", i, 2, "mul", (2,), (2,),
+                                 arrives if i == 1 else None))
+        for i in range(2)
+    ]
+    messages = [p.first_message() for p in parties]
+    assert asked == [], "round 1 needs only the seeded masks"
+    for party in parties:
+        assert party.receive(messages) is None
+    assert asked == ["correction"]
+    assert torch.equal(reconstruct([p.output() for p in parties]), x * y)
+
+
 def test_fixed_point_values(prgs2: list[Prg]) -> None:
     x = torch.tensor([1500, -2250, 0, 1000])  # 1.5, -2.25, 0, 1 at scale 1000
     y = torch.tensor([2000, 4000, 7, -1000])
