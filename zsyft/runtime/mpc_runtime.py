@@ -251,6 +251,7 @@ class MpcRuntime:
             raise
         finally:
             self.mailbox.pop(("abort", session_id, op_id), None)
+            self.mailbox.pop(("material", session_id, op_id), None)  # if the op failed first
 
     def _abort(
         self, session: PartySession, session_id: bytes, op_id: bytes, exc: Exception
