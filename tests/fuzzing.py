@@ -560,7 +560,8 @@ class Fuzzer:
             output,
             self.junk(),
         ]
-        return self.message(Kind.MPC_RUN, body, {output} if is_id(output) else set())
+        marked = output if isinstance(output, list) else [output]  # one id, or a list of them
+        return self.message(Kind.MPC_RUN, body, {o for o in marked if is_id(o)})
 
     def mpc_msg(self) -> tuple:
         rng = self.rng

@@ -8,7 +8,7 @@ import torch
 import zsyft as sy
 from tests.integration.conftest import settle
 from zsyft.mpc.sharing import reconstruct, share
-from zsyft.tensors.protocol_client import run_protocol
+from zsyft.tensors.protocol_client import run_protocol, run_protocol_outputs
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,32 @@ def test_mul_matmul_relu_between_processes(bob, alice, james):
     assert torch.equal(opened(prod), x * x)
     assert torch.equal(opened(mm), x @ w)
     assert torch.equal(opened(relu), x.clamp(min=0))
+    del xs, ws
+    settle(bob, alice, james)
+
+
+def test_fused_products_and_relu_with_its_mask_between_processes(bob, alice, james):
+    x = torch.randint(-(2**20), 2**20, (4, 3))
+    w = torch.randint(-(2**20), 2**20, (3, 2))
+    x[0, :2] = 0
+    xs, ws = shared(x, [bob, alice]), shared(w, [bob, alice])
+    params = {"x_shape": [4, 3], "y_shape": [4, 3], "divisor": 1000}
+    prod = run_protocol("fixed_mul", [xs, xs], james, params, [4, 3])
+    params = {"x_shape": [4, 3], "y_shape": [3, 2], "divisor": 1000}
+    mm = run_protocol("fixed_matmul", [xs, ws], james, params, [4, 2])
+    relu, mask = run_protocol_outputs("relu_with_mask", [xs], james, {"shape": [4, 3]}, [4, 3],
+                                      2)
+    assert (opened(prod) * 1000 - x * x).abs().max() < 2000  # truncated: within 2 units
+    assert (opened(mm) * 1000 - x @ w).abs().max() < 2000
+    assert torch.equal(opened(relu), x.clamp(min=0))
+    assert torch.equal(opened(mask), (x > 0).to(torch.int64))
+    wrong = {"x_shape": [4, 3], "y_shape": [3, 3], "divisor": 1000}  # not the inputs' shapes
+    bad = run_protocol("fixed_matmul", [xs, ws], james, wrong, [4, 3])
+    with pytest.raises(sy.RemoteError, match="do not match the shapes the provider dealt"):
+        sy.local_worker.sync()  # both parties refuse, and say why (at the next sync point)
+    for share in bad:
+        with pytest.raises(sy.RemoteError, match="do not match the shapes the provider dealt"):
+            share.get()  # the output ids hold the error
     del xs, ws
     settle(bob, alice, james)
 

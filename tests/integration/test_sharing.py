@@ -273,6 +273,29 @@ def test_leaf_get_brings_its_gradient(bob, alice, james):
     assert plain.requires_grad and torch.equal(plain.grad, torch.tensor([5.0, 5.0]))
 
 
+def test_relu_gradient_is_exact_at_zero_and_the_kept_mask_follows_the_values(bob, alice, james):
+    """ReLU's backward (threshold_backward) is 0 where the input is exactly 0, as in torch,
+    both from the mask the forward pass kept and from the comparison protocol."""
+    values = torch.tensor([-1.0, 0.0, 0.5, 2.0, -0.001, 0.001, 0.0])
+    weights = torch.arange(1.0, 8.0)
+    plain = values.clone().requires_grad_()
+    (F.relu(plain) * weights).sum().backward()
+    x = values.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    w = weights.fix_precision().share(bob, alice, crypto_provider=james)
+    out = F.relu(x)
+    assert out.positive_mask is not None  # kept for the backward pass
+    (out * w).sum().backward()
+    torch.testing.assert_close(x.grad.get().float_precision(), plain.grad, atol=2e-3, rtol=0)
+    grad = w.clone()
+    direct = torch.ops.aten.threshold_backward(grad, x, 0)  # no mask: compares again
+    torch.testing.assert_close(direct.get().float_precision(), plain.grad, atol=2e-3, rtol=0)
+    with torch.no_grad():
+        inference = F.relu(x)
+        assert inference.positive_mask is None  # nothing kept when no backward will come
+        out.add_(1)
+    assert out.positive_mask is None  # changed in place: the mask no longer describes it
+
+
 # -- what needs the protocols, or would reveal the value ------------------------------------
 WITH_PROTOCOLS = [
     ("mul", lambda x, y: x * y),

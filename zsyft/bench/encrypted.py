@@ -52,7 +52,8 @@ def cost(protocol: str, minimum: float | None = None) -> str:
 TRAINING_COSTS = (
     f"protocols: {cost('fixed_mul', BEAVER_MIN + TRUNCATION_MIN)} for * and @ (per output "
     f"element; @ sends {cost('matmul', BEAVER_MIN / 2)} of its operands instead of the mul's "
-    f"16 B, then truncates), {cost('relu')}, {cost('relu_backward')}"
+    f"16 B, then truncates), {cost('relu_with_mask')} (ReLU keeping its mask [x > 0]), its "
+    f"backward {cost('mul')} (the gradient times the kept mask)"
 )
 
 
@@ -172,10 +173,10 @@ class EncryptedMatmul(EncryptedCase):
         sent = matmul.bytes_per_party(2) * 2 * n * n + trunc.bytes_per_party(2) * n * n
         least = BEAVER_MIN / 2 * 2 * n * n + TRUNCATION_MIN * n * n
         return (
-            f"z = x @ w; bob.sync(); alice.sync(); {cost('matmul', BEAVER_MIN / 2)} of x and "
-            f"w, then {cost('truncation', TRUNCATION_MIN)} of z: {sent / 1024:,.0f} KiB per "
-            f"party, {sent / (n * n):g} B per output element (minimum {least / 1024:,.0f} KiB: "
-            f"{sent / least:.2f}x); no baseline"
+            f"z = x @ w; bob.sync(); alice.sync(); one op: {cost('matmul', BEAVER_MIN / 2)} "
+            f"of x and w, then {cost('truncation', TRUNCATION_MIN)} of z: "
+            f"{sent / 1024:,.0f} KiB per party, {sent / (n * n):g} B per output element "
+            f"(minimum {least / 1024:,.0f} KiB: {sent / least:.2f}x); no baseline"
         )
 
 

@@ -47,6 +47,20 @@ def _delta_swap_mask(a: int, b: int) -> int:
 _SWAPS = tuple(((1 << b) - (1 << a), _delta_swap_mask(a, b)) for a, b in ((0, 5), (1, 4), (2, 3)))
 
 
+def _unpack_table(width: int) -> torch.Tensor:
+    """Row b: the ``8 // width`` words packed in byte b, lowest bits first (uint8)."""
+    per_byte = 8 // width
+    byte = torch.arange(256, dtype=torch.int64).unsqueeze(1)
+    shifts = torch.arange(per_byte, dtype=torch.int64) * width
+    return ((byte >> shifts) & ((1 << width) - 1)).to(torch.uint8)
+
+
+# Narrow words are packed and unpacked by table lookup and one weighted sum: a constant
+# number of torch ops per call (per-column shifts cost eight ops for 1-bit words).
+_UNPACK = {w: _unpack_table(w) for w in (1, 2, 4)}
+_PACK_SHIFTS = {w: torch.arange(8 // w, dtype=torch.uint8) * w for w in (1, 2, 4)}
+
+
 def dtype_for_width(width: int) -> torch.dtype:
     """Torch dtype holding a word of ``width`` bits (uint8 for widths below 8)."""
     if width not in (1, 2, 4, 8, 16, 32, 64):
@@ -105,11 +119,8 @@ def to_bytes(x: torch.Tensor, width: int) -> torch.Tensor:
     pad = (-x.numel()) % per_byte
     if pad:
         x = torch.cat([x, x.new_zeros(pad)])
-    cols = x.view(-1, per_byte)
-    out = cols[:, 0].clone()
-    for j in range(1, per_byte):
-        out |= cols[:, j] << (j * width)
-    return out
+    shifted = x.view(-1, per_byte) << _PACK_SHIFTS[width]
+    return shifted.sum(dim=1, dtype=torch.uint8)  # the words' bits do not overlap: sum is OR
 
 
 def from_bytes(buf: torch.Tensor, width: int, numel: int) -> torch.Tensor:
@@ -124,7 +135,4 @@ def from_bytes(buf: torch.Tensor, width: int, numel: int) -> torch.Tensor:
         if buf.storage_offset() % itemsize or not buf.is_contiguous():
             buf = buf.clone()
         return buf.view(_DTYPES[width])
-    per_byte = 8 // width
-    mask = width_mask(width)
-    cols = [(buf >> (j * width)) & mask for j in range(per_byte)]
-    return torch.stack(cols, dim=1).reshape(-1)[:numel]
+    return _UNPACK[width].index_select(0, buf.to(torch.int32)).reshape(-1)[:numel]

@@ -69,7 +69,8 @@ class ComparisonParty(PartyProtocol):
     ``inputs``: ``(x_i,)`` for ``ltz gez gtz lez eqz relu``; ``(x_i, y_i)`` for
     ``lt ge gt le eq`` (comparing ``x - y`` with 0); ``(grad_i, x_i)`` for
     ``relu_backward``.  The output is an int64 share: of the 0/1 predicate, of
-    ``relu(x) = x * [x >= 0]``, or of ``grad * [x > 0]``.
+    ``relu(x) = x * [x >= 0]``, or of ``grad * [x > 0]``; ``relu_with_mask`` outputs
+    shares of ``relu(x) = x * [x > 0]`` and of the mask ``[x > 0]`` (:meth:`outputs`).
 
     Steps (every message is broadcast to the other ``n - 1`` parties):
 
@@ -126,6 +127,7 @@ class ComparisonParty(PartyProtocol):
             raise ValueError("material was dealt for a different number of elements")
         self.m = material
         self._stage = 0
+        self._mask: torch.Tensor | None = None
 
     # ---------------------------------------------------------------- messages
     def first_message(self) -> torch.Tensor:
@@ -226,9 +228,12 @@ class ComparisonParty(PartyProtocol):
         ``[y] - [y t]``.
         """
         m = self.m
-        if self.spec.multiply == "none":
+        bit = None
+        if self.spec.multiply == "none" or self.spec.keeps_mask:
             flipped = (1 - m.t) if self.is_first else -m.t
-            out = torch.where(e, flipped, m.t)
+            bit = torch.where(e, flipped, m.t)
+        if self.spec.multiply == "none":
+            out = bit
         else:
             assert m.product is not None
             if self.spec.multiply == "input":
@@ -242,6 +247,14 @@ class ComparisonParty(PartyProtocol):
                 y = self.y
             out = torch.where(e, y - yt, yt)
         self._output = out.reshape(self.shape)
+        if self.spec.keeps_mask:
+            self._mask = bit.reshape(self.shape)
+
+    def outputs(self) -> list[torch.Tensor]:
+        """The result share and, for ``keeps_mask`` specs, the share of the 0/1 mask."""
+        if self._mask is not None:
+            return [self.output(), self._mask]
+        return [self.output()]
 
 
 def comparison_message_bytes(name: str, numel: int) -> list[int]:

@@ -52,13 +52,22 @@ class ComparisonSpec:
     ``ltz`` (v < 0), ``gez`` (v >= 0), ``gtz`` (v > 0), ``lez`` (v <= 0), ``eqz`` (v == 0).
     ``multiply`` says what the 0/1 result multiplies: ``none`` (returned as is), ``input``
     (the compared value itself, as in ReLU) or ``other`` (a further shared tensor, as the
-    gradient in ReLU's backward).  ``arity`` is the number of input tensors.
+    gradient in ReLU's backward).  ``arity`` is the number of input tensors.  With
+    ``keeps_mask`` the parties also output their arithmetic shares of the 0/1 result (ReLU
+    in training keeps ``[x > 0]``, so its backward pass is one Beaver product instead of a
+    second comparison).
     """
 
     name: str
     predicate: str
     multiply: str
     arity: int
+    keeps_mask: bool = False
+
+    @property
+    def outputs(self) -> int:
+        """Output tensors per party: the result, and the 0/1 mask when it is kept."""
+        return 2 if self.keeps_mask else 1
 
     @property
     def zero_test(self) -> bool:
@@ -80,11 +89,13 @@ COMPARISONS: dict[str, ComparisonSpec] = {
         ComparisonSpec("le", "lez", "none", 2),
         ComparisonSpec("eq", "eqz", "none", 2),
         ComparisonSpec("relu", "gez", "input", 1),
+        ComparisonSpec("relu_with_mask", "gtz", "input", 1, keeps_mask=True),
         ComparisonSpec("relu_backward", "gtz", "other", 2),
     )
 }
 """Supported comparison operations by name (binary ones compare ``x - y`` with 0;
-``relu_backward`` takes ``(grad, x)`` and computes ``grad * [x > 0]``)."""
+``relu_backward`` takes ``(grad, x)`` and computes ``grad * [x > 0]``; ``relu_with_mask``
+is ReLU that also outputs shares of ``[x > 0]``, the mask its backward pass multiplies by)."""
 
 
 def comparison_spec(name: str) -> ComparisonSpec:

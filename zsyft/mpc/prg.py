@@ -25,6 +25,7 @@ squeezing, so streams are generated on the calling thread.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
@@ -64,6 +65,17 @@ def _encode(part: OpId) -> bytes:
     return tag + len(body).to_bytes(8, "big") + body
 
 
+_encode_cached = functools.lru_cache(maxsize=4096, typed=True)(_encode)
+
+
+def _label(part: OpId) -> bytes:
+    """`_encode` for op ids and purposes, cached: an op's labels repeat for every stream."""
+    try:
+        return _encode_cached(part)
+    except TypeError:  # unhashable (bytearray, memoryview), or not a label type at all
+        return _encode(part)
+
+
 def _numel(shape: Sequence[int]) -> int:
     n = 1
     for dim in shape:
@@ -74,7 +86,7 @@ def _numel(shape: Sequence[int]) -> int:
 
 
 def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+    return dtype.itemsize
 
 
 def _bytes_to_tensor(data: bytes, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
@@ -116,8 +128,8 @@ class Prg:
         if nbytes < 0:
             raise ValueError("nbytes must be non-negative")
         h = self._base.copy()
-        h.update(_encode(op_id))
-        h.update(_encode(purpose))
+        h.update(_label(op_id))
+        h.update(_label(purpose))
         return h.digest(nbytes) if nbytes else b""
 
     def tensor(

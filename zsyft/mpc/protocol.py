@@ -21,12 +21,12 @@ of every message for inspection.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["PartyProtocol", "Transcript", "open_sum", "open_xor", "run_local"]
+__all__ = ["PartyProtocol", "Sequential", "Transcript", "open_sum", "open_xor", "run_local"]
 
 
 def open_sum(messages: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -85,6 +85,40 @@ class PartyProtocol(ABC):
         if self._output is None:
             raise RuntimeError("protocol has not finished")
         return self._output
+
+    def outputs(self) -> list[torch.Tensor]:
+        """All output shares, for protocols with more than one result (the result first)."""
+        return [self.output()]
+
+
+class Sequential(PartyProtocol):
+    """Two protocols back to back, as one: ``then(output of first)`` builds the second.
+
+    The second protocol's first message goes out in the round after the first protocol's
+    last one, so the rounds add up with none wasted (a Beaver product followed by its
+    truncation takes two rounds, and one control message from the client instead of two).
+    """
+
+    def __init__(
+        self, first: PartyProtocol, then: Callable[[torch.Tensor], PartyProtocol]
+    ) -> None:
+        super().__init__(first.party_index, first.n_parties)
+        self.current = first
+        self._then: Callable[[torch.Tensor], PartyProtocol] | None = then
+
+    def first_message(self) -> torch.Tensor:
+        return self.current.first_message()
+
+    def receive(self, messages: Sequence[torch.Tensor]) -> torch.Tensor | None:
+        message = self.current.receive(messages)
+        if message is not None or self._then is None:
+            return message
+        then, self._then = self._then, None
+        self.current = then(self.current.output())
+        return self.current.first_message()
+
+    def output(self) -> torch.Tensor:
+        return self.current.output()
 
 
 @dataclass

@@ -44,8 +44,12 @@ __all__ = [
     "check_divisor",
     "deal_triple",
     "deal_truncation",
+    "draw_triple",
+    "draw_truncation",
     "party_triple",
     "party_truncation",
+    "take_triple",
+    "take_truncation",
 ]
 
 Shape = Sequence[int]
@@ -199,7 +203,7 @@ def bilinear_output_shape(kind: str, x_shape: Shape, y_shape: Shape) -> torch.Si
     bilinear_op(kind)
     xs, ys = tuple(int(d) for d in x_shape), tuple(int(d) for d in y_shape)
     if kind == "mul":
-        return torch.broadcast_shapes(xs, ys)
+        return torch.Size(xs) if xs == ys else torch.broadcast_shapes(xs, ys)
     if not xs or not ys:
         raise ValueError("matmul operands must have at least one dimension")
     if xs[-1] != (ys[0] if len(ys) == 1 else ys[-2]):
@@ -210,7 +214,7 @@ def bilinear_output_shape(kind: str, x_shape: Shape, y_shape: Shape) -> torch.Si
         return torch.Size(xs[:-1])
     if len(xs) == 1:
         return torch.Size((*ys[:-2], ys[-1]))
-    batch = torch.broadcast_shapes(xs[:-2], ys[:-2])
+    batch = xs[:-2] if xs[:-2] == ys[:-2] else torch.broadcast_shapes(xs[:-2], ys[:-2])
     return torch.Size((*batch, xs[-2], ys[-1]))
 
 
@@ -235,6 +239,15 @@ class BeaverTriple:
         return self._c
 
 
+def draw_triple(
+    dealer: DealerStreams, kind: str, x_shape: Shape, y_shape: Shape
+) -> None:
+    """Provider: add a triple's correction (the last party's share of ``c``) to ``dealer``."""
+    a = dealer.random_arith("triple.a", x_shape)
+    b = dealer.random_arith("triple.b", y_shape)
+    dealer.arith("triple.c", bilinear_op(kind)(a, b))
+
+
 def deal_triple(
     prgs: Sequence[Prg | bytes], op_id: OpId, kind: str, x_shape: Shape, y_shape: Shape
 ) -> torch.Tensor:
@@ -244,10 +257,17 @@ def deal_triple(
     """
     out_shape = bilinear_output_shape(kind, x_shape, y_shape)
     dealer = DealerStreams(prgs, op_id)
-    a = dealer.random_arith("triple.a", x_shape)
-    b = dealer.random_arith("triple.b", y_shape)
-    dealer.arith("triple.c", bilinear_op(kind)(a, b))
+    draw_triple(dealer, kind, x_shape, y_shape)
     return dealer.correction().view(torch.int64).reshape(out_shape)
+
+
+def take_triple(src: PartyStreams, kind: str, x_shape: Shape, y_shape: Shape) -> BeaverTriple:
+    """Party: its triple shares from ``src``; ``c`` is taken from the streams when first used
+    (the last party's ``c`` is the first thing it needs of the provider's correction)."""
+    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
+    a = src.random_arith("triple.a", x_shape)
+    b = src.random_arith("triple.b", y_shape)
+    return BeaverTriple(a, b, lambda: src.arith("triple.c", out_shape))
 
 
 def party_triple(
@@ -262,17 +282,15 @@ def party_triple(
 ) -> BeaverTriple:
     """Party ``party_index``'s triple shares; the last party passes the provider's correction
     (or a function returning it: then ``c`` is derived when first used)."""
-    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
     src = PartyStreams(prg, op_id, party_index, n_parties, correction)
-    a = src.random_arith("triple.a", x_shape)
-    b = src.random_arith("triple.b", y_shape)
+    triple = take_triple(src, kind, x_shape, y_shape)
 
     def c() -> torch.Tensor:
-        share = src.arith("triple.c", out_shape)
+        share = triple.c
         src.finish()
         return share
 
-    return BeaverTriple(a, b, c if callable(correction) else c())
+    return BeaverTriple(triple.a, triple.b, c if callable(correction) else c())
 
 
 # -------------------------------------------------------------------------- truncation
@@ -298,16 +316,30 @@ class TruncationMaterial:
     r_top: torch.Tensor
 
 
+def draw_truncation(dealer: DealerStreams, shape: Shape, divisor: int) -> None:
+    """Provider: add the corrections ``(r_div, r_top)`` of a truncation to ``dealer``."""
+    check_divisor(divisor)
+    r = dealer.random_arith("trunc.r", shape)
+    dealer.arith("trunc.r_div", unsigned_floordiv(r, divisor))
+    dealer.arith("trunc.r_top", top_bit(r))
+
+
 def deal_truncation(
     prgs: Sequence[Prg | bytes], op_id: OpId, shape: Shape, divisor: int
 ) -> torch.Tensor:
     """Provider: corrections ``(r_div, r_top)`` for the last party, int64 ``(2, *shape)``."""
-    check_divisor(divisor)
     dealer = DealerStreams(prgs, op_id)
-    r = dealer.random_arith("trunc.r", shape)
-    dealer.arith("trunc.r_div", unsigned_floordiv(r, divisor))
-    dealer.arith("trunc.r_top", top_bit(r))
+    draw_truncation(dealer, shape, divisor)
     return dealer.correction().view(torch.int64).reshape(2, *shape)
+
+
+def take_truncation(src: PartyStreams, shape: Shape, divisor: int) -> TruncationMaterial:
+    """Party: its truncation material from ``src`` (the divisor is public metadata)."""
+    check_divisor(divisor)
+    r = src.random_arith("trunc.r", shape)
+    r_div = src.arith("trunc.r_div", shape)
+    r_top = src.arith("trunc.r_top", shape)
+    return TruncationMaterial(r, r_div, r_top)
 
 
 def party_truncation(
@@ -320,10 +352,7 @@ def party_truncation(
     correction: torch.Tensor | None = None,
 ) -> TruncationMaterial:
     """Party ``party_index``'s truncation material (the divisor is public metadata)."""
-    check_divisor(divisor)
     src = PartyStreams(prg, op_id, party_index, n_parties, correction)
-    r = src.random_arith("trunc.r", shape)
-    r_div = src.arith("trunc.r_div", shape)
-    r_top = src.arith("trunc.r_top", shape)
+    material = take_truncation(src, shape, divisor)
     src.finish()
-    return TruncationMaterial(r, r_div, r_top)
+    return material

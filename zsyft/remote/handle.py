@@ -160,10 +160,12 @@ class WorkerHandle:
         """Queue a delete (called from `__del__`: only appends, never does I/O)."""
         self._pending_deletes.append((object_id, principal))
 
-    def flush(self) -> None:
-        """Send every queued delete and pipelined message now."""
+    def flush(self, deletes: bool = True) -> None:
+        """Send every pipelined message now, and every queued delete (with `deletes=False`,
+        fewer than a batch of deletes keep waiting: a protocol op's flush need not carry
+        them in a message of their own)."""
         with self._lock:
-            self._flush_deletes()
+            self._flush_deletes(1 if deletes else DELETE_BATCH)
             self._flush_outbox()
 
     def _flush_deletes(self, at_least: int = 1) -> None:

@@ -199,7 +199,7 @@ def handle_mpc_run(worker: Worker, msg: Message) -> Reply:
     except Exception as exc:
         error = exception_body(worker, exc, name, seq if isinstance(seq, int) else None)
         if isinstance(body, list) and len(body) == 7:
-            worker.executor.fail([body[5]], error)
+            worker.executor.fail(body[5] if isinstance(body[5], list) else [body[5]], error)
         return Kind.ERROR, error
     return None
 

@@ -70,6 +70,14 @@ def _worker(value: Any) -> dict[str, Any]:
     return {"name": value["name"], "address": value["address"], "key": value.get("key")}
 
 
+def output_ids(value: Any) -> list[bytes]:
+    """The output ids of an MPC_RUN: one id, or a list of them for several outputs."""
+    ids = value if isinstance(value, list) else [value]
+    if not (ids and all(is_object_id(i) for i in ids)):
+        raise TypeError("the output must be an object id or a list of them")
+    return ids
+
+
 def _parties(value: Any) -> list[dict[str, str]]:
     if not (isinstance(value, list) and len(value) >= 2):
         raise TypeError("parties must be a list of at least two {name, address, key}")
@@ -226,7 +234,7 @@ class MpcRuntime:
             raise PermissionError(f"this message must come from {role}, {expected['name']}")
 
     def run(self, body: Any) -> None:
-        """MPC_RUN: run this party's side of one protocol op and store its output share."""
+        """MPC_RUN: run this party's side of one protocol op and store its output shares."""
         if not (isinstance(body, list) and len(body) == 7):
             raise TypeError("run body must be [seq, session, op id, protocol, inputs, output, "
                             "params]")
@@ -235,17 +243,20 @@ class MpcRuntime:
         op_id = _session_id(op_id)
         try:  # from here on, a failure must reach the other parties (they would wait for us)
             spec = protocol(name)
+            outputs = output_ids(output)
             if not (
-                isinstance(inputs, list) and len(inputs) == spec.arity and is_object_id(output)
+                isinstance(inputs, list) and len(inputs) == spec.arity
+                and len(outputs) == spec.outputs
             ):
-                raise TypeError(f"{name} takes {spec.arity} input ids and one output id")
+                raise TypeError(f"{name} takes {spec.arity} input ids and {spec.outputs} "
+                                "output id(s)")
             values = [self.worker.store.get(_session_id(i)) for i in inputs]
             for value in values:
                 if isinstance(value, Failed):
                     raise FailedInput(value.error)  # an input is the result of a failed op
             if not all(isinstance(v, torch.Tensor) and v.dtype == torch.int64 for v in values):
                 raise TypeError(f"{name} runs on int64 shares")
-            self._run_party(session, session_id, op_id, spec, name, values, output, params)
+            self._run_party(session, session_id, op_id, spec, name, values, outputs, params)
         except Exception as exc:
             self._abort(session, session_id, op_id, exc)
             raise
@@ -273,7 +284,7 @@ class MpcRuntime:
 
     def _run_party(
         self, session: PartySession, session_id: bytes, op_id: bytes, spec: Any, name: str,
-        values: list[torch.Tensor], output: bytes, params: Any,
+        values: list[torch.Tensor], outputs: list[bytes], params: Any,
     ) -> None:
         n, me = len(session.parties), session.index
         correction = None
@@ -298,7 +309,8 @@ class MpcRuntime:
                 for j, peer in enumerate(session.parties)
             ]
             message, round_no = party.receive(messages), round_no + 1
-        self.worker.store.put(output, party.output())
+        for object_id, share in zip(outputs, party.outputs(), strict=True):
+            self.worker.store.put(object_id, share)
 
     def close(self) -> None:
         for link in self.links.values():

@@ -17,6 +17,7 @@ import torch
 from zsyft.mpc.beaver import BeaverParty
 from zsyft.mpc.comparison import ComparisonParty
 from zsyft.mpc.comparison_material import COMPARISONS, deal_comparison, party_comparison
+from zsyft.mpc.fixed_product import deal_fixed_product, fixed_product_party
 from zsyft.mpc.prg import Prg
 from zsyft.mpc.protocol import PartyProtocol
 from zsyft.mpc.provider import deal_triple, deal_truncation, party_triple, party_truncation
@@ -58,11 +59,13 @@ def _now(correction: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
 
 @dataclass(frozen=True)
 class Protocol:
-    """One protocol: its number of secret inputs, the dealer's step, and a party's side."""
+    """One protocol: its number of secret inputs, the dealer's step, a party's side, and
+    its number of outputs (stored under the ids the client chose, in order)."""
 
     arity: int
     deal: Deal
     party: MakeParty
+    outputs: int = 1
 
 
 def _bilinear(kind: str) -> Protocol:
@@ -73,6 +76,24 @@ def _bilinear(kind: str) -> Protocol:
         triple = party_triple(prg, op_id, i, n, kind, shape_param(p, "x_shape"),
                               shape_param(p, "y_shape"), correction)
         return BeaverParty(kind, i, n, inputs[0], inputs[1], triple)
+
+    return Protocol(2, deal, party)
+
+
+def _fixed_product(kind: str) -> Protocol:
+    """A Beaver product and its truncation as one op (one control message per party)."""
+
+    def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
+        return deal_fixed_product(prgs, op_id, kind, shape_param(p, "x_shape"),
+                                  shape_param(p, "y_shape"), int_param(p, "divisor"))
+
+    def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
+        dealt = [shape_param(p, "x_shape"), shape_param(p, "y_shape")]
+        if [list(inputs[0].shape), list(inputs[1].shape)] != dealt:
+            raise ValueError(f"input shapes {[list(t.shape) for t in inputs]} do not match "
+                             f"the shapes the provider dealt for, {dealt}")
+        return fixed_product_party(prg, op_id, i, n, kind, inputs[0], inputs[1],
+                                   int_param(p, "divisor"), correction)
 
     return Protocol(2, deal, party)
 
@@ -99,12 +120,15 @@ def _comparison(name: str) -> Protocol:
                                     _now(correction))
         return ComparisonParty(name, i, n, list(inputs), material)
 
-    return Protocol(COMPARISONS[name].arity, deal, party)
+    spec = COMPARISONS[name]
+    return Protocol(spec.arity, deal, party, spec.outputs)
 
 
 PROTOCOLS: dict[str, Protocol] = {
     "mul": _bilinear("mul"),
     "matmul": _bilinear("matmul"),
+    "fixed_mul": _fixed_product("mul"),
+    "fixed_matmul": _fixed_product("matmul"),
     "truncate": _truncation(),
     **{name: _comparison(name) for name in COMPARISONS},
 }

@@ -4,7 +4,8 @@ For one op (say, `z = x * y` on values shared between bob and alice with james a
 the client:
 
 1. makes sure james has seeded bob and alice for this group (`session`, once per group);
-2. picks a fresh op id, posts DEAL (protocol name and shapes) to james;
+2. picks a fresh op id, posts DEAL (protocol name and shapes) to james and sends it at
+   once: dealing and delivering the correction is the op's longest path;
 3. posts MPC_RUN (share ids, the output id it chose, the same metadata) to each party and
    flushes every link at once: a party waits for its peers, so none may sit in an outbox;
 4. returns pointers to the output shares, whose shapes it knows already.
@@ -62,6 +63,19 @@ def run_protocol(
 ) -> list[PointerTensor]:
     """Run protocol `name` on shared inputs (`inputs[k][i]` = party i's share of input k);
     returns each party's output share."""
+    return run_protocol_outputs(name, inputs, provider, params, output_shape, 1)[0]
+
+
+def run_protocol_outputs(
+    name: str,
+    inputs: Sequence[Sequence[PointerTensor]],
+    provider: WorkerHandle,
+    params: dict[str, Any],
+    output_shape: Sequence[int],
+    count: int,
+) -> list[list[PointerTensor]]:
+    """`run_protocol` for a protocol with `count` outputs of the same shape: returns
+    `outputs[k][i]`, party i's share of output k."""
     parties = [share.location for share in inputs[0]]
     for shares in inputs:
         if [s.location for s in shares] != parties:
@@ -75,14 +89,18 @@ def run_protocol(
     session_id = session(parties, provider)
     op_id = os.urandom(16)
     provider.post(Kind.DEAL, [session_id, op_id, name, params])
-    outputs = []
+    provider.flush(deletes=False)  # first: dealing and delivering it is the longest path
+    layout = torch.empty(tuple(output_shape), dtype=torch.int64, device="meta")
+    outputs: list[list[PointerTensor]] = [[] for _ in range(count)]
     for index, party in enumerate(parties):
-        ref = RemoteRef(party)
+        refs = [RemoteRef(party) for _ in range(count)]
         share_ids = [shares[index].ref.id for shares in inputs]
-        party.post(Kind.MPC_RUN, [next(_seqs), session_id, op_id, name, share_ids, ref.id, params])
-        layout = torch.empty(tuple(output_shape), dtype=torch.int64, device="meta")
-        outputs.append(PointerTensor(ref, layout.shape, layout.stride(), torch.int64))
-    for handle in (provider, *parties):
-        handle.flush()
+        output_ids: Any = refs[0].id if count == 1 else [ref.id for ref in refs]
+        party.post(Kind.MPC_RUN, [next(_seqs), session_id, op_id, name, share_ids, output_ids,
+                                  params])
+        for k, ref in enumerate(refs):
+            outputs[k].append(PointerTensor(ref, layout.shape, layout.stride(), torch.int64))
+    for handle in parties:
+        handle.flush(deletes=False)
     return outputs
 

@@ -73,6 +73,9 @@ class SharedTensor(torch.Tensor):
     encoder: FixedPointEncoder
     crypto_provider: Any
     reveal: str
+    positive_mask: list[PointerTensor] | None = None
+    """Shares of ``[value > 0]`` (0/1, unscaled) when the protocol that computed this tensor
+    produced them: ReLU in training keeps them so its backward pass is one product."""
 
     @staticmethod
     def __new__(
@@ -116,7 +119,13 @@ class SharedTensor(torch.Tensor):
                 )
             if not issubclass(kind, SharedTensor | FixedPrecisionTensor):
                 return NotImplemented
-        return SHARED_OPS.lookup(func)(func, args, kwargs or {})
+        result = SHARED_OPS.lookup(func)(func, args, kwargs or {})
+        target = args[0] if args else None
+        if isinstance(target, SharedTensor) and target.positive_mask is not None and (
+            func._schema.is_mutable
+        ):
+            target.positive_mask = None  # its values changed in place: the mask is stale
+        return result
 
     # -- attributes -------------------------------------------------------------------------
     @property

@@ -46,7 +46,7 @@ class Kind(IntEnum):
     PROVIDER_SETUP = 11  # client -> provider: [session, parties] -> OK once parties have seeds
     MPC_SEED = 12  # provider -> party: [session, index, parties, seed] -> nothing
     DEAL = 13  # client -> provider: [session, op id, protocol, params] -> nothing
-    MPC_RUN = 14  # client -> party: [seq, session, op id, protocol, inputs, output, params]
+    MPC_RUN = 14  # client -> party: [seq, session, op id, protocol, inputs, output(s), params]
     MPC_MSG = 15  # party -> party: [session, op id, round, sender index, tensor] -> nothing
     MATERIAL = 16  # provider -> last party: [session, op id, correction] -> nothing
     PONG = 64  # body: {name, pid, objects, version, threads}

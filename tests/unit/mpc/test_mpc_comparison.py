@@ -7,10 +7,14 @@ import torch
 
 from zsyft.mpc import (
     COMPARISONS,
+    ComparisonParty,
     Prg,
     Transcript,
     comparison_message_bytes,
+    deal_comparison,
+    party_comparison,
     reconstruct,
+    run_local,
     run_local_comparison,
     run_local_gt,
     run_local_lt,
@@ -60,6 +64,24 @@ def test_relu_matches_plaintext(prgs: list[Prg]) -> None:
     z = reconstruct(run_local_relu(share(x, n), prgs, b"relu"))
     assert torch.equal(z, torch.relu(x))
     assert torch.equal(z, torch.where(x >= 0, x, 0))
+
+
+def test_relu_with_mask_outputs_relu_and_the_mask_its_backward_needs(prgs: list[Prg]) -> None:
+    n = len(prgs)
+    x = _values(5000)
+    xs = share(x, n)
+    correction = deal_comparison(prgs, b"m", "relu_with_mask", x.shape)
+    parties = [
+        ComparisonParty("relu_with_mask", i, n, [xs[i]], party_comparison(
+            prgs[i], b"m", i, n, "relu_with_mask", x.shape, correction if i == n - 1 else None))
+        for i in range(n)
+    ]
+    assert torch.equal(reconstruct(run_local(parties)), torch.relu(x))
+    mask = reconstruct([p.outputs()[1] for p in parties])
+    assert torch.equal(mask, (x > 0).to(torch.int64))  # x == 0 gives 0, as threshold_backward
+    grad = torch.randint(-(1 << 40), 1 << 40, x.shape)
+    assert torch.equal(grad * mask, torch.ops.aten.threshold_backward(grad, torch.relu(x), 0))
+    assert COMPARISONS["relu"].outputs == 1 and COMPARISONS["relu_with_mask"].outputs == 2
 
 
 def test_relu_backward_threshold_semantics(prgs: list[Prg]) -> None:

@@ -140,7 +140,7 @@ def _comparison_views(prgs: list[Prg], name: str, secret: int) -> list[torch.Ten
 
 
 def test_comparison_openings_all_rounds(prgs2: list[Prg]) -> None:
-    for name in ("relu", "relu_backward", "eqz"):
+    for name in ("relu", "relu_with_mask", "relu_backward", "eqz"):
         assert_uniform_and_secret_independent([_comparison_views(prgs2, name, s) for s in SECRETS])
 
 

@@ -13,7 +13,9 @@ place, no catastrophic failures).
 - `mm`/`bmm`/`addmm`: the Beaver matmul protocol (or, with a public matrix, share-wise
   products), then truncation.
 - `relu` and `threshold_backward` (ReLU's backward): the dealer-assisted comparison protocols
-  (exact; no truncation needed, the output is x or grad times a shared bit).
+  (exact; no truncation needed, the output is x or grad times a shared bit). In training,
+  ReLU keeps its shared bit `[x > 0]` (`SharedTensor.positive_mask`), and the backward pass
+  multiplies the gradient by it in one Beaver round instead of comparing again.
 - `>`, `<`, `>=`, `<=`, `==`: a sign test of the shared difference; the result is a shared
   0/1 mask (fixed-point encoded), never a public boolean.
 
@@ -26,10 +28,11 @@ from typing import Any
 
 import torch
 
+from zsyft.mpc.provider import bilinear_output_shape
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, integral_value, is_plain, op_name
 from zsyft.tensors.ops import shared_linear as linear
 from zsyft.tensors.pointer import PointerTensor
-from zsyft.tensors.protocol_client import run_protocol
+from zsyft.tensors.protocol_client import run_protocol, run_protocol_outputs
 from zsyft.tensors.shared import SharedTensor
 
 aten = torch.ops.aten
@@ -46,12 +49,12 @@ def _truncate(g: linear.Group, shares: list[PointerTensor]) -> list[PointerTenso
 
 def _beaver(g: linear.Group, kind: str, x: SharedTensor, y: SharedTensor) -> list[PointerTensor]:
     xs, ys = x.shares, y.shares
-    if kind == "mul":
-        shape = list(torch.broadcast_shapes(x.shape, y.shape))
-    else:
-        shape = [*torch.broadcast_shapes(x.shape[:-2], y.shape[:-2]), x.shape[-2], y.shape[-1]]
+    shape = list(bilinear_output_shape(kind, x.shape, y.shape))
     params = {"x_shape": list(x.shape), "y_shape": list(y.shape)}
-    return _truncate(g, run_protocol(kind, [xs, ys], g.crypto_provider, params, shape))
+    if g.encoder.scale == 1:
+        return run_protocol(kind, [xs, ys], g.crypto_provider, params, shape)
+    params["divisor"] = g.encoder.scale  # the product and its truncation as one op
+    return run_protocol(f"fixed_{kind}", [xs, ys], g.crypto_provider, params, shape)
 
 
 def _scale_by_public(g: linear.Group, x: SharedTensor, value: Any, func: Any) -> Any:
@@ -180,14 +183,24 @@ def addmm(func: Any, args: tuple, kwargs: dict) -> Any:
 
 @SHARED_OPS.register(aten.relu.default)
 def relu(func: Any, args: tuple, kwargs: dict) -> Any:
+    """ReLU; when autograd will need its backward, the parties also keep `[x > 0]`."""
     x = args[0]
     g = linear.group(func, args)
     shape = list(x.shape)
-    return g.result(run_protocol("relu", [x.shares], g.crypto_provider, {"shape": shape}, shape))
+    params = {"shape": shape}
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return g.result(run_protocol("relu", [x.shares], g.crypto_provider, params, shape))
+    value, mask = run_protocol_outputs("relu_with_mask", [x.shares], g.crypto_provider,
+                                       params, shape, 2)
+    result = g.result(value)
+    result.positive_mask = mask
+    return result
 
 
 @SHARED_OPS.register(aten.threshold_backward.default)
 def threshold_backward(func: Any, args: tuple, kwargs: dict) -> Any:
+    """ReLU's backward, `grad * [x > 0]`: one Beaver product with the mask the forward pass
+    kept (exact: the mask is an unscaled 0/1), else a comparison protocol of its own."""
     grad, x, threshold = args[0], args[1], args[2]
     if threshold != 0 or not (isinstance(grad, SharedTensor) and isinstance(x, SharedTensor)):
         raise UnsupportedOpError(
@@ -198,8 +211,13 @@ def threshold_backward(func: Any, args: tuple, kwargs: dict) -> Any:
     shape = list(x.shape)
     if list(grad.shape) != shape:
         raise UnsupportedOpError("threshold_backward with a broadcast gradient", op=op_name(func))
-    shares = run_protocol("relu_backward", [grad.shares, x.shares], g.crypto_provider,
-                          {"shape": shape}, shape)
+    mask = x.positive_mask
+    if mask is not None:
+        shares = run_protocol("mul", [grad.shares, mask], g.crypto_provider,
+                              {"x_shape": shape, "y_shape": shape}, shape)
+    else:
+        shares = run_protocol("relu_backward", [grad.shares, x.shares], g.crypto_provider,
+                              {"shape": shape}, shape)
     return g.result(shares)
 
 

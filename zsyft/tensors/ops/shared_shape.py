@@ -86,9 +86,14 @@ def view(func: Any, args: tuple, kwargs: dict) -> Any:
 
 @SHARED_OPS.register(aten.detach.default, aten.alias.default)
 def alias(func: Any, args: tuple, kwargs: dict) -> Any:
-    """A new wrapper around the same shares (no message: nothing changes at the parties)."""
+    """A new wrapper around the same shares (no message: nothing changes at the parties).
+
+    Autograd saves ReLU's output through `detach`, so the alias keeps its `positive_mask`.
+    """
     x = args[0]
-    return SharedTensor(x.shares, x.encoder, x.crypto_provider, x.dtype, x.reveal)
+    alias = SharedTensor(x.shares, x.encoder, x.crypto_provider, x.dtype, x.reveal)
+    alias.positive_mask = x.positive_mask
+    return alias
 
 
 @SHARED_OPS.register(aten.cat.default, aten.stack.default)
