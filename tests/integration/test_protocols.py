@@ -60,9 +60,9 @@ def test_fused_products_and_relu_with_its_mask_between_processes(bob, alice, jam
     bad = run_protocol("fixed_matmul", [xs, ws], james, wrong, [4, 3])
     with pytest.raises(sy.RemoteError, match="do not match the shapes the provider dealt"):
         sy.local_worker.sync()  # both parties refuse, and say why (at the next sync point)
-    for share in bad:
+    for piece in bad:
         with pytest.raises(sy.RemoteError, match="do not match the shapes the provider dealt"):
-            share.get()  # the output ids hold the error
+            piece.get()  # the output ids hold the error
     del xs, ws
     settle(bob, alice, james)
 
