@@ -507,15 +507,17 @@ class Fuzzer:
 
     def mpc_seed(self) -> tuple:
         rng = self.rng
-        variant = rng.randrange(7)
+        variant = rng.randrange(8)
         if variant == 0:
             return self.message(Kind.MPC_SEED, self.not_list())
         if variant == 1:
-            return self.message(Kind.MPC_SEED, self.wrong_length(5))
+            return self.message(Kind.MPC_SEED, self.wrong_length(6))
         parties = [self.worker_desc() for _ in range(rng.randrange(2, 4))]
         body = [self.fresh_id(), rng.randrange(len(parties)), parties, rng.randbytes(32),
-                self.worker_desc()]  # fmt: skip
-        if variant == 2:
+                self.worker_desc(), rng.choice(("shake128", "shake128+aes128ctr"))]  # fmt: skip
+        if variant == 7:
+            body[5] = rng.choice(("rot13", "", None, 128, ["shake128"]))
+        elif variant == 2:
             body[3] = self.junk_where(lambda v: not isinstance(v, bytes))
         elif variant == 3:
             body[0] = self.not_id()

@@ -247,7 +247,7 @@ def test_refused_descriptors_leave_no_link_behind(bob, dealer):
 # -- a small shrinking property test over the body shapes of every kind ----------------------
 STRICT_ARITY = {
     Kind.COMMAND: 6, Kind.STORE: 2, Kind.FETCH: 2, Kind.STORE_POINTER: 2, Kind.REMOTE_GET: 1,
-    Kind.REMOTE_SEND: 3, Kind.PROVIDER_SETUP: 2, Kind.MPC_SEED: 5, Kind.DEAL: 4,
+    Kind.REMOTE_SEND: 3, Kind.PROVIDER_SETUP: 2, Kind.MPC_SEED: 6, Kind.DEAL: 4,
     Kind.MPC_RUN: 7, Kind.MPC_MSG: 5, Kind.MATERIAL: 3,
 }  # fmt: skip
 plain = st.recursive(

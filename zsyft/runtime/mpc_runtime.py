@@ -1,8 +1,8 @@
 """Secure computation inside a worker: the crypto-provider role and the party role.
 
 Setup (once per group of parties): the client asks the provider for a session; the provider
-draws one PRG seed per party and sends each party its seed directly (the client never sees
-one), then answers. Per protocol op, with an op id the client chose:
+draws one PRG seed per party and sends each party its seed and PRG scheme directly (the client
+never sees a seed), then answers. Per protocol op, with an op id the client chose:
 
 1. the client posts DEAL (metadata only: protocol, shapes) to the provider, which derives every
    party's correlated randomness from the seeds and sends the one correction tensor the last
@@ -157,12 +157,13 @@ class MpcRuntime:
             raise TypeError("provider setup body must be [session, parties]")
         session, parties = _session_id(body[0]), _parties(body[1])
         seeds = [fresh_seed() for _ in parties]
-        self.provider_sessions[session] = (parties, [Prg(seed) for seed in seeds])
+        prgs = [Prg(seed) for seed in seeds]  # this process's fastest scheme; parties follow
+        self.provider_sessions[session] = (parties, prgs)
         me = {
             "name": self.worker.name, "address": self.worker.address, "key": self.worker.public_key
         }
         for index, (party, seed) in enumerate(zip(parties, seeds, strict=True)):
-            body = [session, index, parties, seed, me]
+            body = [session, index, parties, seed, me, prgs[index].scheme]
             self.link(party).send(encode(Kind.MPC_SEED, 0, body))
         for party in parties:
             self._request(self.link(party), Kind.SYNC, None)
@@ -180,15 +181,19 @@ class MpcRuntime:
 
     # -- party role -----------------------------------------------------------------------
     def seed(self, body: Any) -> None:
-        """MPC_SEED: remember this worker's seed and place in the session."""
-        if not (isinstance(body, list) and len(body) == 5 and isinstance(body[3], bytes)):
-            raise TypeError("seed body must be [session, index, parties, seed, provider]")
+        """MPC_SEED: remember this worker's seed, its PRG scheme and place in the session."""
+        if not (
+            isinstance(body, list) and len(body) == 6 and isinstance(body[3], bytes)
+            and isinstance(body[5], str)
+        ):
+            raise TypeError("seed body must be [session, index, parties, seed, provider, scheme]")
         session, index, parties = _session_id(body[0]), body[1], _parties(body[2])
         provider = _worker(body[4])
         self._check_sender(provider, "the crypto provider")
         if not (isinstance(index, int) and 0 <= index < len(parties)):
             raise TypeError("party index out of range")
-        self.party_sessions[session] = PartySession(index, parties, provider, Prg(body[3]))
+        prg = Prg(body[3], body[5])
+        self.party_sessions[session] = PartySession(index, parties, provider, prg)
 
     def deposit(self, kind: int, body: Any) -> None:
         """MPC_MSG / MATERIAL: keep a peer's round message or the provider's correction."""
