@@ -4,6 +4,7 @@
     zsyft status                      # up/down and object count of each launched worker
     zsyft stop                        # stop a cluster started elsewhere
     zsyft bench                       # zsyft against bare pyzmq, as ratios measured in one run
+    zsyft bench --only encrypted      # just the rows whose key starts with "encrypted"
 """
 
 from __future__ import annotations
@@ -157,11 +158,22 @@ def stop(cluster_file: Path | None, timeout: float) -> None:
 
 @main.command()
 @click.option("--quick", is_flag=True, help="Fewer repetitions (for a smoke test).")
-def bench(quick: bool) -> None:
+@click.option(
+    "--only", "only", multiple=True, metavar="KEY",
+    help="Measure only the rows whose key starts with KEY (repeatable), e.g. encrypted-matmul, "
+    "encrypted, round-trip-ipc, chain-ipc.",
+)
+def bench(quick: bool, only: tuple[str, ...]) -> None:
     """Measure zsyft against bare pyzmq in one run and print the ratios."""
-    from zsyft.bench.runner import run
+    from zsyft.bench.runner import case_keys, run
 
-    run(quick=quick, echo=click.echo)
+    keys = case_keys(quick)
+    unknown = [k for k in only if not any(key.startswith(k) for key in keys)]
+    if unknown:
+        raise click.UsageError(
+            f"no benchmark row's key starts with {', '.join(unknown)}; the keys: {', '.join(keys)}"
+        )
+    run(quick=quick, echo=click.echo, only=only)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,21 @@ def test_bench_quick_prints_every_row_and_leaves_nothing_behind() -> None:
         assert [name for name in os.listdir(temp_root) if name.startswith("zsyft")] == []
     finally:
         shutil.rmtree(temp_root, ignore_errors=True)
+
+
+@pytest.mark.timeout(120)
+def test_bench_only_measures_the_chosen_rows_and_names_the_keys_on_a_typo() -> None:
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "launcher.cli", "bench", "--quick", *args],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=100,
+        )
+
+    chosen = bench("--only", "encrypted-mul")
+    assert chosen.returncode == 0, chosen.stdout + chosen.stderr
+    table = [line for line in chosen.stdout.splitlines()
+             if line.startswith(tuple(ROWS) + tuple(ENCRYPTED_ROWS))]
+    assert [line.split("  ")[0] for line in table] == ["encrypted mul, 1 element"]
+    typo = bench("--only", "encrypted-mull")
+    assert typo.returncode == 2
+    assert "encrypted-mull" in typo.stderr and "encrypted-matmul" in typo.stderr

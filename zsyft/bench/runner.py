@@ -1,6 +1,7 @@
 """`zsyft bench`: run every case, zsyft and bare pyzmq interleaved, and print the table.
 
     rows = run(quick=True, echo=print)   # what `zsyft bench --quick` does
+    run(only=["encrypted-matmul"])       # `zsyft bench --only encrypted-matmul`
 
 Every process the run starts (zsyft workers, bare pyzmq servers) is stopped before `run`
 returns or raises. Within a row, rounds alternate which side goes first, so drift in the
@@ -38,15 +39,30 @@ def measure(case: Case, env: BenchEnv) -> list[Row]:
     return rows
 
 
+def case_keys(quick: bool = False) -> list[str]:
+    """The key of every case, in table order (what `zsyft bench --only` selects by)."""
+    plan = Plan(quick)
+    return [make(plan).key for make in CASES]
+
+
 def run(
     quick: bool = False,
     echo: Callable[[str], None] = print,
     cases: Sequence[Callable[[Plan], Case]] = CASES,
+    only: Sequence[str] = (),
 ) -> list[Row]:
-    """Measure every case (fewer repetitions if `quick`), print the table, return the rows."""
+    """Measure every case (fewer repetitions if `quick`), print the table, return the rows.
+
+    `only`: measure just the cases whose key starts with one of these (`encrypted` selects
+    every encrypted row); a selection that matches nothing is a `ValueError` listing the keys.
+    """
     started = time.perf_counter()
     plan = Plan(quick)
     chosen = [make(plan) for make in cases]
+    if only:
+        chosen = [case for case in chosen if any(case.key.startswith(k) for k in only)]
+        if not chosen:
+            raise ValueError(f"no benchmark case's key starts with {', '.join(only)}")
     echo(machine_line(quick))
     echo(NOTE)
     echo("")
