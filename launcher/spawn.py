@@ -49,6 +49,7 @@ class WorkerProcess:
     argv: list[str] = field(default_factory=list, repr=False)
     incarnation: int = 1
     ready: bool = False
+    startup_error: str | None = None  # what it announced instead of starting ("" if nothing)
     _ready_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -67,11 +68,17 @@ class WorkerProcess:
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
     def diagnose(self) -> str | None:
-        """Why the worker may not answer: its exit status and log tail, if it exited."""
+        """Why the worker may not answer: its exit status, the error it announced instead of
+        starting (if any) and its log tail, if it exited."""
         code = self.popen.poll()
         if code is None:
             return None
         how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        if self.startup_error is None and self.popen.stdout and not self.popen.stdout.closed:
+            line = _read_line(self.popen, 0.1)  # it exited: what it wrote is all there
+            self.startup_error = (json.loads(line).get("error") if line.startswith("{") else "")
+        if self.startup_error:
+            how += f" without starting: {self.startup_error}"
         tail = self.log_tail()
         return f"worker process {self.name} (pid {self.pid}) {how}" + (
             f"; its log ({self.log_path}):\n{tail}" if tail else ""

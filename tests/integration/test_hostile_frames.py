@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import msgpack
 import pytest
+import torch
 
 from tests import helpers
 from zsyft.wire.codec import decode, encode
@@ -69,3 +71,38 @@ def test_raw_tcp_garbage_does_not_disturb_a_launched_worker(tmp_path):
         sock.close(0)
     finally:
         process.stop()
+
+
+def _batch_of(*messages, counts=None):
+    counts = counts if counts is not None else [len(m) for m in messages]
+    header = msgpack.packb([PROTOCOL_VERSION, Kind.BATCH, 0, counts])
+    return [header, *(frame for message in messages for frame in message)]
+
+
+def test_a_batch_runs_its_messages_in_order_and_answers_each_request(bob, raw_dealer):
+    x_id, y_id = os.urandom(16), os.urandom(16)
+    raw_dealer.send_multipart(_batch_of(
+        encode(Kind.STORE, 0, [x_id, torch.tensor([1.0, 2.0])]),
+        encode(Kind.COMMAND, 0, [1, "mul.Tensor", [x_id, 3.0], {}, [y_id], False]),
+        encode(Kind.FETCH, 5, [y_id, True]),
+        encode(Kind.FETCH, 6, [x_id, True]),
+    ))
+    replies = [decode(raw_dealer.recv_multipart()) for _ in range(2)]
+    assert [(r.kind, r.rid) for r in replies] == [(Kind.DATA, 5), (Kind.DATA, 6)]
+    assert replies[0].body.tolist() == [3.0, 6.0] and replies[1].body.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("frames, reason", [
+    (lambda: _batch_of(encode(Kind.PING, 1, None), counts=[2]), "announces 2 frames"),
+    (lambda: _batch_of(encode(Kind.PING, 1, None), counts="x"), "frame counts"),
+    (lambda: _batch_of(_batch_of(encode(Kind.PING, 1, None), encode(Kind.PING, 2, None))),
+     "cannot carry another BATCH"),
+], ids=["miscounted", "not counts", "nested"])
+def test_a_malformed_batch_gets_an_error_naming_it_and_the_worker_keeps_serving(
+    bob, raw_dealer, frames, reason
+):
+    raw_dealer.send_multipart(frames())
+    reply = decode(raw_dealer.recv_multipart())
+    assert reply.kind == Kind.ERROR and reason in reply.body["message"]
+    raw_dealer.send_multipart(encode(Kind.PING, 7, None))
+    assert decode(raw_dealer.recv_multipart()).rid == 7

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zsyft.errors import ProtocolError
-from zsyft.wire.codec import DTYPES, decode, encode
+from zsyft.wire.codec import DTYPES, batch, decode, encode, unbatch
 from zsyft.wire.messages import PROTOCOL_VERSION, ZERO_COPY_THRESHOLD, Kind, Limits
 
 
@@ -140,3 +140,39 @@ def test_a_header_of_empty_containers_is_refused_before_it_blows_up():
     assert peak < 3 * len(header) + (2 << 20)  # not the ~128 bytes per input byte of a decode
     many_ids = [bytes([0x90 + i % 16]) * 16 for i in range(4000)]  # marker bytes inside bins
     assert decode(encode(Kind.DELETE, 0, many_ids)).body == many_ids
+
+
+def test_a_burst_is_packed_into_batches_that_unpack_to_the_same_messages():
+    messages = [encode(Kind.COMMAND, 0, [i, "add.Tensor", [], {}, [], False]) for i in range(5)]
+    messages.insert(2, encode(Kind.STORE, 0, [b"i" * 16, torch.arange(3)]))  # two frames
+    (packed,) = batch(messages)
+    head = decode(packed)
+    assert head.kind == Kind.BATCH and head.body == [1, 1, 2, 1, 1, 1]
+    parts = unbatch(packed, head.body)
+    assert [decode(p).body for p in parts[:2]] == [decode(m).body for m in messages[:2]]
+    assert torch.equal(decode(parts[2]).body[1], torch.arange(3))
+
+
+def test_a_lone_message_is_not_wrapped_and_batches_respect_the_frame_limit():
+    one = encode(Kind.SYNC, 4, None)
+    assert batch([one]) == [one]
+    messages = [encode(Kind.DELETE, 0, [[b"d" * 16]]) for _ in range(10)]
+    packed = batch(messages, max_frames=4)  # a header and at most 3 messages each
+    assert [len(p) for p in packed] == [4, 4, 4, 1]
+    assert sum(len(unbatch(p, decode(p).body)) if len(p) > 1 else 1 for p in packed) == 10
+
+
+@pytest.mark.parametrize(
+    "body, frames, reason",
+    [
+        ("3", 3, "frame counts"),
+        ([], 1, "frame counts"),
+        ([1, 0], 2, "frame counts"),
+        ([1, True], 3, "frame counts"),
+        ([2, 2], 4, "announces 4 frames but carries 3"),
+    ],
+)
+def test_a_malformed_batch_body_names_the_problem(body, frames, reason):
+    packed = [msgpack.packb([PROTOCOL_VERSION, Kind.BATCH, 0, body])] + [b"\x90"] * (frames - 1)
+    with pytest.raises(ProtocolError, match=reason):
+        unbatch(packed, decode(packed).body)

@@ -5,8 +5,10 @@ like a private zsyft worker on an `ipc://` socket in a fresh 0700 temporary dire
 tcp loopback), and waits for its readiness line. `BareClient` is a DEALER connected to it that
 sends and receives frames with nothing in between: this is the cost zsyft is compared to.
 Both use CURVE unless `curve=False` (as every zsyft worker socket does), so the comparison is
-of zsyft's own work; the `curve-cost` row compares the two bare setups to show what the
-encryption costs.
+of zsyft's own work. They block in recv as a plain pyzmq program does, unless `awake=True`:
+then they first wait for each message awake, for as long as zsyft does (`ZSYFT_SPIN_US`, see
+`transport.zmq.spin_poll`), which shows zsyft's own work without the wake-ups both pay. The
+`curve-cost` row compares two bare setups to show what the encryption costs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import zmq
 
 from zsyft.bench.bare_server import CONTROL
 from zsyft.transport import keys
-from zsyft.transport.zmq import curve_client
+from zsyft.transport.zmq import curve_client, spin_poll, spin_setting
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 3.0
@@ -62,10 +64,11 @@ def _read_line(stream: Any, timeout: float) -> str:
 class BareServer:
     """One bare server process this process started, with its private directory."""
 
-    def __init__(self, transport: str = "ipc", curve: bool = True) -> None:
+    def __init__(self, transport: str = "ipc", curve: bool = True, awake: bool = False) -> None:
         if transport not in ("ipc", "tcp"):
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
         self.transport = transport
+        self.spin_s = spin_setting() if awake else 0.0
         self.keys = keys.generate() if curve else None
         self.directory: Path | None = None
         self.popen: subprocess.Popen | None = None
@@ -86,6 +89,7 @@ class BareServer:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         log_path = self.directory / "bare.log"
         argv = [sys.executable, "-m", SERVER_MODULE, requested, "--parent-pid", str(os.getpid())]
+        argv += ["--spin-us", str(round(self.spin_s * 1e6))]
         if self.keys is not None:
             key_file = self.directory / "bare.key_secret"
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -133,7 +137,11 @@ class BareClient:
     """A DEALER connected to a bare server: sends and receives frames, nothing else."""
 
     def __init__(
-        self, address: str, server_key: str | None = None, ctx: zmq.Context | None = None
+        self,
+        address: str,
+        server_key: str | None = None,
+        ctx: zmq.Context | None = None,
+        spin_s: float = 0.0,
     ) -> None:
         self.socket = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -141,6 +149,9 @@ class BareClient:
         if server_key is not None:
             curve_client(self.socket, server_key, keys.generate())
         self.socket.connect(address)
+        self.poller = zmq.Poller()
+        self.poller.register(self.socket, zmq.POLLIN)
+        self.spin_s = spin_s  # > 0: wait for each reply awake first, as a zsyft client does
 
     def send(self, frames: Sequence[Any]) -> None:
         """Send one multipart message; large frames go without a copy."""
@@ -151,6 +162,8 @@ class BareClient:
 
     def recv(self, copy: bool = True) -> list[Any]:
         """Receive one multipart message (as bytes, or as zmq.Frame without a copy)."""
+        if self.spin_s:
+            spin_poll(self.poller, self.spin_s)
         try:
             return self.socket.recv_multipart(copy=copy)
         except zmq.Again:

@@ -6,7 +6,9 @@ With `--key-file` it is a CURVE server, so that it pays the same encryption as a
 It binds one ROUTER socket at ADDRESS (an `ipc://` path or `tcp://127.0.0.1:*`), prints one
 JSON line `{"pid", "address"}` on stdout once bound (the address with any `*` port resolved),
 and then answers a client with as little work as pyzmq allows. It imports only pyzmq: no
-decoding, no object store, no executor, so it shows what the transport alone costs.
+decoding, no object store, no executor, so it shows what the transport alone costs. With
+`--spin-us` it waits for each next message awake for that long before it blocks, as zsyft's
+workers do (`zsyft.transport.zmq.spin_poll`).
 
 What it does with a message depends on its mode, set by a control message from the client:
 
@@ -30,6 +32,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import zmq
@@ -37,6 +40,7 @@ import zmq
 CONTROL = b"\x00zsyft-bench-control"
 IDLE_CHECK_MS = 200
 PROCESS_NAME = b"zsyft-bare"
+_POLLIN = int(zmq.POLLIN)
 _PR_SET_PDEATHSIG, _PR_SET_NAME = 1, 15
 
 
@@ -74,10 +78,20 @@ def _as_bytes(frame: Any) -> bytes:
     return frame if isinstance(frame, bytes) else frame.bytes
 
 
-def serve(socket: zmq.Socket, parent_pid: int) -> None:
+def _wait_awake(socket: zmq.Socket, spin_s: float) -> None:
+    """Return once a message waits on `socket`, or after `spin_s` seconds (the way zsyft's
+    workers wait for the next message before they block, so both pay the same wake-ups)."""
+    deadline = time.perf_counter() + spin_s
+    while not socket.getsockopt(zmq.EVENTS) & _POLLIN and time.perf_counter() < deadline:
+        os.sched_yield()
+
+
+def serve(socket: zmq.Socket, parent_pid: int, spin_s: float = 0.0) -> None:
     """Answer messages until a signal arrives or the parent process is gone."""
     state: dict[str, Any] = {"copy": True, "echo": False, "every": 1, "count": 0, "reply": []}
     while True:
+        if spin_s:
+            _wait_awake(socket, spin_s)
         try:
             message = socket.recv_multipart(copy=state["copy"])
         except zmq.Again:
@@ -103,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("address")
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--key-file", default=None, help="CURVE secret key file (Z85)")
+    parser.add_argument("--spin-us", type=int, default=0, help="wait awake this long first")
     args = parser.parse_args(argv)
     _prctl(_PR_SET_NAME, PROCESS_NAME)
     if args.parent_pid:
@@ -130,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stdout.close()
     try:
-        serve(socket, args.parent_pid)
+        serve(socket, args.parent_pid, args.spin_us / 1e6)
     except _Stop:
         pass
     finally:

@@ -28,7 +28,7 @@ from zsyft.bench.encrypted import (
     Part12Loop,
 )
 from zsyft.bench.env import BenchEnv
-from zsyft.bench.report import Target
+from zsyft.bench.report import INFORMATIONAL, Target
 
 
 class RoundTrip(Case):
@@ -36,17 +36,26 @@ class RoundTrip(Case):
 
     zsyft sends a COMMAND (pipelined) and a FETCH, and waits for the DATA reply. The bare
     client sends the same captured frames; the server answers the second with the captured
-    DATA frames.
+    DATA frames. zsyft's client and worker wait for each next message awake for a moment
+    before they block (`transport.zmq.spin_poll`); the bare pair blocks in recv, as a plain
+    pyzmq program does. With `awake=True` (an informational row) the bare pair waits awake
+    just as long, so the ratio shows zsyft's own work without the wake-ups.
     """
 
     unit = "µs"
     target = Target(2.0, upper=True)
 
-    def __init__(self, plan: Plan, transport: str = "ipc") -> None:
+    def __init__(self, plan: Plan, transport: str = "ipc", awake: bool = False) -> None:
         super().__init__(plan)
         self.transport = transport
+        self.awake = awake
         self.key = f"round-trip-{transport}"
         self.label = f"remote op round trip ({transport})"
+        if awake:
+            self.key = f"round-trip-awake-{transport}"
+            self.label = f"op round trip, bare waiting awake too ({transport})"
+            self.target = INFORMATIONAL
+            self.baseline = "pyzmq, waiting awake"
         self.rounds = plan.pick(10, 80)  # short batches, many rounds: the sides interleave finely
         self.batch = plan.pick(30, 50)
         self.warmup = plan.pick(50, 300)
@@ -63,7 +72,7 @@ class RoundTrip(Case):
             self._zsyft_loop(1)
         self.messages = self.exchange.sent
         self.reply = self.exchange.reply()
-        self.client = env.bare(self.transport)
+        self.client = env.bare(self.transport, awake=self.awake)
         self._bare_loop(self.warmup)
 
     def _zsyft_loop(self, count: int) -> list[float]:
@@ -86,9 +95,15 @@ class RoundTrip(Case):
         return self._bare_loop(self.batch)
 
     def what(self) -> str:
+        waits = (
+            "both wait for messages awake first, as zsyft does"
+            if self.awake
+            else "it blocks in recv, while zsyft waits awake first (ZSYFT_SPIN_US=0 turns "
+            "that off)"
+        )
         return (
             f"z = x + x; z.get() on 4 float32 ({self.exchange.describe()}); bare pyzmq sends "
-            "the same frames DEALER→ROUTER and gets the same reply frames back"
+            f"the same frames DEALER→ROUTER and gets the same reply frames back; {waits}"
         )
 
     def finish(self) -> None:
@@ -151,8 +166,9 @@ class Pipelined(Case):
 
     def what(self) -> str:
         return (
-            f"{self.ops:,} x (y = x + x), then sy.sync() ({self.exchange.describe()}); bare "
-            f"pyzmq sends the COMMAND frames {self.ops:,} times, then SYNC, and waits for OK"
+            f"{self.ops:,} x (y = x + x), then sy.sync() ({self.exchange.describe()}; zsyft "
+            "sends them in bursts of 64, one BATCH message each); bare pyzmq sends the COMMAND "
+            f"frames {self.ops:,} times, each as a message, then SYNC, and waits for OK"
         )
 
     def finish(self) -> None:
@@ -216,6 +232,7 @@ class BigTransfer(Case):
 
 CASES: list[Callable[[Plan], Case]] = [
     RoundTrip,
+    lambda plan: RoundTrip(plan, "ipc", awake=True),
     Pipelined,
     BigTransfer,
     lambda plan: RoundTrip(plan, "tcp"),

@@ -40,7 +40,7 @@ class BenchEnv:
         self.hook = sy.TorchHook(torch)
         self._pending: dict[tuple[str, str], Any] = {}  # started, not yet known to be ready
         self._workers: dict[tuple[str, str], Any] = {}
-        self._bare: dict[tuple[str, bool], tuple[BareServer, BareClient]] = {}
+        self._bare: dict[tuple[str, bool, bool], tuple[BareServer, BareClient]] = {}
         self._unlisted: set[tuple[str, str]] = set()  # ready, not yet registered
 
     def start_workers(
@@ -126,15 +126,17 @@ class BenchEnv:
         handle.ping()
         return handle
 
-    def bare(self, transport: str = "ipc", curve: bool = True) -> BareClient:
+    def bare(self, transport: str = "ipc", curve: bool = True, awake: bool = False) -> BareClient:
         """A client connected to a bare pyzmq server on `transport` ("ipc" or "tcp"),
-        encrypted with CURVE like zsyft's sockets unless `curve=False`."""
-        key = (transport, curve)
+        encrypted with CURVE like zsyft's sockets unless `curve=False`; with `awake`, both wait
+        for messages awake first, as zsyft does (see `bare`)."""
+        key = (transport, curve, awake)
         if key not in self._bare:
-            server = BareServer(transport, curve)
+            server = BareServer(transport, curve, awake)
             try:
                 address = server.start()
-                client = BareClient(address, server.keys.public if server.keys else None)
+                public = server.keys.public if server.keys else None
+                client = BareClient(address, public, spin_s=server.spin_s)
             except BaseException:
                 server.stop()
                 raise

@@ -5,7 +5,8 @@ The handle owns the link to the worker and speaks the request/notice protocol ov
 - `post()` pipelines a message (commands, stores, deletes): no reply is awaited. Pipelined
   messages wait in an outbox and leave in bursts (64 messages, or 2 ms after the oldest was
   queued, checked at the next post; at once when they carry a large tensor) and always before
-  any request: a burst costs one wake-up of ZeroMQ's I/O thread instead of one per message.
+  any request, which rides in the same burst. A burst is one BATCH message (`codec.batch`):
+  one ZeroMQ send, one wake-up of each side's I/O thread, instead of one per message.
   The first message after a reply leaves at once: the worker is idle then, and starts on it
   while the client prepares the next one (a `get()` right after an op overlaps the two).
 - `request()` sends a message and waits for its reply. While waiting, ERROR notices of earlier
@@ -36,7 +37,7 @@ from zsyft.errors import (
 )
 from zsyft.transport.keys import KeyPair
 from zsyft.transport.zmq import SETTINGS, Link, context
-from zsyft.wire.codec import decode, encode
+from zsyft.wire.codec import batch, decode, encode
 from zsyft.wire.messages import Kind, id_number
 
 if TYPE_CHECKING:
@@ -134,6 +135,8 @@ class WorkerHandle:
         self.pid = pid
         self.process = process
         self.link = Link(context(), address, name, public_key, client_keys)
+        if process is not None:
+            self.link.exited = process.diagnose  # a worker that died unconnected fails fast
         self._lock = threading.RLock()
         self._pending_deletes: list[tuple[bytes, str | None]] = []  # (id, on behalf of)
         self._outbox: list[list[Any]] = []
@@ -183,9 +186,12 @@ class WorkerHandle:
         self._outbox.append(frames)
         self.dirty = True
 
-    def _flush_outbox(self) -> None:
+    def _flush_outbox(self, request: list[Any] | None = None) -> None:
+        """Send the outbox (and then `request`, if given) as BATCH messages."""
         outbox, self._outbox = self._outbox, []
-        for frames in outbox:
+        if request is not None:
+            outbox.append(request)
+        for frames in batch(outbox):
             self._send(frames)
 
     # -- pipelined messages ---------------------------------------------------------------
@@ -250,8 +256,7 @@ class WorkerHandle:
             rid = next(self._rids)
             frames = encode(kind, rid, body, self.node.principal)
             self._flush_deletes()
-            self._flush_outbox()
-            self._send(frames)
+            self._flush_outbox(request=frames)
             self._awaited.add(rid)
             return rid
 
@@ -312,7 +317,7 @@ class WorkerHandle:
     def _explain(self, exc: WorkerUnavailableError) -> WorkerUnavailableError:
         """Add what the worker's own process says (exit status, log tail) when we started it."""
         detail = self.process.diagnose() if self.process is not None else None
-        if detail:
+        if detail and detail not in str(exc):
             return type(exc)(f"{exc}\n{detail}", worker=self.id)
         return exc
 

@@ -28,10 +28,22 @@ _SKIP_DIRS = (
 )
 
 
+_INSIDE: dict[Any, bool] = {}  # code object -> whether it is zsyft's or torch's own
+
+
+def _inside(code: Any) -> bool:
+    inside = _INSIDE.get(code)
+    if inside is None:
+        if len(_INSIDE) > 4096:
+            _INSIDE.clear()
+        inside = _INSIDE[code] = code.co_filename.startswith(_SKIP_DIRS)
+    return inside
+
+
 def callsite(depth: int = 2) -> str | None:
     """ "file:line" of the innermost frame outside zsyft and torch (the user's line)."""
     frame = sys._getframe(depth)
-    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_DIRS):
+    while frame is not None and _inside(frame.f_code):
         frame = frame.f_back
     if frame is None:
         return None

@@ -15,10 +15,20 @@ from typing import Protocol
 
 from zsyft.errors import PointerUsageError
 
+_IDS_PER_DRAW = 256
+_unused_ids: list[bytes] = []
+os.register_at_fork(after_in_child=_unused_ids.clear)  # a forked child must not reuse ours
+
 
 def new_id() -> bytes:
-    """A fresh random 128-bit object id (16 bytes from the OS's cryptographic RNG)."""
-    return os.urandom(16)
+    """A fresh random 128-bit object id: 16 bytes from the OS's cryptographic RNG, drawn 256
+    ids at a time (one system call instead of one per id; `list.pop` is atomic)."""
+    try:
+        return _unused_ids.pop()
+    except IndexError:
+        block = os.urandom(16 * _IDS_PER_DRAW)
+        _unused_ids.extend([block[i:i + 16] for i in range(0, len(block), 16)])
+        return _unused_ids.pop()
 
 
 class Location(Protocol):

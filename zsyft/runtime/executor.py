@@ -64,6 +64,9 @@ class Executor:
 
     def resolve(self, value: Any) -> Any:
         """Replace every object id in `value` (lists and dicts included) by the stored object."""
+        kind = type(value)
+        if kind is int or kind is float or kind is bool or value is None:
+            return value
         if isinstance(value, bytes):
             obj = self.store.get(value)
             if isinstance(obj, Failed):
@@ -84,11 +87,12 @@ class Executor:
             raise TypeError("keyword argument names must be strings")
         if not isinstance(result_ids, list):
             raise TypeError("result ids must be a list")
-        args, kwargs = self.resolve(args), self.resolve(kwargs)
+        args = [self.resolve(arg) for arg in args]
+        kwargs = self.resolve(kwargs) if kwargs else kwargs
         check_allocation(op, args, kwargs, self.max_alloc_bytes, self.worker)
         outputs = flatten_outputs(op(*args, **kwargs))
         for object_id, output in zip(result_ids, outputs, strict=False):
-            if is_object_id(object_id) and isinstance(output, torch.Tensor):
+            if isinstance(output, torch.Tensor) and is_object_id(object_id):
                 self.store.put(object_id, output)
         return outputs
 

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
     from zsyft.runtime.worker import Worker  # imported after the cheap setup above
     from zsyft.transport import keys
     from zsyft.transport.auth import Authenticator
-    from zsyft.transport.zmq import context
+    from zsyft.transport.zmq import context, spin_setting
 
     # Several workers (and the client) usually share one host's cores: a torch pool per worker
     # oversubscribes them, and its spinning threads slow every other process (a shared ReLU
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
         peer = peer_factory() if peer_factory else None
         worker = Worker(
             args.name, args.address, peer=peer, record=record, keys=pair,
-            authenticator=authenticator, lease_s=args.lease,
+            authenticator=authenticator, lease_s=args.lease, spin_s=spin_setting(),
         )
         if args.incarnation > 1:
             worker.store.restarted = args.incarnation

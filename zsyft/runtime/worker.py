@@ -32,12 +32,19 @@ from zsyft.runtime.peering import Peer
 from zsyft.runtime.store import ObjectStore
 from zsyft.transport.auth import Authenticator
 from zsyft.transport.keys import KeyPair
-from zsyft.transport.zmq import context, readable, recv_routed, send_frames, server_socket
-from zsyft.wire.codec import decode, encode
+from zsyft.transport.zmq import (
+    context,
+    readable,
+    recv_routed,
+    send_frames,
+    server_socket,
+    spin_poll,
+)
+from zsyft.wire.codec import decode, encode, unbatch
 from zsyft.wire.messages import Kind, Message, error_body
 
 log = logging.getLogger("zsyft.worker")
-BATCH = 256  # messages handled per wake-up before checking timers again
+PER_WAKEUP = 256  # messages handled per wake-up before checking timers again
 MAX_DEFERRED = 10_000  # messages waiting for a nested request to finish; beyond: "busy"
 
 
@@ -54,6 +61,7 @@ class Worker:
         keys: KeyPair | None = None,
         authenticator: Authenticator | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        spin_s: float = 0.0,
     ) -> None:
         self.name = name
         self.ctx = ctx or context()
@@ -69,6 +77,7 @@ class Worker:
         self.store = ObjectStore(name)
         self.executor = Executor(self.store, name)
         self.started = time.time()
+        self.spin_s = spin_s  # wait awake for the next message (a worker process; not threads)
         self.peer = peer
         self.mpc = MpcRuntime(self)
         # Audits: every frame received, appended as [count][len][bytes]... (see `read_frames`).
@@ -92,6 +101,7 @@ class Worker:
         """Handle messages until `should_stop()` is true (checked at least every `tick_ms`)."""
         watched: list[zmq.Socket] = []
         poller = zmq.Poller()
+        active = False  # a message came in the last round: wait for the next one awake
         while not should_stop():
             self._expire_leases()
             sockets = [
@@ -104,7 +114,10 @@ class Worker:
                 poller, watched = zmq.Poller(), sockets
                 for sock in sockets:
                     poller.register(sock, zmq.POLLIN)
-            events = dict(poller.poll(tick_ms))
+            events = dict(spin_poll(poller, self.spin_s) if active and self.spin_s else ())
+            if not events:
+                events = dict(poller.poll(tick_ms))
+            active = bool(events)
             for sock in events:
                 if sock is self.socket or sock is self._disconnects:
                     continue
@@ -115,7 +128,7 @@ class Worker:
             if self._disconnects in events:
                 self._note_disconnects()
             if self.socket in events:
-                for _ in range(BATCH):
+                for _ in range(PER_WAKEUP):
                     if not readable(self.socket):
                         break
                     self.serve_one()
@@ -179,11 +192,24 @@ class Worker:
             self.handle(identity, frames)
 
     def _handle(self, identity: bytes, frames: list[Any]) -> None:
+        """Handle one received message (a BATCH: each it carries, in order), then send on
+        what it queued for peers."""
+        self._handle_message(identity, frames, in_batch=False)
+        if self.peer is not None:
+            self.peer.flush()
+
+    def _handle_message(self, identity: bytes, frames: list[Any], in_batch: bool) -> None:
         rid = 0
         try:
             msg: Message = decode(frames)
             rid = msg.rid
+            if msg.kind == Kind.BATCH and not in_batch:
+                for message in unbatch(frames, msg.body):
+                    self._handle_message(identity, message, in_batch=True)
+                return
             handler = HANDLERS.get(msg.kind)
+            if msg.kind == Kind.BATCH:
+                raise ProtocolError("a BATCH message cannot carry another BATCH")
             if handler is None:
                 raise ProtocolError(f"unknown message kind {msg.kind}")
             principal = self.clients.principal(identity, msg.on_behalf)
@@ -195,8 +221,6 @@ class Worker:
             reply = Kind.ERROR, exception_body(self, exc, None, None)
         if reply is not None:
             self.send(identity, reply[0], rid, reply[1])
-        if self.peer is not None:
-            self.peer.flush()
 
     def _as(self, principal: str | None, origin: Any, handler: Any, msg: Message) -> Any:
         """Run `handler` with `principal`'s authority, restoring the outer one afterwards

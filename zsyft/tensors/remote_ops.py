@@ -54,6 +54,10 @@ def _map(fn: Any, obj: Any) -> Any:
 def _prepare(obj: Any, key: list[Any], pointers: list[PointerTensor]) -> Any:
     """One pass over an argument: its wire form, its part of the metadata-cache key, and the
     pointers in it. Lists keep their boundaries in the key so different nestings differ."""
+    kind = type(obj)
+    if kind is int or kind is float or kind is bool or obj is None:
+        key.append((kind, obj))  # 1, 1.0 and True are equal keys but promote differently
+        return obj
     if isinstance(obj, PointerTensor):
         pointers.append(obj)
         key.append((obj.shape, obj.stride(), obj.dtype, obj.storage_offset()))
@@ -127,10 +131,10 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     if func in REVEALING_OPS:
         raise _revealing(func)
     op_name = func.__name__
-    key: list[Any] = [func]
+    key: list[Any] = [func, len(args)]
     pointers: list[PointerTensor] = []
-    wire_args = _prepare(args, key, pointers)
-    wire_kwargs = _prepare(kwargs, key, pointers)
+    wire_args = [_prepare(arg, key, pointers) for arg in args]
+    wire_kwargs = _prepare(kwargs, key, pointers) if kwargs else {}
     location = _location_of(pointers, op_name)
     if func in ALIAS_OPS:
         src = args[0]

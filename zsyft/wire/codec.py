@@ -11,12 +11,18 @@ command a `bin` is always an object reference).
 
 `decode(frames)` checks every limit in `Limits` and raises `ProtocolError` naming the broken
 rule; callers turn that into an error reply instead of crashing.
+
+`batch(messages)` packs messages bound for one peer into BATCH messages (one ZeroMQ message,
+one wake-up of each side's I/O thread, for a whole burst); `unbatch` takes them apart again.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import itertools
 import struct
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +34,7 @@ from zsyft.wire.messages import (
     DEFAULT_LIMITS,
     PROTOCOL_VERSION,
     ZERO_COPY_THRESHOLD,
+    Kind,
     Limits,
     Message,
 )
@@ -71,10 +78,14 @@ def _plain(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class _Encoder:
-    __slots__ = ("buffers",)
+    """Packs headers; tensors met on the way become buffer frames. One per thread is kept for
+    reuse (`_encoder`): building a msgpack Packer costs as much as packing a small header."""
+
+    __slots__ = ("buffers", "packer")
 
     def __init__(self) -> None:
         self.buffers: list[Any] = []
+        self.packer = msgpack.Packer(default=self.default, use_bin_type=True)
 
     def default(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor):
@@ -97,20 +108,27 @@ class _Encoder:
         raise ProtocolError(f"cannot serialize a value of type {type(obj).__name__}")
 
 
+_spare = threading.local()  # .encoder: this thread's `_Encoder` when not in use
+
+
 def encode(kind: int, rid: int, body: Any, on_behalf: str | None = None) -> list[Any]:
     """Frames for one message: the msgpack header, then one frame per tensor in `body`.
 
     `on_behalf` (a client's public key) is set by a worker forwarding a client's work.
     """
-    encoder = _Encoder()
+    encoder = getattr(_spare, "encoder", None) or _Encoder()  # none spare: nested or first
+    _spare.encoder = None
     fields = [PROTOCOL_VERSION, kind, rid, body]
     if on_behalf is not None:
         fields.append(on_behalf)
     try:
-        header = msgpack.packb(fields, default=encoder.default, use_bin_type=True)
+        header = encoder.packer.pack(fields)  # the packer empties itself, also after an error
     except (OverflowError, ValueError, TypeError) as exc:
         raise ProtocolError(f"cannot encode message: {exc}") from exc
-    return [header, *encoder.buffers]
+    finally:
+        buffers, encoder.buffers = encoder.buffers, []
+        _spare.encoder = encoder
+    return [header, *buffers]
 
 
 class _Decoder:
@@ -214,6 +232,19 @@ def _container_budget(limit: int) -> dict[str, Any]:
     return {"list_hook": counted, "object_hook": counted}
 
 
+@functools.lru_cache(maxsize=8)
+def _unpack_options(limits: Limits) -> dict[str, Any]:
+    """msgpack's own bounds for a header under `limits` (built once per `Limits`)."""
+    return {
+        "strict_map_key": False,
+        "max_str_len": limits.max_str_len,
+        "max_bin_len": limits.max_header_bytes,
+        "max_array_len": limits.max_container_len,
+        "max_map_len": limits.max_container_len,
+        "max_ext_len": 1024,
+    }
+
+
 def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     """Decode `[header, *buffers]` (bytes or zmq.Frame) into a `Message`, enforcing `limits`."""
     if not frames:
@@ -221,30 +252,27 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     if len(frames) > limits.max_frames:
         raise ProtocolError(f"message has {len(frames)} frames; the limit is {limits.max_frames}")
     header = frames[0]
-    header = header.bytes if hasattr(header, "bytes") else header
+    if type(header) is not bytes:
+        header = header.bytes
     if len(header) > limits.max_header_bytes:
         raise ProtocolError(
             f"header of {len(header)} bytes exceeds the limit of {limits.max_header_bytes}"
         )
     buffers = frames[1:]
-    total = sum(len(f.buffer) if hasattr(f, "buffer") else len(f) for f in buffers)
-    if total > limits.max_message_bytes:
-        raise ProtocolError(f"message of {total} bytes exceeds the limit")
+    if buffers:
+        total = sum(
+            len(f) if type(f) is bytes else len(f.buffer) if hasattr(f, "buffer") else len(f)
+            for f in buffers
+        )
+        if total > limits.max_message_bytes:
+            raise ProtocolError(f"message of {total} bytes exceeds the limit")
     decoder = _Decoder(buffers, limits)
     markers = len(header.translate(None, _NOT_CONTAINER_BYTES))  # >= the number of containers
-    hooks = _container_budget(limits.max_containers) if markers > limits.max_containers else {}
+    options = _unpack_options(limits)
+    if markers > limits.max_containers:
+        options = dict(options, **_container_budget(limits.max_containers))
     try:
-        obj = msgpack.unpackb(
-            header,
-            **hooks,
-            ext_hook=decoder.ext_hook,
-            strict_map_key=False,
-            max_str_len=limits.max_str_len,
-            max_bin_len=limits.max_header_bytes,
-            max_array_len=limits.max_container_len,
-            max_map_len=limits.max_container_len,
-            max_ext_len=1024,
-        )
+        obj = msgpack.unpackb(header, ext_hook=decoder.ext_hook, **options)
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
@@ -264,3 +292,42 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     if isinstance(body, list | dict) and markers > limits.max_depth:
         _check_depth(body, limits.max_depth)
     return Message(kind, rid, body, on_behalf)
+
+
+def batch(messages: Sequence[list[Any]], max_frames: int = DEFAULT_LIMITS.max_frames) -> list[Any]:
+    """`messages` (each `[header, *buffers]`) as what to send, in the same order: runs of them
+    packed into BATCH messages of at most `max_frames` frames; a message alone stays as it is."""
+    packed: list[list[Any]] = []
+    run: list[list[Any]] = []
+    size = 1  # the batch header
+    for message in messages:
+        if run and size + len(message) > max_frames:
+            packed.append(_pack(run))
+            run, size = [], 1
+        run.append(message)
+        size += len(message)
+    if run:
+        packed.append(_pack(run))
+    return packed
+
+
+def _pack(run: list[list[Any]]) -> list[Any]:
+    if len(run) == 1:
+        return run[0]
+    header = msgpack.packb([PROTOCOL_VERSION, Kind.BATCH, 0, [len(m) for m in run]])
+    return [header, *itertools.chain.from_iterable(run)]
+
+
+def unbatch(frames: Sequence[Any], body: Any) -> list[list[Any]]:
+    """The messages a BATCH carries, given its frames and its decoded body (frame counts)."""
+    if not (isinstance(body, list) and body and all(type(n) is int and n > 0 for n in body)):
+        raise ProtocolError("a batch body must be a non-empty list of frame counts, each >= 1")
+    if sum(body) != len(frames) - 1:
+        raise ProtocolError(
+            f"the batch announces {sum(body)} frames but carries {len(frames) - 1}"
+        )
+    messages, start = [], 1
+    for count in body:
+        messages.append(list(frames[start:start + count]))
+        start += count
+    return messages

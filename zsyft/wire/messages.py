@@ -4,6 +4,9 @@ A message on the wire is one msgpack header frame followed by zero or more raw b
 
     header = [PROTOCOL_VERSION, kind, request_id, body]
 
+A BATCH carries several messages in one ZeroMQ message: its header lists how many frames each
+of them has, and their frames follow, header first, in order.
+
 `request_id` pairs a reply with its request (0 for messages that expect no reply). The body
 layout of each kind is documented next to its constant. Tensors inside a body are msgpack
 extension values that reference a buffer frame by index (see `codec`).
@@ -49,6 +52,8 @@ class Kind(IntEnum):
     MPC_RUN = 14  # client -> party: [seq, session, op id, protocol, inputs, output(s), params]
     MPC_MSG = 15  # party -> party: [session, op id, round, sender index, tensor] -> nothing
     MATERIAL = 16  # provider -> last party: [session, op id, correction] -> nothing
+    BATCH = 17  # body: [frame count of each message that follows]; handled one by one, in
+    #              order, as if each had come alone (see `codec.batch`)
     PONG = 64  # body: {name, pid, objects, version, threads}
     OK = 65  # body: None
     DATA = 66  # body: the requested value
