@@ -33,7 +33,7 @@ from zsyft.runtime.executor import FailedInput
 from zsyft.runtime.protocols import protocol
 from zsyft.runtime.store import Failed
 from zsyft.transport.keys import is_public_key
-from zsyft.transport.zmq import SETTINGS, Link
+from zsyft.transport.zmq import SETTINGS, Link, spin_poll
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, is_object_id
 
@@ -94,6 +94,8 @@ class MpcRuntime:
         self.mailbox: dict[tuple, torch.Tensor] = {}
         self.links: dict[tuple[str, str | None], Link] = {}
         self._rids = itertools.count(1)
+        self._own_socket_poller = zmq.Poller()  # waits for peers' messages (`wait_for`)
+        self._own_socket_poller.register(worker.socket, zmq.POLLIN)
 
     # -- links to other workers -----------------------------------------------------------
     def link(self, party: dict[str, str]) -> Link:
@@ -132,9 +134,9 @@ class MpcRuntime:
         """The mailbox entry `key` from `waiting_on`'s worker, serving this worker's socket
         until it arrives; a typed error naming that worker if it dies or stays silent."""
         deadline = time.monotonic() + SETTINGS.request_timeout_s
-        poller = zmq.Poller()
-        poller.register(self.worker.socket, zmq.POLLIN)
+        poller = self._own_socket_poller
         abort = ("abort", key[1], key[2])
+        awake = self.worker.spin_s  # the peer's message usually comes within a round trip
         while key not in self.mailbox:
             if abort in self.mailbox:
                 culprit, reason = self.mailbox[abort]
@@ -146,7 +148,7 @@ class MpcRuntime:
                 raise WorkerUnavailableError(
                     f"{waiting_on.peer} did not send {what} in time", worker=waiting_on.peer
                 )
-            if poller.poll(100):
+            if (awake and spin_poll(poller, awake)) or poller.poll(100):
                 self.worker.serve_one()
         return self.mailbox.pop(key)
 

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
     from zsyft.runtime.worker import Worker  # imported after the cheap setup above
     from zsyft.transport import keys
     from zsyft.transport.auth import Authenticator
-    from zsyft.transport.zmq import context, spin_setting
+    from zsyft.transport.zmq import SETTINGS, context, spin_setting
 
     # Several workers (and the client) usually share one host's cores: a torch pool per worker
     # oversubscribes them, and its spinning threads slow every other process (a shared ReLU
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
             args.name, args.address, peer=peer, record=record, keys=pair,
             authenticator=authenticator, lease_s=args.lease, spin_s=spin_setting(),
         )
+        SETTINGS.spin_s, SETTINGS.spin_beside_threads = worker.spin_s, True  # its peer links
         if args.incarnation > 1:
             worker.store.restarted = args.incarnation
     except (zmq.ZMQError, ValueError, KeyFileError) as exc:

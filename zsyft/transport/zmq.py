@@ -46,6 +46,9 @@ class LinkSettings:
     heartbeat_timeout_ms: int = 3_000
     lost_grace_s: float = 0.1
     spin_s: float | None = None  # waiting awake for a reply (`spin_poll`); None: `spin_setting`
+    # Also while other Python threads run: set in worker processes, whose one other thread
+    # (the key checker) works during handshakes only.
+    spin_beside_threads: bool = False
 
 
 SETTINGS = LinkSettings()
@@ -69,7 +72,8 @@ def _awake_wait_s() -> float:
     the caller (a spinning thread would keep the interpreter lock from any other one)."""
     if SETTINGS.spin_s is None:
         SETTINGS.spin_s = spin_setting()
-    return SETTINGS.spin_s if threading.active_count() == 1 else 0.0
+    alone = SETTINGS.spin_beside_threads or threading.active_count() == 1
+    return SETTINGS.spin_s if alone else 0.0
 
 
 def spin_poll(poller: zmq.Poller, spin_s: float) -> list[tuple[Any, int]]:
