@@ -239,3 +239,17 @@ def test_worker_that_cannot_start_is_named_with_the_reason(tmp_path):
     assert result.returncode != 0
     assert "worker 'bob' failed to start" in result.stderr and "999.1.1.1" in result.stderr
     assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("ZSYFT_WORKER_THREADS", "two"), ("ZSYFT_SPIN_US", "fast"), ("ZSYFT_LEASE_S", "long"),
+])
+def test_a_malformed_setting_in_the_environment_is_named_when_workers_start(
+    tmp_path, monkeypatch, variable, value
+):
+    monkeypatch.setenv(variable, value)
+    result = run("launch", "bob", "--cluster-file", str(tmp_path / "c.json"),
+                 "--log-dir", str(tmp_path))
+    assert result.returncode != 0
+    assert "worker 'bob' failed to start" in result.stderr and variable in result.stderr
+    assert "Traceback" not in result.stderr

@@ -129,3 +129,22 @@ def test_hostile_protocol_parameters_are_refused(cluster, params):
     assert handles[2].ping()["name"] == "james", "the provider keeps serving"
     with pytest.raises(RemoteError):
         node.sync()
+
+
+def test_a_party_that_cannot_follow_the_providers_prg_fails_the_setup_naming_it(
+    cluster, monkeypatch
+):
+    import zsyft.runtime.mpc_runtime as runtime
+
+    _, handles, _, _ = cluster
+    real = runtime.Prg
+
+    def party_without_the_scheme(seed, scheme=None):
+        if scheme is not None:  # only a party names the scheme: the provider uses its own
+            raise ValueError(f"PRG scheme {scheme!r} is not available in this process")
+        return real(seed)
+
+    monkeypatch.setattr(runtime, "Prg", party_without_the_scheme)
+    parties = [{"name": h.id, "address": h.address} for h in handles[:2]]
+    with pytest.raises(RemoteError, match="party bob refused the crypto provider's seed: PRG"):
+        handles[2].request(Kind.PROVIDER_SETUP, [os.urandom(16), parties])

@@ -119,7 +119,9 @@ class MpcRuntime:
                     if reply.kind == Kind.ERROR:
                         self.worker.log_peer_error(link.peer, reply.body)
 
-    def _request(self, link: Link, kind: int, body: Any) -> Any:
+    def _request(self, link: Link, kind: int, body: Any, errors: list | None = None) -> Any:
+        """Send a request and wait for its reply; errors that peer reports meanwhile about
+        earlier pipelined messages go to `errors` (if given) or to the log."""
         rid = next(self._rids)
         link.send(encode(kind, rid, body))
         deadline = time.monotonic() + SETTINGS.request_timeout_s
@@ -127,7 +129,9 @@ class MpcRuntime:
             reply = decode(link.recv(deadline, (self.worker.socket, self.worker.serve_one)))
             if reply.rid == rid:
                 return reply.body
-            if reply.kind == Kind.ERROR:
+            if reply.kind == Kind.ERROR and errors is not None:
+                errors.append((link.peer, reply.body))
+            elif reply.kind == Kind.ERROR:
                 self.worker.log_peer_error(link.peer, reply.body)
 
     def wait_for(self, key: tuple, waiting_on: Link, what: str) -> torch.Tensor:
@@ -167,8 +171,14 @@ class MpcRuntime:
         for index, (party, seed) in enumerate(zip(parties, seeds, strict=True)):
             body = [session, index, parties, seed, me, prgs[index].scheme]
             self.link(party).send(encode(Kind.MPC_SEED, 0, body))
+        refusals: list[tuple[str, Any]] = []  # a party's error about its seed comes first
         for party in parties:
-            self._request(self.link(party), Kind.SYNC, None)
+            self._request(self.link(party), Kind.SYNC, None, refusals)
+        if refusals:
+            del self.provider_sessions[session]
+            peer, error = refusals[0]
+            why = error.get("message") if isinstance(error, dict) else error
+            raise RuntimeError(f"party {peer} refused the crypto provider's seed: {why}")
 
     def deal(self, body: Any) -> None:
         """DEAL: send the last party the one correction tensor this op needs."""

@@ -64,11 +64,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--incarnation", type=int, default=1, help="1 + restarts so far")
     parser.add_argument(
-        "--lease", type=float, default=float(os.environ.get(LEASE_ENV) or DEFAULT_LEASE_S),
+        "--lease", type=float, default=_from_env(parser, LEASE_ENV, float, DEFAULT_LEASE_S),
         help="seconds a disconnected client's objects are kept for it to come back",
     )
     parser.add_argument(
-        "--threads", type=int, default=int(os.environ.get(THREADS_ENV) or 1),
+        "--threads", type=int, default=_from_env(parser, THREADS_ENV, int, 1),
         help="torch intra-op threads (default 1: workers on one host share its cores)",
     )
     parser.add_argument("--log-level", default="WARNING")
@@ -76,6 +76,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.threads < 1:
         parser.error(f"--threads must be at least 1 (or unset {THREADS_ENV}), got {args.threads}")
     return args
+
+
+def _from_env(
+    parser: argparse.ArgumentParser, name: str, kind: type[int] | type[float], default: Any
+) -> Any:
+    """A default read from environment variable `name`; a clear usage error if malformed."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        parser.error(f"{name} must be {what}, got {text!r} (unset it for the default)")
 
 
 def _announce(line: dict) -> None:
