@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import os
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +61,7 @@ from tests.fuzzing import (
     pack,
 )
 from zsyft.transport import keys
-from zsyft.wire.codec import decode, encode
+from zsyft.wire.codec import batch, decode, encode
 from zsyft.wire.messages import PROTOCOL_VERSION, Kind
 
 
@@ -136,31 +137,48 @@ def check_batch(cases: list[Case], replies: list[Any], bob) -> None:
     )
 
 
-@pytest.mark.timeout(600)
-def test_worker_answers_every_hostile_input_with_one_error(bob, dealer, record_property):
-    fuzz = Fuzzer(SEED, keys.client_pair().public)
+def send_alone(dealer: zmq.Socket, cases: list[Case]) -> None:
+    for case in cases:
+        dealer.send_multipart(case.frames, copy=len(case.frames[0]) < 1 << 16)
+
+
+def send_in_batches(dealer: zmq.Socket, cases: list[Case], rng: random.Random) -> None:
+    """The cases in BATCH messages of 1-8 (cases with many frames, which test the frame
+    limit of a message of their own, go alone)."""
+    i = 0
+    while i < len(cases):
+        group = cases[i : i + rng.randint(1, 8)]
+        i += len(group)
+        if len(group) == 1 or any(len(case.frames) > 16 for case in group):
+            send_alone(dealer, group)
+        else:
+            (packed,) = batch([case.frames for case in group])
+            dealer.send_multipart(packed)
+
+
+def fuzz_worker(bob, dealer, fuzz: Fuzzer, inputs: int, send: Callable) -> dict:
+    """Send `inputs` cases with `send(dealer, cases)` in rounds closed by a PING, checking
+    every reply, the store and the open files; returns how many of each class were sent."""
     status = ping(dealer, -1, "before fuzzing")
     baseline, pid = status["objects"], status["pid"]
     assert pid == bob.pid
     fds = fd_count(pid)
     labels: collections.Counter[str] = collections.Counter()
-    started = time.monotonic()
 
     def next_batch() -> tuple[list[Case], int]:
-        cases = [fuzz.case() for _ in range(min(BATCH, INPUTS - fuzz.count))]
+        cases = [fuzz.case() for _ in range(min(BATCH, inputs - fuzz.count))]
         return cases, baseline + len(fuzz.failed)
 
     cases, expected_objects = next_batch()
     batch_no = 0
     while cases:
         batch_no += 1
-        for case in cases:
-            dealer.send_multipart(case.frames, copy=len(case.frames[0]) < 1 << 16)
-            labels[case.label] += 1
+        send(dealer, cases)
+        labels.update(case.label for case in cases)
         ping_rid = -(1 << 62) - batch_no
         dealer.send_multipart(encode(Kind.PING, ping_rid, None))
         # Build the next batch while the worker handles this one.
-        upcoming = next_batch() if fuzz.count < INPUTS else ([], 0)
+        upcoming = next_batch() if fuzz.count < inputs else ([], 0)
         replies = []
         last = cases[-1]
         while True:
@@ -179,7 +197,6 @@ def test_worker_answers_every_hostile_input_with_one_error(bob, dealer, record_p
             f"seed={SEED}: the worker's open files grew from {fds} to {fd_count(pid)} in {where}"
         )
         cases, expected_objects = upcoming
-    elapsed = time.monotonic() - started
 
     # The failed-result markers are ordinary objects of ours: deleting them empties the store.
     for start in range(0, len(fuzz.failed), 256):
@@ -187,7 +204,15 @@ def test_worker_answers_every_hostile_input_with_one_error(bob, dealer, record_p
     final = ping(dealer, -2, "after deleting the failed-result markers")
     assert final["objects"] == baseline, f"seed={SEED}: {final['objects']} objects left"
     assert alive(pid) and bob.ping()["pid"] == pid
+    return labels
 
+
+@pytest.mark.timeout(600)
+def test_worker_answers_every_hostile_input_with_one_error(bob, dealer, record_property):
+    fuzz = Fuzzer(SEED, keys.client_pair().public)
+    started = time.monotonic()
+    labels = fuzz_worker(bob, dealer, fuzz, INPUTS, send_alone)
+    elapsed = time.monotonic() - started
     summary = (
         f"fuzz seed={SEED}: {fuzz.count} inputs in {elapsed:.1f} s "
         f"({fuzz.count / elapsed:.0f}/s), {fuzz.silent} silent by design, {fuzz.skipped} "
@@ -200,6 +225,16 @@ def test_worker_answers_every_hostile_input_with_one_error(bob, dealer, record_p
     assert fuzz.count >= 100_000
     missing = set(fuzz.labels) - set(labels)
     assert not missing, f"seed={SEED}: input classes never generated: {missing}"
+
+
+@pytest.mark.timeout(300)
+def test_hostile_inputs_inside_batches_get_the_answers_they_get_alone(bob, dealer):
+    """A BATCH is handled as if each message it carries had come alone: the same errors, in
+    the same order, and the same silence."""
+    fuzz = Fuzzer(SEED + 1, keys.client_pair().public)
+    rng = random.Random(SEED)
+    labels = fuzz_worker(bob, dealer, fuzz, 20_000, lambda d, c: send_in_batches(d, c, rng))
+    assert fuzz.count == 20_000 and len(labels) >= len(fuzz.labels) - 5
 
 
 # -- refused messages must not leave connections behind ---------------------------------------

@@ -220,7 +220,8 @@ class Link:
         self._monitor = self.socket.get_monitor_socket(_WATCHED)
         self.state = "connecting"
         self.failure: str | None = None
-        # Set for a worker process this one started: why it exited, or None while it runs.
+        # Set for a worker process this one started: why it exited, or None while it runs (a
+        # worker that dies before the first connection fails the wait at once, with why).
         self.exited: Callable[[], str | None] | None = None
         self._created = time.monotonic()
         self._lost_at = 0.0
@@ -289,7 +290,7 @@ class Link:
     def check_alive(self) -> None:
         """Raise if the peer was lost (past the reconnect grace) or never answered in time."""
         self._drain_monitor()
-        if self.state != "up" and self.exited is not None:
+        if self.state == "connecting" and self.exited is not None:
             why = self.exited()
             if why:
                 raise WorkerUnavailableError(

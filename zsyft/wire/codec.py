@@ -79,7 +79,7 @@ def _plain(tensor: torch.Tensor) -> torch.Tensor:
 
 class _Encoder:
     """Packs headers; tensors met on the way become buffer frames. One per thread is kept for
-    reuse (`_encoder`): building a msgpack Packer costs as much as packing a small header."""
+    reuse (`_spare`): building a msgpack Packer costs as much as packing a small header."""
 
     __slots__ = ("buffers", "packer")
 
@@ -252,7 +252,7 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     if len(frames) > limits.max_frames:
         raise ProtocolError(f"message has {len(frames)} frames; the limit is {limits.max_frames}")
     header = frames[0]
-    if type(header) is not bytes:
+    if type(header) is not bytes and hasattr(header, "bytes"):  # a zmq.Frame
         header = header.bytes
     if len(header) > limits.max_header_bytes:
         raise ProtocolError(
