@@ -18,7 +18,7 @@ import torch
 
 from .prg import OpId, Prg
 from .protocol import PartyProtocol, Transcript, open_sum, run_local
-from .provider import BeaverTriple, as_prgs, bilinear_op, deal_triple, party_triple
+from .provider import BeaverTriple, bilinear_op, deal_triple, party_triple, prgs_for_pairs
 from .ring import check_int64
 
 __all__ = [
@@ -127,10 +127,8 @@ def run_local_beaver(
     transcript: Transcript | None = None,
 ) -> list[torch.Tensor]:
     """Provider and all parties in this process: shares of ``op(x, y)``."""
-    prgs = as_prgs(prgs)
+    prgs = prgs_for_pairs(prgs, x_shares, y_shares)
     n = len(prgs)
-    if len(x_shares) != n or len(y_shares) != n:
-        raise ValueError("need one x share and one y share per party")
     x_shape, y_shape = x_shares[0].shape, y_shares[0].shape
     correction = deal_triple(prgs, op_id, kind, x_shape, y_shape)
     parties = []

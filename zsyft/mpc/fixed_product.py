@@ -28,11 +28,11 @@ from .provider import (
     DealerStreams,
     PartyStreams,
     Shape,
-    as_prgs,
     bilinear_output_shape,
     check_divisor,
     draw_triple,
     draw_truncation,
+    prgs_for_pairs,
     take_triple,
     take_truncation,
 )
@@ -96,10 +96,8 @@ def run_local_fixed_product(
     transcript: Transcript | None = None,
 ) -> list[torch.Tensor]:
     """Provider and all parties in this process: shares of ``op(x, y) / divisor``."""
-    prgs = as_prgs(prgs)
+    prgs = prgs_for_pairs(prgs, x_shares, y_shares)
     n = len(prgs)
-    if len(x_shares) != n or len(y_shares) != n:
-        raise ValueError("need one x share and one y share per party")
     correction = deal_fixed_product(
         prgs, op_id, kind, x_shares[0].shape, y_shares[0].shape, divisor
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -75,6 +76,16 @@ def as_prgs(prgs: Sequence[Prg | bytes]) -> list[Prg]:
     out = [p if isinstance(p, Prg) else Prg(p) for p in prgs]
     if len(out) < 2:
         raise ValueError(f"the provider needs the seeds of n >= 2 parties, got {len(out)}")
+    return out
+
+
+def prgs_for_pairs(
+    prgs: Sequence[Prg | bytes], x_shares: Sequence[Any], y_shares: Sequence[Any]
+) -> list[Prg]:
+    """`as_prgs` for a local run of a two-input protocol: one x and one y share per party."""
+    out = as_prgs(prgs)
+    if len(x_shares) != len(out) or len(y_shares) != len(out):
+        raise ValueError("need one x share and one y share per party")
     return out
 
 
