@@ -453,3 +453,49 @@ def test_loss_get_float_precision_like_part_12(bob, alice, james):
     value = loss.get().float_precision()
     assert type(value) is torch.Tensor and not value.requires_grad
     torch.testing.assert_close(value, (pred - target).sum())
+
+
+def test_sgd_step_truncates_every_shared_parameter_in_one_protocol_op(
+    bob, alice, james, monkeypatch
+):
+    import zsyft.tensors.ops.shared_protocols as protocols
+
+    torch.manual_seed(5)
+    model, plain = nn.Linear(3, 2), nn.Linear(3, 2)
+    plain.load_state_dict(model.state_dict())
+    data = torch.tensor([[1.0, -2.0, 0.5], [0.25, 1.0, -1.0]])
+    model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05).fix_precision()
+    assert all(group["foreach"] for group in opt.param_groups)
+    model(data.fix_precision().share(bob, alice, crypto_provider=james)).sum().backward()
+    plain(data).sum().backward()
+    ops = []
+    real = protocols.run_protocol
+    monkeypatch.setattr(protocols, "run_protocol", lambda name, *a: ops.append(name) or real(
+        name, *a))
+    opt.step()
+    torch.optim.SGD(plain.parameters(), lr=0.05).step()
+    assert ops == ["truncate"]  # weight and bias together
+    model.get().float_precision()
+    for got, want in zip(model.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(got.detach(), want.detach(), atol=0.01, rtol=0)
+
+
+def test_sgd_with_momentum_keeps_its_own_step(bob, alice, james):
+    model = nn.Linear(2, 1).fix_precision().share(bob, alice, crypto_provider=james,
+                                                  requires_grad=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).fix_precision()
+    assert all(group["foreach"] is None for group in opt.param_groups)
+    del model, opt
+
+
+def test_foreach_add_of_shared_tensors_matches_one_add_each(bob, alice, james):
+    parties = [bob, alice]
+    xs = [share(torch.tensor(v).fix_precision(), parties, james) for v in ([1.0, 2.0], [[3.0]])]
+    ys = [share(torch.tensor(v).fix_precision(), parties, james) for v in ([0.5, -1.0], [[2.0]])]
+    torch._foreach_add_(xs, ys, alpha=2)  # an integer factor: no truncation needed
+    assert [x.get().float_precision().tolist() for x in xs] == [[2.0, 0.0], [[7.0]]]
+    zs = [share(torch.tensor([4.0]).fix_precision(), parties, james)]
+    torch._foreach_add_(zs, [share(torch.tensor([1.0]).fix_precision(), parties, james)],
+                        alpha=-0.25)
+    torch.testing.assert_close(zs[0].get().float_precision(), torch.tensor([3.75]))

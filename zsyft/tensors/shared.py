@@ -16,8 +16,10 @@ and `optim` run on top of it; every aten op reaches `__torch_dispatch__` and its
   indexing, `cat`/`stack`, `clone`, constants such as `ones_like` (party 0 holds the
   encoded constant, the others zeros).
 - Ops that need the crypto-provider protocols (a product of two shared values, `matmul`,
-  multiplication by a fraction, division, `mean`, ReLU, comparisons) raise
-  `ProtocolUnavailableError` naming the op. `crypto_provider` is kept for them.
+  multiplication by a fraction, division, `mean`, ReLU, comparisons) run them with the
+  `crypto_provider` given to `share` (`ops.shared_protocols`); without one they raise an
+  error saying to pass it. Ops with no protocol yet raise `ProtocolUnavailableError` or
+  `UnsupportedOpError` naming the op.
 - `bool(x)`, `x.item()` and friends would reveal the value: they raise `PointerUsageError`
   saying to call `.get()`, which reconstructs the value here and deletes the shares.
 
@@ -32,9 +34,10 @@ is garbage-collected, the pointer's delete is queued and reaches the party with 
 message (`RemoteRef`); `.get()` fetches each share with delete.
 
 `torch.optim.SGD`'s step is `param.add_(grad, alpha=-lr)`: with a non-integer `lr` this
-multiplies a shared value by a fraction, which cannot be done locally on shares without
-the probabilistic (SecureML) truncation that DESIGN.md rules out, so it raises
-`ProtocolUnavailableError` until the provider-assisted truncation is wired in.
+multiplies a shared value by a fraction, which needs the provider-assisted truncation
+(`ops.shared_protocols`). `optim.SGD(...).fix_precision()` switches plain SGD to torch's
+multi-tensor step, whose one `_foreach_add_` truncates every parameter's scaled gradient in
+one protocol op.
 """
 
 from __future__ import annotations

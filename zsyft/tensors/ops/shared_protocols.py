@@ -150,6 +150,37 @@ def add_sub_scaled(func: Any, args: tuple, kwargs: dict) -> Any:
     return linear.add_sub(func, (args[0], scaled), {})
 
 
+@SHARED_OPS.register(aten._foreach_add_.List)
+def foreach_add_(func: Any, args: tuple, kwargs: dict) -> Any:
+    """SGD's multi-tensor step, `torch._foreach_add_(params, grads, alpha=-lr)`, for all the
+    parameters at once: the products `alpha * grad` are truncated as one tensor, in one
+    protocol op (one round, one control message per party) instead of one op per parameter.
+    `optim.SGD(...).fix_precision()` makes SGD take this path."""
+    params, others = args[0], args[1]
+    alpha = kwargs.get("alpha", 1)
+    pairs = list(zip(params, others, strict=True))
+    if integral_value(alpha) is not None or not all(
+        isinstance(p, SharedTensor) and isinstance(o, SharedTensor) for p, o in pairs
+    ):
+        for param, other in pairs:  # nothing to truncate (or nothing shared): one by one
+            param.add_(other, alpha=alpha)
+        return None
+    g = linear.group(func, [params, others])
+    encoded = linear.public_encoding(alpha, g, func)
+    products = [
+        torch.cat([torch.mul(other.shares[i].reshape(-1), encoded) for other in others])
+        for i in range(len(g.parties))
+    ]
+    scaled = _truncate(g, products)
+    offset = 0
+    for param, other in pairs:
+        count = other.numel()
+        for mine, flat in zip(param.shares, scaled, strict=True):
+            mine.add_(flat[offset : offset + count].view(other.shape))
+        offset += count
+    return None
+
+
 def _matmul_with_public(g: linear.Group, func: Any, x: Any, y: Any) -> list[PointerTensor]:
     if isinstance(x, SharedTensor):
         encoded = linear.public_encoding(y, g, func)
