@@ -168,16 +168,13 @@ def foreach_add_(func: Any, args: tuple, kwargs: dict) -> Any:
     g = linear.group(func, [params, others])
     encoded = linear.public_encoding(alpha, g, func)
     products = [
-        torch.cat([torch.mul(other.shares[i].reshape(-1), encoded) for other in others])
+        torch.mul(torch.cat([other.shares[i].reshape(-1) for other in others]), encoded)
         for i in range(len(g.parties))
     ]
-    scaled = _truncate(g, products)
-    offset = 0
-    for param, other in pairs:
-        count = other.numel()
-        for mine, flat in zip(param.shares, scaled, strict=True):
-            mine.add_(flat[offset : offset + count].view(other.shape))
-        offset += count
+    sizes = [other.numel() for other in others]
+    for i, flat in enumerate(_truncate(g, products)):
+        for (param, other), piece in zip(pairs, torch.split(flat, sizes), strict=True):
+            param.shares[i].add_(piece if other.dim() == 1 else piece.view(other.shape))
     return None
 
 
