@@ -75,16 +75,17 @@ def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: 
     PySyft re-encoded the hyperparameters here. In zsyft the parameters themselves carry the
     fixed-point encoding (FixedPrecisionTensor / SharedTensor), and a public float such as
     `lr` is encoded by the op that uses it (`param.add_(grad, alpha=-lr)`), so there is
-    nothing to convert. Plain SGD (no momentum, weight decay or maximize) is switched to
-    torch's multi-tensor step, which updates every parameter with one
-    `_foreach_add_(params, grads, alpha=-lr)`: on shared parameters that truncates all the
-    scaled gradients in one protocol round instead of one round per parameter.
+    nothing to convert. Plain SGD (no momentum, weight decay or maximize) of secret-shared
+    parameters is switched to torch's multi-tensor step, which updates every parameter with
+    one `_foreach_add_(params, grads, alpha=-lr)`: that truncates all the scaled gradients in
+    one protocol round instead of one round per parameter.
     """
     if isinstance(self, torch.optim.SGD):
         for group in self.param_groups:
             plain = not (group.get("momentum") or group.get("weight_decay")
                          or group.get("maximize") or group.get("fused"))
-            if plain and group.get("foreach") is None:
+            shared = all(isinstance(p, SharedTensor) for p in group["params"])
+            if plain and shared and group.get("foreach") is None:
                 group["foreach"] = True
     return self
 

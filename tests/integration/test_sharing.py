@@ -498,4 +498,6 @@ def test_foreach_add_of_shared_tensors_matches_one_add_each(bob, alice, james):
     zs = [share(torch.tensor([4.0]).fix_precision(), parties, james)]
     torch._foreach_add_(zs, [share(torch.tensor([1.0]).fix_precision(), parties, james)],
                         alpha=-0.25)
-    torch.testing.assert_close(zs[0].get().float_precision(), torch.tensor([3.75]))
+    # the truncation is exact to within one unit of the last place (0.001 at precision 3)
+    torch.testing.assert_close(zs[0].get().float_precision(), torch.tensor([3.75]),
+                               atol=1.5e-3, rtol=0)
