@@ -25,7 +25,13 @@ SEQ = itertools.count(1)
 
 
 @pytest.fixture
-def cluster():
+def cluster(loops):
+    yield loops[:4]
+
+
+@pytest.fixture
+def loops():
+    """The cluster, and the three workers' loops themselves (to look inside them)."""
     node = LocalNode()
     workers = [InprocWorker(name) for name in ("bob", "alice", "james")]
     received_by_provider: list = []
@@ -43,7 +49,7 @@ def cluster():
     session = os.urandom(16)
     parties = [{"name": h.id, "address": h.address} for h in handles[:2]]
     handles[2].request(Kind.PROVIDER_SETUP, [session, parties])
-    yield node, handles, session, received_by_provider
+    yield node, handles, session, received_by_provider, [w.worker for w in workers]
     for handle in handles:
         handle.close()
     for inproc in workers:
@@ -148,3 +154,32 @@ def test_a_party_that_cannot_follow_the_providers_prg_fails_the_setup_naming_it(
     parties = [{"name": h.id, "address": h.address} for h in handles[:2]]
     with pytest.raises(RemoteError, match="party bob refused the crypto provider's seed: PRG"):
         handles[2].request(Kind.PROVIDER_SETUP, [os.urandom(16), parties])
+
+
+def test_a_failed_op_leaves_nothing_in_the_parties_mailboxes(loops):
+    """A party that fails an op tells the others, which fail it too; the messages, aborts and
+    material still on their way for that op are dropped when they arrive, not kept forever."""
+    node, handles, session, _, workers = loops
+    bob, alice, james = handles
+    op_id, outputs, params = os.urandom(16), [os.urandom(16), os.urandom(16)], {
+        "x_shape": [4], "y_shape": [4]}
+    inputs = []
+    for handle, shape in ((bob, 3), (alice, 4)):  # bob's shares do not fit the triple
+        ids = [os.urandom(16), os.urandom(16)]
+        for object_id in ids:
+            handle.store(object_id, torch.ones(shape, dtype=torch.int64))
+        inputs.append(ids)
+    james.post(Kind.DEAL, [session, op_id, "mul", params])
+    james.flush()
+    for i, handle in enumerate((bob, alice)):
+        handle.post(Kind.MPC_RUN, [next(SEQ), session, op_id, "mul", inputs[i], outputs[i],
+                                   params])
+        handle.flush()
+    with pytest.raises(RemoteError, match="do not match the triple"):
+        node.sync()
+    for handle in handles:
+        handle.sync()  # whatever was still on its way has arrived
+    assert [w.mpc.mailbox for w in workers[:2]] == [{}, {}]
+    for handle, ids in zip((bob, alice), inputs, strict=True):
+        handle.post(Kind.DELETE, ids)
+        handle.sync()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, is_object_id
 
 ABORT_ROUND = -1  # an MPC_MSG in this round says the sender gave up on the op
+CLOSED_OPS_KEPT = 4096  # ops remembered as over, so their late messages are dropped
 
 if TYPE_CHECKING:
     from zsyft.runtime.worker import Worker
@@ -95,6 +97,9 @@ class MpcRuntime:
         self.links: dict[tuple[str, str | None], Link] = {}
         self._rids = itertools.count(1)
         self._own_socket_poller = zmq.Poller()  # waits for peers' messages (`wait_for`)
+        # (session, op id) of ops that ended here: a failed op's peers may still send their
+        # round messages, aborts or material, which nobody would ever take from the mailbox.
+        self._closed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
         self._own_socket_poller.register(worker.socket, zmq.POLLIN)
 
     # -- links to other workers -----------------------------------------------------------
@@ -229,13 +234,15 @@ class MpcRuntime:
                 if not (isinstance(cause, list) and len(cause) == 2
                         and all(isinstance(c, str) for c in cause)):
                     raise TypeError("an abort carries [worker, reason]")
-                self.mailbox[("abort", _session_id(body[0]), _session_id(body[1]))] = cause
+                if (body[0], body[1]) not in self._closed:
+                    self.mailbox[("abort", _session_id(body[0]), _session_id(body[1]))] = cause
                 return
             key = ("msg", _session_id(body[0]), _session_id(body[1]), body[2], body[3])
             value = body[4]
         if not isinstance(value, torch.Tensor):
             raise TypeError("protocol messages carry one tensor")
-        self.mailbox[key] = value
+        if (key[1], key[2]) not in self._closed:  # else too late: the op is over here
+            self.mailbox[key] = value
 
     def _session(self, session_id: bytes) -> PartySession:
         session = self.party_sessions.get(session_id)
@@ -278,8 +285,15 @@ class MpcRuntime:
             self._abort(session, session_id, op_id, exc)
             raise
         finally:
-            self.mailbox.pop(("abort", session_id, op_id), None)
-            self.mailbox.pop(("material", session_id, op_id), None)  # if the op failed first
+            self._close(session_id, op_id)
+
+    def _close(self, session_id: bytes, op_id: bytes) -> None:
+        """The op is over here: drop what the mailbox holds for it and what comes later."""
+        self._closed[(session_id, op_id)] = None
+        if len(self._closed) > CLOSED_OPS_KEPT:
+            self._closed.popitem(last=False)
+        for key in [k for k in self.mailbox if k[1] == session_id and k[2] == op_id]:
+            del self.mailbox[key]
 
     def _abort(
         self, session: PartySession, session_id: bytes, op_id: bytes, exc: Exception
