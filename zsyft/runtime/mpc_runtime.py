@@ -34,7 +34,7 @@ from zsyft.runtime.executor import FailedInput
 from zsyft.runtime.protocols import protocol
 from zsyft.runtime.store import Failed
 from zsyft.transport.keys import is_public_key
-from zsyft.transport.zmq import SETTINGS, Link, spin_poll
+from zsyft.transport.zmq import SETTINGS, Link, poll_awake
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, is_object_id
 
@@ -97,10 +97,10 @@ class MpcRuntime:
         self.links: dict[tuple[str, str | None], Link] = {}
         self._rids = itertools.count(1)
         self._own_socket_poller = zmq.Poller()  # waits for peers' messages (`wait_for`)
+        self._own_socket_poller.register(worker.socket, zmq.POLLIN)
         # (session, op id) of ops that ended here: a failed op's peers may still send their
         # round messages, aborts or material, which nobody would ever take from the mailbox.
         self._closed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
-        self._own_socket_poller.register(worker.socket, zmq.POLLIN)
 
     # -- links to other workers -----------------------------------------------------------
     def link(self, party: dict[str, str]) -> Link:
@@ -157,7 +157,7 @@ class MpcRuntime:
                 raise WorkerUnavailableError(
                     f"{waiting_on.peer} did not send {what} in time", worker=waiting_on.peer
                 )
-            if (awake and spin_poll(poller, awake)) or poller.poll(100):
+            if poll_awake(poller, awake, 100):
                 self.worker.serve_one()
         return self.mailbox.pop(key)
 

@@ -34,11 +34,11 @@ from zsyft.transport.auth import Authenticator
 from zsyft.transport.keys import KeyPair
 from zsyft.transport.zmq import (
     context,
+    poll_awake,
     readable,
     recv_routed,
     send_frames,
     server_socket,
-    spin_poll,
 )
 from zsyft.wire.codec import decode, encode, unbatch
 from zsyft.wire.messages import Kind, Message, error_body
@@ -114,9 +114,7 @@ class Worker:
                 poller, watched = zmq.Poller(), sockets
                 for sock in sockets:
                     poller.register(sock, zmq.POLLIN)
-            events = dict(spin_poll(poller, self.spin_s) if active and self.spin_s else ())
-            if not events:
-                events = dict(poller.poll(tick_ms))
+            events = dict(poll_awake(poller, self.spin_s if active else 0.0, tick_ms))
             active = bool(events)
             for sock in events:
                 if sock is self.socket or sock is self._disconnects:

@@ -94,6 +94,11 @@ def spin_poll(poller: zmq.Poller, spin_s: float) -> list[tuple[Any, int]]:
         os.sched_yield()
 
 
+def poll_awake(poller: zmq.Poller, spin_s: float, timeout_ms: int) -> list[tuple[Any, int]]:
+    """`poller.poll(timeout_ms)`, after waiting awake for up to `spin_s` (0: at once)."""
+    return (spin_s and spin_poll(poller, spin_s)) or poller.poll(timeout_ms)
+
+
 def context() -> zmq.Context:
     """The process-wide ZeroMQ context (one I/O thread serves every socket)."""
     return zmq.Context.instance()
