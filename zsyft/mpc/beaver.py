@@ -49,10 +49,15 @@ def beaver_combine(
     ``op(x, y) = op(eps, delta) + op(eps, b) + op(a, delta) + op(a, b)`` by bilinearity, so
     ``z_i = c_i + op(eps, b_i) + op(a_i, delta)``, and party 0 also adds
     ``op(eps, delta)`` - folded into ``op(eps, b_0 + delta)``: two products per party.
+    Without shares of ``c`` (``triple.c is None``) the shares add up to
+    ``op(x, y) - op(a, b)``.
     """
     op = bilinear_op(kind)
     b = triple.b + delta if party_index == 0 else triple.b
-    return triple.c + op(eps, b) + op(triple.a, delta)
+    z = op(eps, b)
+    z += op(triple.a, delta)
+    c = triple.c
+    return z if c is None else z.add_(c)
 
 
 class BeaverParty(PartyProtocol):

@@ -69,7 +69,7 @@ def protocol_costs() -> dict[str, ProtocolCost]:
             "truncation", 1, truncation_message_bytes(_SAMPLE) / _SAMPLE, 16.0, "element"
         ),
         "fixed_mul": ProtocolCost(
-            "fixed_mul", 2, 16.0 + truncation_message_bytes(1), 24.0, "output element (mul + trunc)"
+            "fixed_mul", 2, 16.0 + truncation_message_bytes(1), 16.0, "output element (mul + trunc)"
         ),
     }
     for name in COMPARISONS:

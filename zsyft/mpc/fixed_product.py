@@ -4,14 +4,28 @@ A product of two fixed-point values carries the scale twice, so every shared ``x
 ``x @ y`` is followed by a division by the scale (:mod:`.truncation`).  Run as two separate
 ops, that costs the client two control messages per party and the provider two deals, and
 the truncation cannot start before its own control message arrives.  Here both steps form
-one op: the provider deals the triple and the truncation material under one op id in one
-correction (the triple's ``c`` share first, then the truncation's ``(r_div, r_top)``), and
-each party runs the Beaver round and then the truncation round (:class:`Sequential`).
+one op, and the triple's ``c`` is folded into the truncation's mask:
+
+* The parties hold seeded shares of the triple's ``a`` and ``b`` but no shares of
+  ``c = op(a, b)``, so the Beaver round (:class:`~.beaver.BeaverParty`) leaves them with
+  shares of ``op(x, y) - op(a, b)``.
+* Each party then masks its share with its seeded share of the truncation mask ``r``
+  (:class:`~.truncation.TruncationParty`).  The opened value is
+  ``op(x, y) + 2^62 + (r - op(a, b))``: a truncation of ``op(x, y)`` under the mask
+  ``r* = r - op(a, b)``.  The provider, who knows ``a``, ``b`` and ``r``, deals the shares
+  of ``floor(r* / D)`` and of the top bit of ``r*`` (one correction, to the last party).
+
+So the provider sends the last party 16 bytes per output element (not 24: no share of
+``c``), and no party waits for the provider before its second-round message: the last party
+needs the correction only to finish the truncation.
 
 Cost: 2 rounds; per output element of an equal-shape ``mul``, each party sends 16 bytes
-(Beaver) + 8 bytes (truncation) to each other party; the provider sends the last party
-24 bytes.  The security argument is that of the two protocols: their masks are drawn under
-distinct labels of the same op id, so they are independent.
+(Beaver) + 8 bytes (truncation) to each other party.  Security: ``r`` is uniform on
+Z/2^64, unknown to every party and independent of ``a`` and ``b`` (distinct labels), so
+``r*`` is uniform too and the opened value is independent of ``x`` and ``y``, exactly as
+in a separate truncation; ``eps`` and ``delta`` are masked by ``a`` and ``b`` as in
+Beaver's protocol; the last party's correction is masked by the other parties' seeded
+shares.  The error bound is the truncation's (:func:`~.truncation.truncation_error_bounds`).
 """
 
 from __future__ import annotations
@@ -24,16 +38,16 @@ from .beaver import BeaverParty
 from .prg import OpId, Prg
 from .protocol import PartyProtocol, Sequential, Transcript, run_local
 from .provider import (
+    BeaverTriple,
     Correction,
     DealerStreams,
     PartyStreams,
     Shape,
+    bilinear_op,
     bilinear_output_shape,
     check_divisor,
-    draw_triple,
     draw_truncation,
     prgs_for_pairs,
-    take_triple,
     take_truncation,
 )
 from .truncation import TruncationParty
@@ -49,11 +63,14 @@ def deal_fixed_product(
     y_shape: Shape,
     divisor: int,
 ) -> torch.Tensor:
-    """Provider: the last party's correction for ``op(x, y) / divisor`` (flat int64)."""
+    """Provider: the last party's correction for ``op(x, y) / divisor`` (flat int64): its
+    shares of ``floor(r* / D)`` and of the top bit of ``r* = r - op(a, b)``."""
     check_divisor(divisor)
+    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
     dealer = DealerStreams(prgs, op_id)
-    draw_triple(dealer, kind, x_shape, y_shape)
-    draw_truncation(dealer, bilinear_output_shape(kind, x_shape, y_shape), divisor)
+    a = dealer.random_arith("triple.a", x_shape)
+    b = dealer.random_arith("triple.b", y_shape)
+    draw_truncation(dealer, out_shape, divisor, unshared=bilinear_op(kind)(a, b))
     return dealer.correction().view(torch.int64)
 
 
@@ -71,16 +88,16 @@ def fixed_product_party(
     """Party ``party_index``'s side of ``op(x, y) / divisor`` on its shares ``x_i, y_i``.
 
     The last party passes the provider's correction, or a function returning it: it is then
-    awaited only when the Beaver round's output needs ``c``.
+    awaited only when the truncation's opened value has arrived.
     """
     check_divisor(divisor)
     src = PartyStreams(prg, op_id, party_index, n_parties, correction)
-    triple = take_triple(src, kind, x_i.shape, y_i.shape)
-    beaver = BeaverParty(kind, party_index, n_parties, x_i, y_i, triple)
+    a = src.random_arith("triple.a", x_i.shape)
+    b = src.random_arith("triple.b", y_i.shape)
+    beaver = BeaverParty(kind, party_index, n_parties, x_i, y_i, BeaverTriple(a, b, None))
 
     def truncate(product: torch.Tensor) -> PartyProtocol:
-        material = take_truncation(src, product.shape, divisor)  # after c: the stream order
-        src.finish()
+        material = take_truncation(src, product.shape, divisor)
         return TruncationParty(party_index, n_parties, product, material, divisor)
 
     return Sequential(beaver, truncate)

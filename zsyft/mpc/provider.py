@@ -23,7 +23,6 @@ truncation; the comparison material lives in :mod:`zsyft.mpc.comparison_material
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -234,17 +233,23 @@ class BeaverTriple:
 
     ``c`` may be given as a function, called on first use: the last party masks its inputs
     with ``a`` and ``b`` (seeded) while the provider's correction for ``c`` is on its way.
+    ``c`` is ``None`` when the parties hold no shares of it: the Beaver output is then off by
+    ``op(a, b)``, which a following step must absorb (the fused product of
+    :mod:`.fixed_product` folds it into its truncation mask).
     """
 
     __slots__ = ("_c", "a", "b")
 
     def __init__(
-        self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | Callable[[], torch.Tensor]
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        c: torch.Tensor | Callable[[], torch.Tensor] | None,
     ) -> None:
         self.a, self.b, self._c = a, b, c
 
     @property
-    def c(self) -> torch.Tensor:
+    def c(self) -> torch.Tensor | None:
         if callable(self._c):
             self._c = self._c()
         return self._c
@@ -318,19 +323,60 @@ def check_divisor(divisor: int) -> None:
         raise ValueError(f"divisor must be in [1, 2^62], got {divisor}")
 
 
-@dataclass(frozen=True)
 class TruncationMaterial:
-    """One party's additive shares of ``r``, ``floor(r / D)`` and ``r >> 63`` (r unsigned)."""
+    """One party's additive shares of ``r``, ``floor(r / D)`` and ``r >> 63`` (r unsigned).
 
-    r: torch.Tensor
-    r_div: torch.Tensor
-    r_top: torch.Tensor
+    ``r`` masks the party's first message; ``r_div`` and ``r_top`` are needed only when the
+    opened value comes back.  For the last party they are the provider's correction, so they
+    may be given as ``late``, a function returning both: it is called on first use, and the
+    party sends its masked value without waiting for the provider.
+    """
+
+    __slots__ = ("_late", "_r_div", "_r_top", "r")
+
+    def __init__(
+        self,
+        r: torch.Tensor,
+        r_div: torch.Tensor | None = None,
+        r_top: torch.Tensor | None = None,
+        *,
+        late: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> None:
+        if (late is None) == (r_div is None or r_top is None):
+            raise ValueError("give either r_div and r_top, or late (a function returning both)")
+        self.r, self._r_div, self._r_top, self._late = r, r_div, r_top, late
+
+    def _arrive(self) -> None:
+        if self._late is not None:
+            self._r_div, self._r_top = self._late()
+            self._late = None
+
+    @property
+    def r_div(self) -> torch.Tensor:
+        self._arrive()
+        assert self._r_div is not None
+        return self._r_div
+
+    @property
+    def r_top(self) -> torch.Tensor:
+        self._arrive()
+        assert self._r_top is not None
+        return self._r_top
 
 
-def draw_truncation(dealer: DealerStreams, shape: Shape, divisor: int) -> None:
-    """Provider: add the corrections ``(r_div, r_top)`` of a truncation to ``dealer``."""
+def draw_truncation(
+    dealer: DealerStreams, shape: Shape, divisor: int, unshared: torch.Tensor | None = None
+) -> None:
+    """Provider: add the corrections ``(r_div, r_top)`` of a truncation to ``dealer``.
+
+    ``unshared`` is a value the parties' shares of the input lack (they hold shares of
+    ``x - unshared``): the mask the opened value really carries is then ``r - unshared``,
+    and ``r_div`` and ``r_top`` are dealt for that mask instead of ``r``.
+    """
     check_divisor(divisor)
     r = dealer.random_arith("trunc.r", shape)
+    if unshared is not None:
+        r -= unshared
     dealer.arith("trunc.r_div", unsigned_floordiv(r, divisor))
     dealer.arith("trunc.r_top", top_bit(r))
 
@@ -345,12 +391,20 @@ def deal_truncation(
 
 
 def take_truncation(src: PartyStreams, shape: Shape, divisor: int) -> TruncationMaterial:
-    """Party: its truncation material from ``src`` (the divisor is public metadata)."""
+    """Party: its truncation material from ``src`` (the divisor is public metadata).
+
+    ``r_div`` and ``r_top`` are taken (for the last party: the provider's correction
+    awaited) only when first used, and ``src`` is then checked to be used up.
+    """
     check_divisor(divisor)
     r = src.random_arith("trunc.r", shape)
-    r_div = src.arith("trunc.r_div", shape)
-    r_top = src.arith("trunc.r_top", shape)
-    return TruncationMaterial(r, r_div, r_top)
+
+    def late() -> tuple[torch.Tensor, torch.Tensor]:
+        r_div, r_top = src.arith("trunc.r_div", shape), src.arith("trunc.r_top", shape)
+        src.finish()
+        return r_div, r_top
+
+    return TruncationMaterial(r, late=late)
 
 
 def party_truncation(
@@ -360,10 +414,9 @@ def party_truncation(
     n_parties: int,
     shape: Shape,
     divisor: int,
-    correction: torch.Tensor | None = None,
+    correction: Correction | None = None,
 ) -> TruncationMaterial:
-    """Party ``party_index``'s truncation material (the divisor is public metadata)."""
+    """Party ``party_index``'s truncation material (the divisor is public metadata); the last
+    party passes the provider's correction, or a function that waits for it."""
     src = PartyStreams(prg, op_id, party_index, n_parties, correction)
-    material = take_truncation(src, shape, divisor)
-    src.finish()
-    return material
+    return take_truncation(src, shape, divisor)

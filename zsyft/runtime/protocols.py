@@ -105,7 +105,7 @@ def _truncation() -> Protocol:
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
         divisor = int_param(p, "divisor")
         material = party_truncation(prg, op_id, i, n, shape_param(p, "shape"), divisor,
-                                    _now(correction))
+                                    correction)  # awaited once the masked value is opened
         return TruncationParty(i, n, inputs[0], material, divisor)
 
     return Protocol(1, deal, party)

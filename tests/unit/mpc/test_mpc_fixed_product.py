@@ -42,10 +42,10 @@ def test_two_rounds_and_the_bytes_of_mul_plus_truncation(prgs2: list[Prg]) -> No
     assert transcript.bytes_sent(0) == 16 * 100 + 8 * 100
     assert (z - x * y // 1000).abs().max() <= 2
     correction = deal_fixed_product(prgs2, b"b", "mul", (100,), (100,), 1000)
-    assert correction.numel() * 8 == 24 * 100  # c, then (r_div, r_top)
+    assert correction.numel() * 8 == 16 * 100  # (r_div, r_top) of r - a*b: no share of c
 
 
-def test_last_party_waits_for_the_correction_only_to_finish_the_product(
+def test_last_party_waits_for_the_correction_only_to_finish_the_truncation(
     prgs2: list[Prg],
 ) -> None:
     x, y = torch.tensor([3000, -4000]), torch.tensor([5000, 6000])
@@ -63,12 +63,34 @@ def test_last_party_waits_for_the_correction_only_to_finish_the_product(
         for i in range(2)
     ]
     messages = [p.first_message() for p in parties]
-    assert asked == []
-    messages = [p.receive(messages) for p in parties]
-    assert asked == ["correction"]
+    messages = [p.receive(messages) for p in parties]  # both second-round messages are out
+    assert asked == [] and all(m is not None for m in messages)
     assert all(p.receive(messages) is None for p in parties)
+    assert asked == ["correction"]
     z = reconstruct([p.output() for p in parties])
     assert (z - torch.tensor([15000, -24000])).abs().max() <= 2
+
+
+def test_the_opened_truncation_value_does_not_carry_the_product_in_the_clear(
+    prgs2: list[Prg],
+) -> None:
+    """The opened value is op(x, y) + 2^62 + r - op(a, b): without shares of c the mask must
+    still hide the product (same x and y under two op ids give unrelated openings)."""
+    x, y = torch.full((500,), 3000), torch.full((500,), 2000)
+    opened = []
+    for op_id in (b"o1", b"o2"):
+        xs, ys = share(x, 2), share(y, 2)
+        correction = deal_fixed_product(prgs2, op_id, "mul", (500,), (500,), 1000)
+        parties = [fixed_product_party(prgs2[i], op_id, i, 2, "mul", xs[i], ys[i], 1000,
+                                       correction if i == 1 else None) for i in range(2)]
+        messages = [p.first_message() for p in parties]
+        messages = [p.receive(messages) for p in parties]
+        opened.append(messages[0] + messages[1])
+        assert all(p.receive(messages) is None for p in parties)
+        z = reconstruct([p.output() for p in parties])
+        assert (z - 6000).abs().max() <= 2
+    assert len(set(opened[0].tolist())) == 500  # looks uniform, not a constant product
+    assert not bool((opened[0] == opened[1]).any())
 
 
 def test_a_correction_of_the_wrong_length_is_refused(prgs2: list[Prg]) -> None:
@@ -80,5 +102,7 @@ def test_a_correction_of_the_wrong_length_is_refused(prgs2: list[Prg]) -> None:
         for i in range(2)
     ]
     messages = [p.first_message() for p in parties]
+    messages = [p.receive(messages) for p in parties]
+    parties[0].receive(messages)
     with pytest.raises(ValueError, match="shorter"):
         parties[1].receive(messages)

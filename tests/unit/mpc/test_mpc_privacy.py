@@ -21,6 +21,7 @@ from zsyft.mpc import (
     ComparisonParty,
     Prg,
     Transcript,
+    TruncationMaterial,
     TruncationParty,
     deal_comparison,
     deal_truncation,
@@ -32,6 +33,7 @@ from zsyft.mpc import (
     run_local_truncation,
     share,
 )
+from zsyft.mpc.fixed_product import run_local_fixed_product
 
 N = 1 << 16
 THRESHOLD = 255 + 12 * math.sqrt(2 * 255)
@@ -116,7 +118,7 @@ def _truncation_views(prgs: list[Prg], secret: int, broken: bool = False) -> lis
     if broken:
         corr = deal_truncation(prgs, 1, (N,), 1000)
         mats = [party_truncation(prgs[i], 1, i, 2, (N,), 1000, corr if i else None) for i in (0, 1)]
-        mats = [dataclasses.replace(m, r=torch.zeros_like(m.r)) for m in mats]
+        mats = [TruncationMaterial(torch.zeros_like(m.r), m.r_div, m.r_top) for m in mats]
         parties = [TruncationParty(i, 2, xs[i], mats[i], 1000) for i in (0, 1)]
         run_local(parties, transcript)
     else:
@@ -127,6 +129,19 @@ def _truncation_views(prgs: list[Prg], secret: int, broken: bool = False) -> lis
 def test_truncation_opening(prgs2: list[Prg]) -> None:
     assert_uniform_and_secret_independent([_truncation_views(prgs2, s) for s in SECRETS])
     assert chi2_uniform(_truncation_views(prgs2, 1 << 40, broken=True)[1]) > THRESHOLD
+
+
+def _fixed_product_views(prgs: list[Prg], secret: int) -> list[torch.Tensor]:
+    x, y = torch.full((N,), secret), torch.full((N,), 3000)
+    transcript = Transcript()
+    run_local_fixed_product("mul", share(x, 2), share(y, 2), prgs, b"fixed", 1000, transcript)
+    return views(transcript, {0, 1})
+
+
+def test_fixed_product_openings(prgs2: list[Prg]) -> None:
+    """The triple's c is folded into the truncation mask: the second opening must still be
+    uniform, whatever the product."""
+    assert_uniform_and_secret_independent([_fixed_product_views(prgs2, s) for s in SECRETS])
 
 
 def _comparison_views(prgs: list[Prg], name: str, secret: int) -> list[torch.Tensor]:
