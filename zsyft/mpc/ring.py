@@ -62,7 +62,9 @@ def unsigned_floordiv(x: torch.Tensor, divisor: int) -> torch.Tensor:
         return (x >> k) & ((1 << (RING_BITS - k)) - 1)
     low = x & INT64_MAX
     q = torch.div(low, divisor, rounding_mode="floor")
-    rem = low - q * divisor
+    rem = low.sub_(q * divisor)
     a, b = divmod(1 << 63, divisor)
-    extra = (rem >= divisor - b).to(torch.int64) + a
-    return q + torch.where(x < 0, extra, 0)
+    # [rem >= divisor - b] + a, kept where top = 1: sign masks (x >> 63 is 0 or -1) instead
+    # of comparisons and torch.where, which cost several times as much per element.
+    extra = rem.sub_(divisor - b).bitwise_right_shift_(63).add_(1 + a)
+    return q.add_(extra.bitwise_and_(x >> 63))

@@ -131,8 +131,9 @@ class TruncationParty(PartyProtocol):
     def receive(self, messages: Sequence[torch.Tensor]) -> None:
         self._check_messages(messages)
         c = open_sum(messages)
-        wrapped = torch.where(c < 0, 0, self.material.r_top)  # w_i = r_hi_i * (1 - c_hi)
-        z = wrapped * self.q64 - self.material.r_div
+        # w_i = r_hi_i * (1 - c_hi): keep r_hi_i where c >= 0 (c >> 63 is then 0, else -1)
+        wrapped = self.material.r_top & (c >> 63).bitwise_not_()
+        z = wrapped.mul_(self.q64).sub_(self.material.r_div)
         if self.is_first:
             z += unsigned_floordiv(c, self.divisor) - self.k
         self._output = z
