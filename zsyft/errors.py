@@ -119,8 +119,8 @@ class UnsupportedOpError(ZsyftError, NotImplementedError):
 
 
 class ProtocolUnavailableError(UnsupportedOpError):
-    """An op on secret-shared values whose protocol zsyft does not run yet (comparisons such
-    as `>` or `max`, `sigmoid`, ...)."""
+    """An op on secret-shared values that zsyft does not build from its protocols yet
+    (`max`, `abs`, `sigmoid`, ...)."""
 
 
 class LaunchError(ZsyftError):

@@ -58,3 +58,38 @@ def test_three_layer_network_trains_like_plaintext(bob, alice, james):
         torch.testing.assert_close(got.detach(), want.detach(), atol=0.02, rtol=0)
     del shared_data, shared_target, loss, opt
     settle(bob, alice, james)
+
+
+@pytest.mark.timeout(300)
+def test_mse_loss_and_in_place_relu_train_like_plaintext(bob, alice, james):
+    """`nn.MSELoss()` (mean) and `nn.ReLU(inplace=True)`, as a PyTorch user writes them."""
+    torch.manual_seed(11)
+    data = torch.randn(16, 3)
+    target = data @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3
+    plain = nn.Sequential(nn.Linear(3, 8), nn.ReLU(inplace=True), nn.Linear(8, 1))
+    model = copy.deepcopy(plain)
+    plain_opt = optim.SGD(plain.parameters(), lr=0.05)
+    criterion = nn.MSELoss()
+
+    kwargs = {"crypto_provider": james, "requires_grad": True}
+    shared_data = data.fix_precision().share(bob, alice, **kwargs)
+    shared_target = target.fix_precision().share(bob, alice, **kwargs)
+    model.fix_precision().share(bob, alice, **kwargs)
+    opt = optim.SGD(model.parameters(), lr=0.05).fix_precision()
+
+    for step in range(5):
+        opt.zero_grad()
+        loss = criterion(model(shared_data), shared_target)
+        loss.backward()
+        opt.step()
+        plain_opt.zero_grad()
+        plain_loss = criterion(plain(data), target)
+        plain_loss.backward()
+        plain_opt.step()
+        got, want = loss.get().float_precision().item(), plain_loss.item()
+        assert abs(got - want) <= 0.02, f"iteration {step}: {got} vs {want}"
+    model.get().float_precision()
+    for got, want in zip(model.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(got.detach(), want.detach(), atol=0.02, rtol=0)
+    del shared_data, shared_target, loss, opt
+    settle(bob, alice, james)

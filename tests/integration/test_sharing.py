@@ -311,6 +311,10 @@ WITH_PROTOCOLS = [
     ("gt", lambda x, y: (x > y) * 1.0),
     ("lt_public", lambda x, y: (x < 0.25) * 1.0),
     ("ge_mask", lambda x, y: x * (x >= y)),
+    ("mse_loss", lambda x, y: F.mse_loss(x, y)),
+    ("mse_loss_sum", lambda x, y: F.mse_loss(x, y, reduction="sum")),
+    ("mse_loss_none", lambda x, y: nn.MSELoss(reduction="none")(x, y)),
+    ("relu_inplace", lambda x, y: F.relu(x * 1, inplace=True)),
 ]
 
 
@@ -327,6 +331,22 @@ def test_ops_run_with_the_crypto_provider(bob, alice, james, op, fn):
     torch.testing.assert_close(result, expected, atol=0.02, rtol=0)
 
 
+def test_division_by_a_public_integer_is_exact_to_the_last_place(bob, alice, james):
+    """`x / 16` and a mean of 16 values divide by 16 itself, not by an encoded 0.062."""
+    x = torch.linspace(-1000, 1000, 16)
+    xs = x.fix_precision().share(bob, alice, crypto_provider=james)
+    for got, want in [((xs / 16), x / 16), ((xs / -7), x / -7), (xs.mean(), x.mean()),
+                      ((xs / 1), x)]:
+        torch.testing.assert_close(got.get().float_precision(), want, atol=0.0025, rtol=0)
+    with pytest.raises(ZeroDivisionError):
+        xs / 0
+    integers = torch.tensor([4, 6]).share(bob, alice, crypto_provider=james)
+    with pytest.raises(sy.UnsupportedOpError, match="fix_precision"):
+        integers / 2
+    torch.testing.assert_close(xs.get().float_precision(), x, atol=0.001, rtol=0)  # intact
+    integers.get()
+
+
 STILL_UNAVAILABLE = [
     ("max", lambda x, y: x.max()),
     ("sigmoid", lambda x, y: torch.sigmoid(x)),
@@ -340,7 +360,7 @@ def test_ops_not_available_yet_name_the_op(bob, alice, james, op, fn):
     with pytest.raises(sy.ProtocolUnavailableError, match="crypto-provider protocols") as info:
         fn(xs, ys)
     assert info.value.op == op
-    assert str(info.value).startswith(op)
+    assert str(info.value).startswith(op) and ".get()" in str(info.value)
 
 
 def test_protocol_ops_need_a_crypto_provider(bob, alice):

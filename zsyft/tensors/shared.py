@@ -122,13 +122,13 @@ class SharedTensor(torch.Tensor):
                 )
             if not issubclass(kind, SharedTensor | FixedPrecisionTensor):
                 return NotImplemented
-        result = SHARED_OPS.lookup(func)(func, args, kwargs or {})
+        handler = SHARED_OPS.lookup(func)
         target = args[0] if args else None
         if isinstance(target, SharedTensor) and target.positive_mask is not None and (
             func._schema.is_mutable
         ):
-            target.positive_mask = None  # its values changed in place: the mask is stale
-        return result
+            target.positive_mask = None  # its values change in place: the mask goes stale
+        return handler(func, args, kwargs or {})
 
     # -- attributes -------------------------------------------------------------------------
     @property

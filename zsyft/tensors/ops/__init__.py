@@ -99,7 +99,8 @@ SHARED_OPS = OpTable(
     (
         "zsyft.tensors.ops.shared_linear",
         "zsyft.tensors.ops.shared_shape",
-        "zsyft.tensors.ops.shared_protocols",  # last: takes over the ops linear refused
+        "zsyft.tensors.ops.shared_protocols",  # takes over the ops linear refused
+        "zsyft.tensors.ops.shared_composites",  # built from the ones above
     ),
 )
 

@@ -243,15 +243,20 @@ _WHY = {
 }
 
 
+_SUPPORTED = (
+    "+, -, *, @ (mm, bmm, addmm), sum, mean, division by a public number, pow with a small "
+    "integer exponent, relu, >, <, >=, <=, ==, F.mse_loss"
+)
+
+
 @SHARED_OPS.register(*_WHY)
 def needs_protocol(func: Any, args: tuple, kwargs: dict) -> Any:
+    """The ops `shared_protocols` and `shared_composites` do not take over end here."""
     why = _WHY[func.overloadpacket]
-    hint = ""
-    if func.overloadpacket in _COMPARISON:
-        hint = "; to use the result in Python (if, bool), call .get() first"
     raise ProtocolUnavailableError(
-        f"{op_name(func)} on a SharedTensor needs the crypto-provider protocols ({why}), "
-        f"which are not available yet{hint}",
+        f"{op_name(func)} on a SharedTensor would need crypto-provider protocols ({why}) "
+        f"that zsyft does not build it from yet. Shared values support {_SUPPORTED}; "
+        "otherwise call .get() and compute it in plaintext",
         op=op_name(func),
     )
 

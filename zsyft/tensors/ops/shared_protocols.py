@@ -39,12 +39,37 @@ aten = torch.ops.aten
 MAX_POWER = 8
 
 
-def _truncate(g: linear.Group, shares: list[PointerTensor]) -> list[PointerTensor]:
-    if g.encoder.scale == 1:
+def _truncate(
+    g: linear.Group, shares: list[PointerTensor], divisor: int | None = None
+) -> list[PointerTensor]:
+    """The shares of `x / divisor` (the encoding's scale by default): one truncation round."""
+    divisor = g.encoder.scale if divisor is None else divisor
+    if divisor == 1:
         return shares
     shape = list(shares[0].shape)
     return run_protocol("truncate", [shares], g.crypto_provider,
-                        {"shape": shape, "divisor": g.encoder.scale}, shape)
+                        {"shape": shape, "divisor": divisor}, shape)
+
+
+def divide_by_integer(g: linear.Group, x: SharedTensor, k: int) -> SharedTensor:
+    """`x / k` for a public integer `k`: the truncation divides by `|k|` itself.
+
+    Exact to the last place, as for a fixed-precision tensor. Multiplying by an encoded
+    `1 / k` instead would be off by up to half a unit of `1 / k`'s last place, relative to
+    `1 / k`: 0.8% for a mean of 16 values at the default precision.
+    """
+    if not g.dtype.is_floating_point:
+        raise UnsupportedOpError(
+            "division of an integer shared tensor has a fractional result; share a "
+            "fixed-precision tensor (x.fix_precision().share(...)) for fractions",
+            op="div",
+        )
+    if k == 0:
+        raise ZeroDivisionError("division of a shared tensor by zero")
+    if k == 1:
+        return g.result([s.clone() for s in x.shares])  # a new tensor, as torch returns
+    shares = _truncate(g, x.shares, abs(k))
+    return g.result([torch.neg(s) for s in shares] if k < 0 else shares)
 
 
 def _beaver(g: linear.Group, kind: str, x: SharedTensor, y: SharedTensor) -> list[PointerTensor]:
@@ -66,7 +91,7 @@ def _scale_by_public(g: linear.Group, x: SharedTensor, value: Any, func: Any) ->
     return g.result(_truncate(g, [torch.mul(s, encoded) for s in x.shares]))
 
 
-def _in_place(target: Any, result: SharedTensor) -> Any:
+def in_place(target: Any, result: SharedTensor) -> Any:
     """Make `target` (a SharedTensor) hold `result`'s shares, for the `op_` variants."""
     if not isinstance(target, SharedTensor):
         raise UnsupportedOpError("in-place result into a non-shared tensor", op="in-place")
@@ -87,7 +112,7 @@ def mul(func: Any, args: tuple, kwargs: dict) -> Any:
     else:
         g = linear.group(func, args)
         result = g.result(_beaver(g, "mul", x, y))
-    return _in_place(x, result) if func.overloadpacket is aten.mul_ else result
+    return in_place(x, result) if func.overloadpacket is aten.mul_ else result
 
 
 @SHARED_OPS.register(aten.pow.Tensor_Scalar, aten.square)
@@ -116,10 +141,14 @@ def div(func: Any, args: tuple, kwargs: dict) -> Any:
             "SharedTensor; divide by a public number",
             op="div",
         )
-    inverse = 1.0 / divisor if not is_plain(divisor) else torch.reciprocal(divisor.double())
     g = linear.group(func, args)
-    result = _scale_by_public(g, x, inverse, func)
-    return _in_place(x, result) if func.overloadpacket is aten.div_ else result
+    k = integral_value(divisor)
+    if isinstance(k, int):
+        result = divide_by_integer(g, x, k)
+    else:
+        inverse = 1.0 / divisor if not is_plain(divisor) else torch.reciprocal(divisor.double())
+        result = _scale_by_public(g, x, inverse, func)
+    return in_place(x, result) if func.overloadpacket is aten.div_ else result
 
 
 @SHARED_OPS.register(aten.mean.default, aten.mean.dim)
@@ -135,8 +164,7 @@ def mean(func: Any, args: tuple, kwargs: dict) -> Any:
         count = 1
         for d in dims:
             count *= x.shape[d]
-    g = linear.group(func, [total])
-    return _scale_by_public(g, total, 1.0 / count, func)
+    return divide_by_integer(linear.group(func, [total]), total, count)
 
 
 @SHARED_OPS.register(aten.add, aten.add_, aten.sub, aten.sub_)
