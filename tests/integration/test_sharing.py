@@ -347,8 +347,64 @@ def test_division_by_a_public_integer_is_exact_to_the_last_place(bob, alice, jam
     integers.get()
 
 
-STILL_UNAVAILABLE = [
+SELECTION = [
+    ("argmax_dim", lambda x, y: x.argmax(1)),
+    ("argmax_all", lambda x, y: x.argmax()),
+    ("argmin_keepdim", lambda x, y: x.argmin(0, keepdim=True)),
     ("max", lambda x, y: x.max()),
+    ("min_dim_values", lambda x, y: x.min(1).values),
+    ("max_dim_indices", lambda x, y: x.max(0, keepdim=True).indices),
+    ("amax", lambda x, y: torch.amax(x, 1)),
+    ("maximum", lambda x, y: torch.maximum(x, y)),
+    ("minimum_public", lambda x, y: torch.minimum(x, torch.zeros(3, 5))),
+    ("max_other", lambda x, y: torch.max(x, y)),
+]
+
+
+@pytest.mark.parametrize(("op", "fn"), SELECTION, ids=[c[0] for c in SELECTION])
+def test_max_min_and_their_indices_by_comparisons(bob, alice, james, op, fn):
+    """The values and indices torch gives (the first of equal maxima), as shared values."""
+    torch.manual_seed(5)
+    x, y = torch.randn(3, 5), torch.randn(3, 5)
+    x[1, 1] = x[1, 3] = 4.0  # a tie: the earlier index wins, as in torch
+    x[2, 0] = x[2, 4] = -4.0
+    expected = fn(x, y)
+    xs = x.fix_precision().share(bob, alice, crypto_provider=james)
+    ys = y.fix_precision().share(bob, alice, crypto_provider=james)
+    result = fn(xs, ys).get().float_precision()
+    torch.testing.assert_close(result, expected.float(), atol=0.002, rtol=0)
+
+
+def test_accuracy_on_encrypted_predictions_like_pysyft_part_11(bob, alice, james):
+    torch.manual_seed(6)
+    model = nn.Linear(4, 3)
+    data, labels = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    expected = int((model(data).argmax(dim=1) == labels).sum())
+    kwargs = {"crypto_provider": james}
+    model.fix_precision().share(bob, alice, **kwargs)
+    shared_data = data.fix_precision().share(bob, alice, **kwargs)
+    shared_labels = labels.float().fix_precision().share(bob, alice, **kwargs)
+    with torch.no_grad():
+        pred = model(shared_data).argmax(dim=1)
+        correct = pred.eq(shared_labels.view_as(pred)).sum()
+    assert correct.get().float_precision().item() == expected
+    model.get()
+    del shared_data, shared_labels, pred
+
+
+def test_max_refuses_at_once_when_autograd_would_need_its_backward(bob, alice, james):
+    xs = torch.randn(2, 3).fix_precision().share(bob, alice, crypto_provider=james,
+                                                 requires_grad=True)
+    for fn in (lambda x: x.max(), lambda x: x.max(1), lambda x: torch.maximum(x, x)):
+        with pytest.raises(sy.UnsupportedOpError, match=r"torch\.no_grad"):
+            fn(xs)
+    with torch.no_grad():
+        assert xs.max().get().float_precision().item() == pytest.approx(
+            xs.get().float_precision().max().item(), abs=0.002)
+
+
+STILL_UNAVAILABLE = [
+    ("abs", lambda x, y: x.abs()),
     ("sigmoid", lambda x, y: torch.sigmoid(x)),
 ]
 
