@@ -61,15 +61,17 @@ def test_three_layer_network_trains_like_plaintext(bob, alice, james):
 
 
 @pytest.mark.timeout(300)
-def test_mse_loss_and_in_place_relu_train_like_plaintext(bob, alice, james):
-    """`nn.MSELoss()` (mean) and `nn.ReLU(inplace=True)`, as a PyTorch user writes them."""
+@pytest.mark.parametrize("criterion_name", ["mse", "l1"])
+def test_torch_losses_and_in_place_relu_train_like_plaintext(bob, alice, james, criterion_name):
+    """`nn.MSELoss()` / `nn.L1Loss()` (mean) and `nn.ReLU(inplace=True)`, as a PyTorch user
+    writes them."""
     torch.manual_seed(11)
     data = torch.randn(16, 3)
     target = data @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3
     plain = nn.Sequential(nn.Linear(3, 8), nn.ReLU(inplace=True), nn.Linear(8, 1))
     model = copy.deepcopy(plain)
     plain_opt = optim.SGD(plain.parameters(), lr=0.05)
-    criterion = nn.MSELoss()
+    criterion = nn.MSELoss() if criterion_name == "mse" else nn.L1Loss()
 
     kwargs = {"crypto_provider": james, "requires_grad": True}
     shared_data = data.fix_precision().share(bob, alice, **kwargs)

@@ -11,6 +11,9 @@ costs exactly their rounds and bytes:
   (one truncation round, by the integer itself).
 - `relu_`: ReLU's protocol, the shares replaced in place; in training, the tensor keeps
   ReLU's shared bit `[x > 0]` for the backward pass, as the out-of-place `relu` does.
+- `abs` (`F.l1_loss`): `2 relu(x) - x`, one ReLU protocol. Its backward, `grad * sgn(x)`,
+  uses `sgn`/`sign`: `[x > 0] - [x < 0]`, both sign tests in one comparison op (on `x`
+  and `-x` stacked), so `sgn(0) = 0` as in torch.
 
 Registered after `shared_protocols`, whose handlers they call.
 """
@@ -22,7 +25,9 @@ from typing import Any
 import torch
 
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, op_name
+from zsyft.tensors.ops import shared_linear as linear
 from zsyft.tensors.ops import shared_protocols as protocols
+from zsyft.tensors.protocol_client import run_protocol
 from zsyft.tensors.shared import SharedTensor
 
 aten = torch.ops.aten
@@ -69,3 +74,25 @@ def relu_(func: Any, args: tuple, kwargs: dict) -> Any:
     protocols.in_place(x, result)
     x.positive_mask = result.positive_mask  # the values are relu(x)'s now, so is the mask
     return x
+
+
+@SHARED_OPS.register(aten.abs.default)
+def absolute(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`x.abs()` = `2 relu(x) - x` (the plain ReLU protocol: no mask is kept for it)."""
+    x = args[0]
+    g = linear.group(func, args)
+    shape = list(x.shape)
+    positive = g.result(run_protocol("relu", [x.shares], g.crypto_provider, {"shape": shape},
+                                     shape))
+    return torch.sub(torch.mul(positive, 2), x)
+
+
+@SHARED_OPS.register(aten.sgn.default, aten.sign.default)
+def sign(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`x.sign()`: `[x > 0] - [x < 0]` in the tensor's encoding, from one comparison op."""
+    x = args[0]
+    g = linear.group(func, args)
+    both = torch.stack([x, torch.neg(x)])
+    shape = list(both.shape)
+    bits = run_protocol("gtz", [both.shares], g.crypto_provider, {"shape": shape}, shape)
+    return g.result([torch.mul(torch.sub(b[0], b[1]), g.encoder.scale) for b in bits])

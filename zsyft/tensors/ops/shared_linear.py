@@ -245,7 +245,8 @@ _WHY = {
 
 _SUPPORTED = (
     "+, -, *, @ (mm, bmm, addmm), sum, mean, division by a public number, pow with a small "
-    "integer exponent, relu, >, <, >=, <=, ==, F.mse_loss, and for evaluation max, min, "
+    "integer exponent, relu, abs, sign, >, <, >=, <=, ==, F.mse_loss, and for evaluation "
+    "max, min, "
     "argmax, argmin, maximum, minimum"
 )
 
