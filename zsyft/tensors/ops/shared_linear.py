@@ -245,15 +245,15 @@ _WHY = {
 
 _SUPPORTED = (
     "+, -, *, @ (mm, bmm, addmm), sum, mean, division by a public number, pow with a small "
-    "integer exponent, relu, abs, sign, >, <, >=, <=, ==, F.mse_loss, and for evaluation "
-    "max, min, "
-    "argmax, argmin, maximum, minimum"
+    "integer exponent, relu, abs, sign, >, <, >=, <=, ==, F.mse_loss, F.l1_loss, and for "
+    "evaluation max, min, argmax, argmin, maximum, minimum"
 )
 
 
 @SHARED_OPS.register(*_WHY)
 def needs_protocol(func: Any, args: tuple, kwargs: dict) -> Any:
-    """The ops `shared_protocols` and `shared_composites` do not take over end here."""
+    """The ops that `shared_protocols`, `shared_composites` and `shared_selection` do not
+    take over end here, with an error naming the op."""
     why = _WHY[func.overloadpacket]
     raise ProtocolUnavailableError(
         f"{op_name(func)} on a SharedTensor would need crypto-provider protocols ({why}) "

@@ -7,9 +7,10 @@ provider-assisted truncation (`zsyft.mpc.truncation`: error at most 2 units of t
 place, no catastrophic failures).
 
 - shared * shared (`mul`, `pow` with a small integer exponent): Beaver multiplication, then
-  truncation. shared * public fraction (`mul`, `div`, `mean`, `add_` with a fractional
-  `alpha` as in `torch.optim.SGD`): each party scales its share by the encoded public value,
-  then truncation.
+  truncation. shared * public fraction (`mul`, `div`, `add_` with a fractional `alpha` as in
+  `torch.optim.SGD`): each party scales its share by the encoded public value, then
+  truncation. Division by a public integer (`x / 4`, `mean`) is one truncation by that
+  integer itself, exact to the last place.
 - `mm`/`bmm`/`addmm`: the Beaver matmul protocol (or, with a public matrix, share-wise
   products), then truncation.
 - `relu` and `threshold_backward` (ReLU's backward): the dealer-assisted comparison protocols
