@@ -120,7 +120,7 @@ class UnsupportedOpError(ZsyftError, NotImplementedError):
 
 class ProtocolUnavailableError(UnsupportedOpError):
     """An op on secret-shared values that zsyft does not build from its protocols yet
-    (`exp`, `sigmoid`, `tanh`, ...)."""
+    (`exp`, `log`, `reciprocal`, ...)."""
 
 
 class LaunchError(ZsyftError):

@@ -95,3 +95,37 @@ def test_torch_losses_and_in_place_relu_train_like_plaintext(bob, alice, james, 
         torch.testing.assert_close(got.detach(), want.detach(), atol=0.02, rtol=0)
     del shared_data, shared_target, loss, opt
     settle(bob, alice, james)
+
+
+@pytest.mark.timeout(300)
+def test_sigmoid_and_tanh_networks_train_like_plaintext(bob, alice, james):
+    """A tanh hidden layer and a sigmoid output, their approximations included."""
+    torch.manual_seed(12)
+    data = torch.randn(16, 3)
+    target = (data @ torch.tensor([[1.0], [-2.0], [0.5]]) > 0).float()
+    plain = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1), nn.Sigmoid())
+    model = copy.deepcopy(plain)
+    plain_opt = optim.SGD(plain.parameters(), lr=0.5)
+
+    kwargs = {"crypto_provider": james, "requires_grad": True}
+    shared_data = data.fix_precision().share(bob, alice, **kwargs)
+    shared_target = target.fix_precision().share(bob, alice, **kwargs)
+    model.fix_precision().share(bob, alice, **kwargs)
+    opt = optim.SGD(model.parameters(), lr=0.5).fix_precision()
+
+    for step in range(4):
+        opt.zero_grad()
+        loss = F.mse_loss(model(shared_data), shared_target)
+        loss.backward()
+        opt.step()
+        plain_opt.zero_grad()
+        plain_loss = F.mse_loss(plain(data), target)
+        plain_loss.backward()
+        plain_opt.step()
+        got, want = loss.get().float_precision().item(), plain_loss.item()
+        assert abs(got - want) <= 0.02, f"iteration {step}: {got} vs {want}"
+    model.get().float_precision()
+    for got, want in zip(model.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(got.detach(), want.detach(), atol=0.03, rtol=0)
+    del shared_data, shared_target, loss, opt
+    settle(bob, alice, james)

@@ -245,8 +245,8 @@ _WHY = {
 
 _SUPPORTED = (
     "+, -, *, @ (mm, bmm, addmm), sum, mean, division by a public number, pow with a small "
-    "integer exponent, relu, abs, sign, >, <, >=, <=, ==, F.mse_loss, F.l1_loss, and for "
-    "evaluation max, min, argmax, argmin, maximum, minimum"
+    "integer exponent, relu, abs, sign, sigmoid and tanh (approximated), >, <, >=, <=, ==, "
+    "F.mse_loss, F.l1_loss, and for evaluation max, min, argmax, argmin, maximum, minimum"
 )
 
 

@@ -40,7 +40,7 @@ aten = torch.ops.aten
 MAX_POWER = 8
 
 
-def _truncate(
+def truncate(
     g: linear.Group, shares: list[PointerTensor], divisor: int | None = None
 ) -> list[PointerTensor]:
     """The shares of `x / divisor` (the encoding's scale by default): one truncation round."""
@@ -69,7 +69,7 @@ def divide_by_integer(g: linear.Group, x: SharedTensor, k: int) -> SharedTensor:
         raise ZeroDivisionError("division of a shared tensor by zero")
     if k == 1:
         return g.result([s.clone() for s in x.shares])  # a new tensor, as torch returns
-    shares = _truncate(g, x.shares, abs(k))
+    shares = truncate(g, x.shares, abs(k))
     return g.result([torch.neg(s) for s in shares] if k < 0 else shares)
 
 
@@ -89,7 +89,7 @@ def _scale_by_public(g: linear.Group, x: SharedTensor, value: Any, func: Any) ->
     if factor is not None:
         return g.result([torch.mul(s, factor) for s in x.shares])
     encoded = linear.public_encoding(value, g, func)
-    return g.result(_truncate(g, [torch.mul(s, encoded) for s in x.shares]))
+    return g.result(truncate(g, [torch.mul(s, encoded) for s in x.shares]))
 
 
 def in_place(target: Any, result: SharedTensor) -> Any:
@@ -201,7 +201,7 @@ def foreach_add_(func: Any, args: tuple, kwargs: dict) -> Any:
         for i in range(len(g.parties))
     ]
     sizes = [other.numel() for other in others]
-    for i, flat in enumerate(_truncate(g, products)):
+    for i, flat in enumerate(truncate(g, products)):
         for (param, other), piece in zip(pairs, torch.split(flat, sizes), strict=True):
             param.shares[i].add_(piece if other.dim() == 1 else piece.view(other.shape))
     return None
@@ -214,7 +214,7 @@ def _matmul_with_public(g: linear.Group, func: Any, x: Any, y: Any) -> list[Poin
     else:
         encoded = linear.public_encoding(x, g, func)
         shares = [torch.matmul(encoded, s) for s in y.shares]
-    return _truncate(g, shares)
+    return truncate(g, shares)
 
 
 def _matmul(func: Any, x: Any, y: Any) -> Any:
