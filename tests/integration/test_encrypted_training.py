@@ -60,26 +60,19 @@ def test_three_layer_network_trains_like_plaintext(bob, alice, james):
     settle(bob, alice, james)
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("criterion_name", ["mse", "l1"])
-def test_torch_losses_and_in_place_relu_train_like_plaintext(bob, alice, james, criterion_name):
-    """`nn.MSELoss()` / `nn.L1Loss()` (mean) and `nn.ReLU(inplace=True)`, as a PyTorch user
-    writes them."""
-    torch.manual_seed(11)
-    data = torch.randn(16, 3)
-    target = data @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3
-    plain = nn.Sequential(nn.Linear(3, 8), nn.ReLU(inplace=True), nn.Linear(8, 1))
+def train_side_by_side(parties, plain, criterion, data, target, lr, steps, param_atol):
+    """Train `plain` and an encrypted copy of it (same initial weights) on `data`; each
+    iteration's loss must agree within 0.02, and so must the final weights within
+    `param_atol`."""
+    bob, alice, james = parties
     model = copy.deepcopy(plain)
-    plain_opt = optim.SGD(plain.parameters(), lr=0.05)
-    criterion = nn.MSELoss() if criterion_name == "mse" else nn.L1Loss()
-
+    plain_opt = optim.SGD(plain.parameters(), lr=lr)
     kwargs = {"crypto_provider": james, "requires_grad": True}
     shared_data = data.fix_precision().share(bob, alice, **kwargs)
     shared_target = target.fix_precision().share(bob, alice, **kwargs)
     model.fix_precision().share(bob, alice, **kwargs)
-    opt = optim.SGD(model.parameters(), lr=0.05).fix_precision()
-
-    for step in range(5):
+    opt = optim.SGD(model.parameters(), lr=lr).fix_precision()
+    for step in range(steps):
         opt.zero_grad()
         loss = criterion(model(shared_data), shared_target)
         loss.backward()
@@ -92,9 +85,22 @@ def test_torch_losses_and_in_place_relu_train_like_plaintext(bob, alice, james, 
         assert abs(got - want) <= 0.02, f"iteration {step}: {got} vs {want}"
     model.get().float_precision()
     for got, want in zip(model.parameters(), plain.parameters(), strict=True):
-        torch.testing.assert_close(got.detach(), want.detach(), atol=0.02, rtol=0)
+        torch.testing.assert_close(got.detach(), want.detach(), atol=param_atol, rtol=0)
     del shared_data, shared_target, loss, opt
     settle(bob, alice, james)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("criterion", [nn.MSELoss(), nn.L1Loss()], ids=["mse", "l1"])
+def test_torch_losses_and_in_place_relu_train_like_plaintext(bob, alice, james, criterion):
+    """`nn.MSELoss()` / `nn.L1Loss()` (mean) and `nn.ReLU(inplace=True)`, as a PyTorch user
+    writes them."""
+    torch.manual_seed(11)
+    data = torch.randn(16, 3)
+    target = data @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3
+    plain = nn.Sequential(nn.Linear(3, 8), nn.ReLU(inplace=True), nn.Linear(8, 1))
+    train_side_by_side((bob, alice, james), plain, criterion, data, target, lr=0.05, steps=5,
+                       param_atol=0.02)
 
 
 @pytest.mark.timeout(300)
@@ -104,28 +110,5 @@ def test_sigmoid_and_tanh_networks_train_like_plaintext(bob, alice, james):
     data = torch.randn(16, 3)
     target = (data @ torch.tensor([[1.0], [-2.0], [0.5]]) > 0).float()
     plain = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1), nn.Sigmoid())
-    model = copy.deepcopy(plain)
-    plain_opt = optim.SGD(plain.parameters(), lr=0.5)
-
-    kwargs = {"crypto_provider": james, "requires_grad": True}
-    shared_data = data.fix_precision().share(bob, alice, **kwargs)
-    shared_target = target.fix_precision().share(bob, alice, **kwargs)
-    model.fix_precision().share(bob, alice, **kwargs)
-    opt = optim.SGD(model.parameters(), lr=0.5).fix_precision()
-
-    for step in range(4):
-        opt.zero_grad()
-        loss = F.mse_loss(model(shared_data), shared_target)
-        loss.backward()
-        opt.step()
-        plain_opt.zero_grad()
-        plain_loss = F.mse_loss(plain(data), target)
-        plain_loss.backward()
-        plain_opt.step()
-        got, want = loss.get().float_precision().item(), plain_loss.item()
-        assert abs(got - want) <= 0.02, f"iteration {step}: {got} vs {want}"
-    model.get().float_precision()
-    for got, want in zip(model.parameters(), plain.parameters(), strict=True):
-        torch.testing.assert_close(got.detach(), want.detach(), atol=0.03, rtol=0)
-    del shared_data, shared_target, loss, opt
-    settle(bob, alice, james)
+    train_side_by_side((bob, alice, james), plain, F.mse_loss, data, target, lr=0.5, steps=4,
+                       param_atol=0.03)
