@@ -165,6 +165,12 @@ def mean(func: Any, args: tuple, kwargs: dict) -> Any:
         count = 1
         for d in dims:
             count *= x.shape[d]
+    if count == 0:
+        raise UnsupportedOpError(
+            "mean over no elements of a SharedTensor: torch gives NaN, which a fixed-point "
+            "encoding cannot hold",
+            op="mean",
+        )
     return divide_by_integer(linear.group(func, [total]), total, count)
 
 
