@@ -108,12 +108,13 @@ def _itemsize(dtype: torch.dtype) -> int:
 
 
 def _bytes_to_tensor(data: bytes, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    shape = tuple(int(d) for d in shape)
     if not data:
-        return torch.empty(shape, dtype=dtype)
+        return torch.empty(tuple(int(d) for d in shape), dtype=dtype)
     # bytearray: a writable buffer owned by the tensor (bytes would be read-only).
     owned = data if isinstance(data, bytearray) else bytearray(data)
-    return torch.frombuffer(owned, dtype=dtype).reshape(shape)
+    flat = torch.frombuffer(owned, dtype=dtype)
+    # A flat stream is already its 1-d shape; a view costs as much as the draw's hashing.
+    return flat if len(shape) == 1 else flat.view(tuple(int(d) for d in shape))
 
 
 def random_tensor(shape: Sequence[int], dtype: torch.dtype = torch.int64) -> torch.Tensor:

@@ -67,7 +67,8 @@ def _bits(prg: Prg, op_id: OpId, purpose: str, shape: Shape, width: int) -> torc
     for d in shape:
         numel *= int(d)
     raw = prg.tensor(op_id, purpose, (packed_nbytes(numel, width),), torch.uint8)
-    return from_bytes(raw, width, numel).reshape(tuple(shape))
+    words = from_bytes(raw, width, numel)
+    return words if len(shape) == 1 else words.reshape(tuple(shape))
 
 
 def as_prgs(prgs: Sequence[Prg | bytes]) -> list[Prg]:
@@ -168,7 +169,7 @@ class PartyStreams:
             raise ValueError("correction is shorter than the operation requires")
         words = from_bytes(self._buf[self._pos : end], width, numel)
         self._pos = end
-        return words.reshape(tuple(shape))
+        return words if len(shape) == 1 else words.reshape(tuple(shape))  # words are flat
 
     def random_arith(self, purpose: str, shape: Shape) -> torch.Tensor:
         return self.prg.int64(self.op_id, purpose, shape)

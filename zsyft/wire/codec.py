@@ -187,13 +187,15 @@ class _Decoder:
         if nbytes == 0:
             return torch.empty(shape, dtype=dtype)
         if isinstance(buffer, bytes):  # small frames arrive as immutable bytes: copy
-            return torch.frombuffer(bytearray(view), dtype=dtype).reshape(shape)
-        # A large frame's memory belongs to its zmq message, which is ours alone and writable:
-        # the tensor uses it in place (zero-copy) and keeps the frame alive.
-        raw = torch.frombuffer(view, dtype=torch.uint8)
-        if raw.data_ptr() % dtype.itemsize:
-            raw = raw.clone()  # misaligned for this dtype: one copy
-        return raw.view(dtype).reshape(shape)
+            flat = torch.frombuffer(bytearray(view), dtype=dtype)
+        else:
+            # A large frame's memory belongs to its zmq message, which is ours alone and
+            # writable: the tensor uses it in place (zero-copy) and keeps the frame alive.
+            raw = torch.frombuffer(view, dtype=torch.uint8)
+            if raw.data_ptr() % dtype.itemsize:
+                raw = raw.clone()  # misaligned for this dtype: one copy
+            flat = raw.view(dtype)
+        return flat if len(shape) == 1 else flat.reshape(shape)  # 1-d: already its shape
 
 
 # Bytes that may open a msgpack container (fixmap, fixarray, array16/32, map16/32). A header
