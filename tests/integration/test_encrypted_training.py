@@ -112,3 +112,18 @@ def test_sigmoid_and_tanh_networks_train_like_plaintext(bob, alice, james):
     plain = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1), nn.Sigmoid())
     train_side_by_side((bob, alice, james), plain, F.mse_loss, data, target, lr=0.5, steps=4,
                        param_atol=0.03)
+
+
+@pytest.mark.timeout(300)
+def test_convolutional_network_trains_like_plaintext(bob, alice, james):
+    """Conv2d (stride, padding, bias), ReLU, average pooling and a linear head, trained on
+    shared images: the convolution's forward and both its gradients are Beaver products."""
+    torch.manual_seed(5)
+    data = torch.randn(8, 2, 6, 6)
+    target = data[:, 0, 1:4, 1:4].sum((1, 2)).unsqueeze(1) / 3  # loss 1.27 -> 0.56
+    plain = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(3, 4, 2, stride=2, bias=False), nn.Flatten(), nn.Linear(4, 1),
+    )  # fmt: skip
+    train_side_by_side((bob, alice, james), plain, F.mse_loss, data, target, lr=0.2, steps=4,
+                       param_atol=0.01)  # each parameter moves 0.07-0.56

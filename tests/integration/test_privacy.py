@@ -40,15 +40,21 @@ def test_no_process_receives_plaintext_and_the_provider_no_tensor(hook, tmp_path
         kwargs = {"crypto_provider": james, "requires_grad": True}
         xs = x.fix_precision().share(bob, alice, **kwargs)
         ys = y.fix_precision().share(bob, alice, **kwargs)
-        z = F.relu(xs * ys + xs).sum()
+        def compute(a, b):
+            images, kernels = a.view(2, 4, 8, 8), b.view(8, 4, 4, 4)
+            return F.relu(a * b + a).sum() + F.conv2d(images, kernels).sum()
+
+        z = compute(xs, ys)
         z.backward()
         result = z.get().float_precision()
-        torch.testing.assert_close(result, F.relu(x * y + x).sum(), rtol=1e-3, atol=1.0)
+        torch.testing.assert_close(result, compute(x, y), rtol=1e-3, atol=1.0)
         for worker in workers:
             worker.sync()
     finally:
         stop(workers)
-    canaries = [le_bytes(v) for v in (1234500, -123450, -152399025, 1234500 - 152399025)]
+    conv_output = 64 * -152399025  # 64 products per output element of the convolution
+    canaries = [le_bytes(v) for v in (1234500, -123450, -152399025, 1234500 - 152399025,
+                                      conv_output)]
     canaries += [raw_bytes(torch.tensor(v)) for v in (1234.5, -123.45)]
     for name in NAMES:
         data = b"".join(b"".join(frames) for frames in read_frames(tmp_path / f"{name}.frames"))

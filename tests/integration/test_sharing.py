@@ -352,6 +352,47 @@ def test_division_by_a_public_integer_is_exact_to_the_last_place(bob, alice, jam
     integers.get()
 
 
+CONVOLUTIONS = [
+    ("conv2d", lambda x, w, b: F.conv2d(x, w, b)),
+    ("conv2d_stride_padding", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1)),
+    ("conv2d_dilation_groups", lambda x, w, b: F.conv2d(x, w[:, :2].repeat(2, 1, 1, 1), None,
+                                                        dilation=2, groups=2)),
+    ("conv2d_public_weight", lambda x, w, b: F.conv2d(x, torch.full((6, 4, 3, 3), 0.1))),
+    ("conv_transpose2d", lambda x, w, b: F.conv_transpose2d(x, w.transpose(0, 1), b, stride=2,
+                                                            output_padding=1)),
+    ("conv1d", lambda x, w, b: F.conv1d(x.flatten(2), w[:, :, 1], b, padding=1)),
+    ("avg_pool2d", lambda x, w, b: F.avg_pool2d(x, 2)),
+    ("avg_pool2d_padded", lambda x, w, b: F.avg_pool2d(x, 3, stride=2, padding=1)),
+    ("avg_pool1d", lambda x, w, b: F.avg_pool1d(x.flatten(2), 4)),
+    ("adaptive_avg_pool2d", lambda x, w, b: F.adaptive_avg_pool2d(x, (2, 1))),
+]
+
+
+@pytest.mark.parametrize(("op", "fn"), CONVOLUTIONS, ids=[c[0] for c in CONVOLUTIONS])
+def test_convolutions_and_pooling_match_plaintext(bob, alice, james, op, fn):
+    """Convolutions run as Beaver products with convolution triples; average pooling as a
+    window sum and one exact division."""
+    torch.manual_seed(8)
+    x, w, b = torch.randn(2, 4, 6, 6), torch.randn(6, 4, 3, 3), torch.randn(6)
+    expected = fn(x, w, b)
+    shared = [t.fix_precision().share(bob, alice, crypto_provider=james) for t in (x, w, b)]
+    with torch.no_grad():
+        result = fn(*shared).get().float_precision()
+    torch.testing.assert_close(result, expected, atol=0.02, rtol=0)
+
+
+def test_pooling_that_needs_unequal_windows_is_refused_by_name(bob, alice, james):
+    xs = torch.randn(1, 2, 5, 5).fix_precision().share(bob, alice, crypto_provider=james)
+    with pytest.raises(sy.UnsupportedOpError, match="count_include_pad=True"):
+        F.avg_pool2d(xs, 3, padding=1, count_include_pad=False)
+    with pytest.raises(sy.UnsupportedOpError, match="ceil_mode=False"):
+        F.avg_pool2d(xs, 2, ceil_mode=True)
+    with pytest.raises(sy.UnsupportedOpError, match="must divide"):
+        F.adaptive_avg_pool2d(xs, 2)
+    torch.testing.assert_close(F.avg_pool2d(xs, 5).get().float_precision().shape,
+                               torch.Size([1, 2, 1, 1]))
+
+
 SELECTION = [
     ("argmax_dim", lambda x, y: x.argmax(1)),
     ("argmax_all", lambda x, y: x.argmax()),

@@ -10,7 +10,9 @@ messages between rounds; the ``run_local_*`` helpers run all parties in one proc
 Modules: :mod:`.prg` (CSPRNG), :mod:`.ring` (Z/2^64 helpers), :mod:`.encoding`
 (fixed point), :mod:`.sharing` (additive/XOR sharing), :mod:`.protocol` (party interface),
 :mod:`.provider` and :mod:`.comparison_material` (dealt correlated randomness),
-:mod:`.beaver` (multiplication), :mod:`.truncation` (division by a public divisor),
+:mod:`.beaver` (multiplication), :mod:`.convolution` (convolutions as Beaver kinds),
+:mod:`.fixed_product` (a product and its truncation as one op), :mod:`.truncation` (division
+by a public divisor),
 :mod:`.comparison` (comparison, ReLU), :mod:`.costs` (rounds and bytes), :mod:`.bitops`
 (bit-sliced helpers).
 """

@@ -18,7 +18,14 @@ import torch
 
 from .prg import OpId, Prg
 from .protocol import PartyProtocol, Transcript, open_sum, run_local
-from .provider import BeaverTriple, bilinear_op, deal_triple, party_triple, prgs_for_pairs
+from .provider import (
+    BeaverTriple,
+    BilinearKind,
+    bilinear_op,
+    deal_triple,
+    party_triple,
+    prgs_for_pairs,
+)
 from .ring import check_int64
 
 __all__ = [
@@ -38,7 +45,7 @@ def beaver_masked(
 
 
 def beaver_combine(
-    kind: str,
+    kind: BilinearKind,
     party_index: int,
     triple: BeaverTriple,
     eps: torch.Tensor,
@@ -83,7 +90,7 @@ class BeaverParty(PartyProtocol):
 
     def __init__(
         self,
-        kind: str,
+        kind: BilinearKind,
         party_index: int,
         n_parties: int,
         x_i: torch.Tensor,
@@ -124,7 +131,7 @@ def beaver_message_bytes(x_shape: Sequence[int], y_shape: Sequence[int]) -> int:
 
 
 def run_local_beaver(
-    kind: str,
+    kind: BilinearKind,
     x_shares: Sequence[torch.Tensor],
     y_shares: Sequence[torch.Tensor],
     prgs: Sequence[Prg | bytes],

@@ -39,6 +39,7 @@ from .prg import OpId, Prg
 from .protocol import PartyProtocol, Sequential, Transcript, run_local
 from .provider import (
     BeaverTriple,
+    BilinearKind,
     Correction,
     DealerStreams,
     PartyStreams,
@@ -58,7 +59,7 @@ __all__ = ["deal_fixed_product", "fixed_product_party", "run_local_fixed_product
 def deal_fixed_product(
     prgs: Sequence[Prg | bytes],
     op_id: OpId,
-    kind: str,
+    kind: BilinearKind,
     x_shape: Shape,
     y_shape: Shape,
     divisor: int,
@@ -79,7 +80,7 @@ def fixed_product_party(
     op_id: OpId,
     party_index: int,
     n_parties: int,
-    kind: str,
+    kind: BilinearKind,
     x_i: torch.Tensor,
     y_i: torch.Tensor,
     divisor: int,
@@ -104,7 +105,7 @@ def fixed_product_party(
 
 
 def run_local_fixed_product(
-    kind: str,
+    kind: BilinearKind,
     x_shares: Sequence[torch.Tensor],
     y_shares: Sequence[torch.Tensor],
     prgs: Sequence[Prg | bytes],

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from .bitops import dtype_for_width, from_bytes, packed_nbytes, to_bytes
+from .convolution import Convolution
 from .prg import OpId, Prg
 from .ring import top_bit, unsigned_floordiv
 
@@ -35,6 +36,7 @@ __all__ = [
     "BILINEAR_KINDS",
     "MAX_DIVISOR",
     "BeaverTriple",
+    "BilinearKind",
     "DealerStreams",
     "PartyStreams",
     "TruncationMaterial",
@@ -196,21 +198,29 @@ class PartyStreams:
 # ----------------------------------------------------------------------------- triples
 
 BILINEAR_KINDS = {"mul": torch.mul, "matmul": torch.matmul}
-"""Bilinear operations with Beaver triples: elementwise (broadcasting) and matmul."""
+"""Bilinear operations with Beaver triples by name: elementwise (broadcasting) and matmul.
+A :class:`~zsyft.mpc.convolution.Convolution` object is a triple kind too."""
+
+BilinearKind = str | Convolution
 
 
-def bilinear_op(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def bilinear_op(kind: BilinearKind) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The torch function of a triple kind."""
+    if isinstance(kind, Convolution):
+        return kind
     try:
         return BILINEAR_KINDS[kind]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
-            f"unknown triple kind {kind!r}; expected one of {sorted(BILINEAR_KINDS)}"
+            f"unknown triple kind {kind!r}; expected one of {sorted(BILINEAR_KINDS)} or a "
+            "Convolution"
         ) from None
 
 
-def bilinear_output_shape(kind: str, x_shape: Shape, y_shape: Shape) -> torch.Size:
+def bilinear_output_shape(kind: BilinearKind, x_shape: Shape, y_shape: Shape) -> torch.Size:
     """Shape of ``op(x, y)`` for the triple kind (torch broadcasting/matmul rules)."""
+    if isinstance(kind, Convolution):
+        return kind.output_shape(x_shape, y_shape)
     bilinear_op(kind)
     xs, ys = tuple(int(d) for d in x_shape), tuple(int(d) for d in y_shape)
     if kind == "mul":
@@ -257,7 +267,7 @@ class BeaverTriple:
 
 
 def draw_triple(
-    dealer: DealerStreams, kind: str, x_shape: Shape, y_shape: Shape
+    dealer: DealerStreams, kind: BilinearKind, x_shape: Shape, y_shape: Shape
 ) -> None:
     """Provider: add a triple's correction (the last party's share of ``c``) to ``dealer``."""
     a = dealer.random_arith("triple.a", x_shape)
@@ -266,7 +276,7 @@ def draw_triple(
 
 
 def deal_triple(
-    prgs: Sequence[Prg | bytes], op_id: OpId, kind: str, x_shape: Shape, y_shape: Shape
+    prgs: Sequence[Prg | bytes], op_id: OpId, kind: BilinearKind, x_shape: Shape, y_shape: Shape
 ) -> torch.Tensor:
     """Provider: the last party's share of ``c = op(a, b)`` (int64, shape of ``op(x, y)``).
 
@@ -278,7 +288,9 @@ def deal_triple(
     return dealer.correction().view(torch.int64).reshape(out_shape)
 
 
-def take_triple(src: PartyStreams, kind: str, x_shape: Shape, y_shape: Shape) -> BeaverTriple:
+def take_triple(
+    src: PartyStreams, kind: BilinearKind, x_shape: Shape, y_shape: Shape
+) -> BeaverTriple:
     """Party: its triple shares from ``src``; ``c`` is taken from the streams when first used
     (the last party's ``c`` is the first thing it needs of the provider's correction)."""
     out_shape = bilinear_output_shape(kind, x_shape, y_shape)
@@ -292,7 +304,7 @@ def party_triple(
     op_id: OpId,
     party_index: int,
     n_parties: int,
-    kind: str,
+    kind: BilinearKind,
     x_shape: Shape,
     y_shape: Shape,
     correction: Correction | None = None,

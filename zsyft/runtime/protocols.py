@@ -17,10 +17,17 @@ import torch
 from zsyft.mpc.beaver import BeaverParty
 from zsyft.mpc.comparison import ComparisonParty
 from zsyft.mpc.comparison_material import COMPARISONS, deal_comparison, party_comparison
+from zsyft.mpc.convolution import Convolution
 from zsyft.mpc.fixed_product import deal_fixed_product, fixed_product_party
 from zsyft.mpc.prg import Prg
 from zsyft.mpc.protocol import PartyProtocol
-from zsyft.mpc.provider import deal_triple, deal_truncation, party_triple, party_truncation
+from zsyft.mpc.provider import (
+    BilinearKind,
+    deal_triple,
+    deal_truncation,
+    party_triple,
+    party_truncation,
+)
 from zsyft.mpc.truncation import TruncationParty
 
 MAX_NUMEL = 1 << 28  # refuse protocol material larger than this many elements
@@ -68,11 +75,31 @@ class Protocol:
     outputs: int = 1
 
 
-def _bilinear(kind: str) -> Protocol:
+KindOf = Callable[[Any], BilinearKind]
+"""A bilinear protocol's triple kind, from its parameters (fixed for `mul` and `matmul`; a
+convolution's hyperparameters travel in the parameters)."""
+
+
+def _named(kind: str) -> KindOf:
+    return lambda params: kind
+
+
+def _convolution(params: Any) -> BilinearKind:
+    """The convolution in a client's parameters, checked (its output's size too)."""
+    kind = Convolution.from_wire(params.get("conv") if isinstance(params, dict) else None)
+    shape = kind.output_shape(shape_param(params, "x_shape"), shape_param(params, "y_shape"))
+    if shape.numel() > MAX_NUMEL:
+        raise ValueError(f"convolution output {list(shape)} is too large")
+    return kind
+
+
+def _bilinear(kind_of: KindOf) -> Protocol:
     def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
-        return deal_triple(prgs, op_id, kind, shape_param(p, "x_shape"), shape_param(p, "y_shape"))
+        return deal_triple(prgs, op_id, kind_of(p), shape_param(p, "x_shape"),
+                           shape_param(p, "y_shape"))
 
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
+        kind = kind_of(p)
         triple = party_triple(prg, op_id, i, n, kind, shape_param(p, "x_shape"),
                               shape_param(p, "y_shape"), correction)
         return BeaverParty(kind, i, n, inputs[0], inputs[1], triple)
@@ -80,11 +107,11 @@ def _bilinear(kind: str) -> Protocol:
     return Protocol(2, deal, party)
 
 
-def _fixed_product(kind: str) -> Protocol:
+def _fixed_product(kind_of: KindOf) -> Protocol:
     """A Beaver product and its truncation as one op (one control message per party)."""
 
     def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
-        return deal_fixed_product(prgs, op_id, kind, shape_param(p, "x_shape"),
+        return deal_fixed_product(prgs, op_id, kind_of(p), shape_param(p, "x_shape"),
                                   shape_param(p, "y_shape"), int_param(p, "divisor"))
 
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
@@ -92,7 +119,7 @@ def _fixed_product(kind: str) -> Protocol:
         if [list(inputs[0].shape), list(inputs[1].shape)] != dealt:
             raise ValueError(f"input shapes {[list(t.shape) for t in inputs]} do not match "
                              f"the shapes the provider dealt for, {dealt}")
-        return fixed_product_party(prg, op_id, i, n, kind, inputs[0], inputs[1],
+        return fixed_product_party(prg, op_id, i, n, kind_of(p), inputs[0], inputs[1],
                                    int_param(p, "divisor"), correction)
 
     return Protocol(2, deal, party)
@@ -125,10 +152,12 @@ def _comparison(name: str) -> Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "mul": _bilinear("mul"),
-    "matmul": _bilinear("matmul"),
-    "fixed_mul": _fixed_product("mul"),
-    "fixed_matmul": _fixed_product("matmul"),
+    "mul": _bilinear(_named("mul")),
+    "matmul": _bilinear(_named("matmul")),
+    "conv": _bilinear(_convolution),
+    "fixed_mul": _fixed_product(_named("mul")),
+    "fixed_matmul": _fixed_product(_named("matmul")),
+    "fixed_conv": _fixed_product(_convolution),
     "truncate": _truncation(),
     **{name: _comparison(name) for name in COMPARISONS},
 }

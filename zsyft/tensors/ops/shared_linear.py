@@ -227,7 +227,7 @@ def sum_(func: Any, args: tuple, kwargs: dict) -> Any:
 # -- what needs the crypto provider, or would reveal the value -------------------------------
 _MULTIPLICATION = (
     aten.mm, aten.bmm, aten.matmul, aten.mv, aten.dot, aten.addmm, aten.addmv, aten.baddbmm,
-    aten.addbmm, aten.pow, aten.square, aten.outer, aten.convolution,
+    aten.addbmm, aten.pow, aten.square, aten.outer,
 )
 _TRUNCATION = (aten.div, aten.div_, aten.mean, aten.true_divide, aten.reciprocal)
 _COMPARISON = (
@@ -244,9 +244,10 @@ _WHY = {
 
 
 _SUPPORTED = (
-    "+, -, *, @ (mm, bmm, addmm), sum, mean, division by a public number, pow with a small "
-    "integer exponent, relu, abs, sign, sigmoid and tanh (approximated), >, <, >=, <=, ==, "
-    "F.mse_loss, F.l1_loss, and for evaluation max, min, argmax, argmin, maximum, minimum"
+    "+, -, *, @ (mm, bmm, addmm), convolutions, average pooling, sum, mean, division by a "
+    "public number, pow with a small integer exponent, relu, abs, sign, sigmoid and tanh "
+    "(approximated), >, <, >=, <=, ==, F.mse_loss, F.l1_loss, and for evaluation max, min, "
+    "argmax, argmin, maximum, minimum"
 )
 
 

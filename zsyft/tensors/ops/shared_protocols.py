@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from zsyft.mpc.provider import bilinear_output_shape
+from zsyft.mpc.provider import BilinearKind, bilinear_op, bilinear_output_shape
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, integral_value, is_plain, op_name
 from zsyft.tensors.ops import shared_linear as linear
 from zsyft.tensors.pointer import PointerTensor
@@ -73,14 +73,39 @@ def divide_by_integer(g: linear.Group, x: SharedTensor, k: int) -> SharedTensor:
     return g.result([torch.neg(s) for s in shares] if k < 0 else shares)
 
 
-def _beaver(g: linear.Group, kind: str, x: SharedTensor, y: SharedTensor) -> list[PointerTensor]:
-    xs, ys = x.shares, y.shares
+def product(
+    g: linear.Group,
+    func: Any,
+    name: str,
+    x: Any,
+    y: Any,
+    kind: BilinearKind | None = None,
+    params: dict[str, Any] | None = None,
+) -> list[PointerTensor]:
+    """The shares of the bilinear `kind(x, y)` (protocol `name`; `kind` defaults to it, and
+    `params` are extra protocol parameters, such as a convolution's).
+
+    Both operands shared: one Beaver product and its truncation, as one protocol op. One of
+    them public: each party applies `kind` to its share and the public operand's encoding,
+    then one truncation.
+    """
+    kind = name if kind is None else kind
+    if not (isinstance(x, SharedTensor) and isinstance(y, SharedTensor)):
+        op = bilinear_op(kind)
+        if isinstance(x, SharedTensor):
+            encoded = linear.public_encoding(y, g, func)
+            shares = [op(s, encoded) for s in x.shares]
+        else:
+            encoded = linear.public_encoding(x, g, func)
+            shares = [op(encoded, s) for s in y.shares]
+        return truncate(g, shares)
     shape = list(bilinear_output_shape(kind, x.shape, y.shape))
-    params = {"x_shape": list(x.shape), "y_shape": list(y.shape)}
+    params = {"x_shape": list(x.shape), "y_shape": list(y.shape), **(params or {})}
+    xs, ys = x.shares, y.shares
     if g.encoder.scale == 1:
-        return run_protocol(kind, [xs, ys], g.crypto_provider, params, shape)
+        return run_protocol(name, [xs, ys], g.crypto_provider, params, shape)
     params["divisor"] = g.encoder.scale  # the product and its truncation as one op
-    return run_protocol(f"fixed_{kind}", [xs, ys], g.crypto_provider, params, shape)
+    return run_protocol(f"fixed_{name}", [xs, ys], g.crypto_provider, params, shape)
 
 
 def _scale_by_public(g: linear.Group, x: SharedTensor, value: Any, func: Any) -> Any:
@@ -112,7 +137,7 @@ def mul(func: Any, args: tuple, kwargs: dict) -> Any:
         result = _scale_by_public(g, shared, public, func)
     else:
         g = linear.group(func, args)
-        result = g.result(_beaver(g, "mul", x, y))
+        result = g.result(product(g, func, "mul", x, y))
     return in_place(x, result) if func.overloadpacket is aten.mul_ else result
 
 
@@ -129,7 +154,7 @@ def power(func: Any, args: tuple, kwargs: dict) -> Any:
     g = linear.group(func, args)
     result = g.result([s.clone() for s in x.shares])
     for _ in range(exponent - 1):
-        result = g.result(_beaver(g, "mul", result, x))
+        result = g.result(product(g, func, "mul", result, x))
     return result
 
 
@@ -213,21 +238,9 @@ def foreach_add_(func: Any, args: tuple, kwargs: dict) -> Any:
     return None
 
 
-def _matmul_with_public(g: linear.Group, func: Any, x: Any, y: Any) -> list[PointerTensor]:
-    if isinstance(x, SharedTensor):
-        encoded = linear.public_encoding(y, g, func)
-        shares = [torch.matmul(s, encoded) for s in x.shares]
-    else:
-        encoded = linear.public_encoding(x, g, func)
-        shares = [torch.matmul(encoded, s) for s in y.shares]
-    return truncate(g, shares)
-
-
 def _matmul(func: Any, x: Any, y: Any) -> Any:
     g = linear.group(func, [x, y])
-    if isinstance(x, SharedTensor) and isinstance(y, SharedTensor):
-        return g.result(_beaver(g, "matmul", x, y))
-    return g.result(_matmul_with_public(g, func, x, y))
+    return g.result(product(g, func, "matmul", x, y))
 
 
 @SHARED_OPS.register(aten.mm.default, aten.bmm.default)
