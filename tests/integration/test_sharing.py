@@ -320,6 +320,13 @@ WITH_PROTOCOLS = [
     ("l1_loss", lambda x, y: F.l1_loss(x, y)),
     ("sigmoid", lambda x, y: torch.sigmoid(x * 3)),
     ("tanh", lambda x, y: torch.tanh(x * 2)),
+    ("clamp", lambda x, y: x.clamp(-0.5, 0.7)),
+    ("clamp_min", lambda x, y: torch.clamp(x, min=0.2)),
+    ("clamp_max_", lambda x, y: (x * 1).clamp_max_(0.1)),
+    ("hardtanh", lambda x, y: F.hardtanh(x * 2)),
+    ("relu6_inplace", lambda x, y: F.relu6(x * 4, inplace=True)),
+    ("leaky_relu", lambda x, y: F.leaky_relu(x)),
+    ("leaky_relu_inplace", lambda x, y: F.leaky_relu(x * 1, 0.2, inplace=True)),
 ]
 
 
@@ -381,6 +388,27 @@ def test_convolutions_and_pooling_match_plaintext(bob, alice, james, op, fn):
     torch.testing.assert_close(result, expected, atol=0.02, rtol=0)
 
 
+MAX_POOLS = [
+    ("kernel_2", {"kernel_size": 2}),
+    ("kernel_3_stride_2", {"kernel_size": 3, "stride": 2}),
+    ("dilation_2", {"kernel_size": 2, "dilation": 2}),
+    ("rectangular", {"kernel_size": (2, 3), "stride": (1, 2)}),
+]
+
+
+@pytest.mark.parametrize(("case", "options"), MAX_POOLS, ids=[c[0] for c in MAX_POOLS])
+def test_max_pool2d_values_and_indices_like_torch(bob, alice, james, case, options):
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 6, 7)
+    x[0, 0, 0, :2] = 2.5  # a tie inside a window: the first one wins, as in torch
+    expected, expected_indices = F.max_pool2d(x, return_indices=True, **options)
+    xs = x.fix_precision().share(bob, alice, crypto_provider=james)
+    with torch.no_grad():
+        values, indices = F.max_pool2d(xs, return_indices=True, **options)
+    torch.testing.assert_close(values.get().float_precision(), expected, atol=0.001, rtol=0)
+    assert torch.equal(indices.get().float_precision().round().long(), expected_indices)
+
+
 def test_pooling_that_needs_unequal_windows_is_refused_by_name(bob, alice, james):
     xs = torch.randn(1, 2, 5, 5).fix_precision().share(bob, alice, crypto_provider=james)
     with pytest.raises(sy.UnsupportedOpError, match="count_include_pad=True"):
@@ -389,6 +417,8 @@ def test_pooling_that_needs_unequal_windows_is_refused_by_name(bob, alice, james
         F.avg_pool2d(xs, 2, ceil_mode=True)
     with pytest.raises(sy.UnsupportedOpError, match="must divide"):
         F.adaptive_avg_pool2d(xs, 2)
+    with torch.no_grad(), pytest.raises(sy.UnsupportedOpError, match="no padding"):
+        F.max_pool2d(xs, 3, padding=1)
     torch.testing.assert_close(F.avg_pool2d(xs, 5).get().float_precision().shape,
                                torch.Size([1, 2, 1, 1]))
 
@@ -447,6 +477,15 @@ def test_max_refuses_at_once_when_autograd_would_need_its_backward(bob, alice, j
     with torch.no_grad():
         assert xs.max().get().float_precision().item() == pytest.approx(
             xs.get().float_precision().max().item(), abs=0.002)
+
+
+def test_clamp_refuses_under_autograd_and_names_hardtanh(bob, alice, james):
+    xs = torch.randn(2, 3).fix_precision().share(bob, alice, crypto_provider=james,
+                                                 requires_grad=True)
+    with pytest.raises(sy.UnsupportedOpError, match=r"F\.hardtanh"):
+        xs.clamp(0, 1)
+    with torch.no_grad():
+        assert xs.clamp(0, 1).get().float_precision().min().item() >= 0
 
 
 def test_sigmoid_and_tanh_are_within_their_stated_error_everywhere(bob, alice, james):

@@ -104,6 +104,7 @@ SHARED_OPS = OpTable(
         "zsyft.tensors.ops.shared_selection",  # max, argmax ... from comparisons
         "zsyft.tensors.ops.shared_approximations",  # sigmoid, tanh
         "zsyft.tensors.ops.shared_convolution",  # conv, average pooling
+        "zsyft.tensors.ops.shared_piecewise",  # clamp, hardtanh, leaky_relu
     ),
 )
 

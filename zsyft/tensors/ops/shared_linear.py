@@ -233,8 +233,7 @@ _TRUNCATION = (aten.div, aten.div_, aten.mean, aten.true_divide, aten.reciprocal
 _COMPARISON = (
     aten.relu, aten.relu_, aten.threshold_backward, aten.gt, aten.lt, aten.ge, aten.le,
     aten.eq, aten.ne, aten.max, aten.min, aten.maximum, aten.minimum, aten.abs, aten.sign,
-    aten.clamp, aten.clamp_min, aten.clamp_max, aten.argmax, aten.argmin, aten.sigmoid,
-    aten.tanh, aten.exp, aten.log,
+    aten.argmax, aten.argmin, aten.sigmoid, aten.tanh, aten.exp, aten.log,
 )
 _WHY = {
     **{op: "Beaver multiplication and truncation" for op in _MULTIPLICATION},
@@ -246,8 +245,8 @@ _WHY = {
 _SUPPORTED = (
     "+, -, *, @ (mm, bmm, addmm), convolutions, average pooling, sum, mean, division by a "
     "public number, pow with a small integer exponent, relu, abs, sign, sigmoid and tanh "
-    "(approximated), >, <, >=, <=, ==, F.mse_loss, F.l1_loss, and for evaluation max, min, "
-    "argmax, argmin, maximum, minimum"
+    "(approximated), clamp, hardtanh, relu6, leaky_relu, >, <, >=, <=, ==, F.mse_loss, "
+    "F.l1_loss, and for evaluation max, min, argmax, argmin, maximum, minimum, max_pool2d"
 )
 
 

@@ -108,7 +108,7 @@ def product(
     return run_protocol(f"fixed_{name}", [xs, ys], g.crypto_provider, params, shape)
 
 
-def _scale_by_public(g: linear.Group, x: SharedTensor, value: Any, func: Any) -> Any:
+def scale_by_public(g: linear.Group, x: SharedTensor, value: Any, func: Any) -> Any:
     """x times a public value (number or plain tensor): share-wise, then truncation."""
     factor = integral_value(value)
     if factor is not None:
@@ -134,7 +134,7 @@ def mul(func: Any, args: tuple, kwargs: dict) -> Any:
         if integral_value(public) is not None or isinstance(public, SharedTensor):
             return linear.mul(func, args, kwargs)
         g = linear.group(func, args)
-        result = _scale_by_public(g, shared, public, func)
+        result = scale_by_public(g, shared, public, func)
     else:
         g = linear.group(func, args)
         result = g.result(product(g, func, "mul", x, y))
@@ -173,7 +173,7 @@ def div(func: Any, args: tuple, kwargs: dict) -> Any:
         result = divide_by_integer(g, x, k)
     else:
         inverse = 1.0 / divisor if not is_plain(divisor) else torch.reciprocal(divisor.double())
-        result = _scale_by_public(g, x, inverse, func)
+        result = scale_by_public(g, x, inverse, func)
     return in_place(x, result) if func.overloadpacket is aten.div_ else result
 
 
@@ -206,7 +206,7 @@ def add_sub_scaled(func: Any, args: tuple, kwargs: dict) -> Any:
     if integral_value(alpha) is not None or not isinstance(args[1], SharedTensor):
         return linear.add_sub(func, args, kwargs)
     g = linear.group(func, args)
-    scaled = _scale_by_public(g, args[1], alpha, func)
+    scaled = scale_by_public(g, args[1], alpha, func)
     return linear.add_sub(func, (args[0], scaled), {})
 
 

@@ -1,4 +1,5 @@
-"""`max`, `min`, `argmax`, `argmin`, `maximum`, `minimum` of `SharedTensor`s, by comparisons.
+"""`max`, `min`, `argmax`, `argmin`, `maximum`, `minimum`, `max_pool2d` of `SharedTensor`s,
+by comparisons.
 
 Nothing is revealed: which element wins stays secret, and so does its index.
 
@@ -10,6 +11,9 @@ Nothing is revealed: which element wins stays secret, and so does its index.
   with the difference of the pair's indices, exact), and the winners go on to the next level.
   A dimension of n elements costs ceil(log2 n) levels of 8 rounds. On equal values the
   earlier element wins, so `argmax` names the first maximum, as torch's does.
+- `max_pool2d` cuts each share into its windows (`unfold`, no message beyond the pointer op)
+  and runs the tournament over each window's elements; its index is the winner's position in
+  the input's plane, as torch's is, carried through the tournament as public positions.
 - The index is a shared value in the tensor's own encoding (like every value under
   `fix_precision()`), so `pred.eq(target)` against shared labels works as in PySyft; `.get()`
   then `.float_precision()` gives it as a float.
@@ -32,15 +36,18 @@ from zsyft.tensors.shared import SharedTensor
 aten = torch.ops.aten
 
 
-def _tournament(x: SharedTensor, dim: int, want_index: bool) -> tuple[Any, Any]:
-    """Maximum of `x` along `dim` (dimension removed), and its index (or None)."""
+def _tournament(x: SharedTensor, dim: int, want_index: bool,
+                positions: torch.Tensor | None = None) -> tuple[Any, Any]:
+    """Maximum of `x` along `dim` (dimension removed), and its index (or None): the position
+    along `dim`, or the entry of the public `positions` (broadcast to `x` with `dim` last)."""
     g = linear.group(aten.max.dim, [x])
     order = [d for d in range(x.dim()) if d != dim] + [dim]
     values = x.permute(order) if dim != x.dim() - 1 else x
     indices = None
     if want_index:
-        positions = torch.arange(values.shape[-1], dtype=values.dtype)
-        indices = torch.add(torch.zeros_like(values), positions)
+        if positions is None:
+            positions = torch.arange(values.shape[-1])
+        indices = torch.add(torch.zeros_like(values), positions.to(values.dtype))
     while values.shape[-1] > 1:
         pairs = values.shape[-1] // 2
         a, b = values[..., 0:2 * pairs:2], values[..., 1:2 * pairs:2]
@@ -154,3 +161,43 @@ def pairwise(func: Any, args: tuple, kwargs: dict) -> Any:
     if func.overloadpacket in (aten.maximum, aten.max):
         return torch.add(y, excess)
     return torch.sub(x, excess)
+
+
+@SHARED_OPS.register(aten.max_pool2d_with_indices.default)
+def max_pool2d(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`F.max_pool2d` (`nn.MaxPool2d`): a tournament over each window's elements, with the
+    (shared) index of each maximum in the input's plane, as torch gives it. Windows are cut
+    share by share (`unfold`); padding is not supported (it pads with -inf)."""
+    _no_backward(func, args)
+    x = args[0]
+
+    def pair(position: int, default: Any) -> list[int]:
+        value = args[position] if len(args) > position and args[position] else default
+        return list(value) * 2 if len(value) == 1 else list(value)
+
+    kernel = pair(1, None)
+    stride, padding, dilation = pair(2, kernel), pair(3, [0]), pair(4, [1])
+    ceil_mode = len(args) > 5 and args[5]
+    height, width = x.shape[-2:]
+    sizes = [(n - d * (k - 1) - 1) // s + 1
+             for n, k, s, d in zip((height, width), kernel, stride, dilation, strict=True)]
+    if any(padding) or (ceil_mode and any(
+        (n - d * (k - 1) - 1) % s for n, k, s, d in zip((height, width), kernel, stride,
+                                                        dilation, strict=True)
+    )):
+        raise UnsupportedOpError(
+            "max_pool2d on shared tensors takes no padding and ceil_mode=False (padding "
+            "would need -inf); pad the input with F.pad(x, ..., value=<a low number>) first",
+            op="max_pool2d",
+        )
+    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
+    windows = x.unfold(-2, spans[0], stride[0]).unfold(-2, spans[1], stride[1])
+    if dilation != [1, 1]:
+        windows = windows[..., ::dilation[0], ::dilation[1]]
+    windows = windows.reshape(*windows.shape[:-2], kernel[0] * kernel[1])
+    rows = torch.arange(sizes[0]).view(-1, 1, 1, 1) * stride[0] + torch.arange(
+        0, spans[0], dilation[0]).view(1, 1, -1, 1)
+    cols = torch.arange(sizes[1]).view(1, -1, 1, 1) * stride[1] + torch.arange(
+        0, spans[1], dilation[1]).view(1, 1, 1, -1)
+    positions = (rows * width + cols).reshape(sizes[0], sizes[1], -1)
+    return _tournament(windows, windows.dim() - 1, True, positions)

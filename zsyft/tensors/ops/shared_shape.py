@@ -29,7 +29,7 @@ PER_SHARE = (
     aten.clone.default, aten.flip.default, aten.roll.default, aten.repeat.default,
     aten.unbind.int, aten.split.Tensor, aten.split_with_sizes.default, aten.diagonal.default,
     aten.tril.default, aten.triu.default, aten.gather.default, aten.index_put.default,
-    aten.index_put_.default, aten.where.self,
+    aten.index_put_.default, aten.where.self, aten.unfold.default,
 )
 
 
@@ -78,7 +78,7 @@ def per_share(func: Any, args: tuple, kwargs: dict) -> Any:
     return _results(g, outs)
 
 
-@SHARED_OPS.register(aten.view.default, aten._unsafe_view.default)
+@SHARED_OPS.register(aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 def view(func: Any, args: tuple, kwargs: dict) -> Any:
     x, size = args
     return group(func, args).result([piece.reshape(size) for piece in x.shares])
