@@ -140,24 +140,3 @@ def test_leaky_relu_and_relu6_networks_train_like_plaintext(bob, alice, james):
     train_side_by_side((bob, alice, james), plain, F.mse_loss, data, target, lr=0.05, steps=4,
                        param_atol=0.02)
 
-
-def test_convolutional_classifier_predicts_on_shared_images_like_plaintext(bob, alice, james):
-    """Evaluation of a small CNN with max pooling on shared images (PySyft Part 11's kind of
-    model): the same predicted classes, counted without revealing any of them."""
-    torch.manual_seed(21)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(4 * 3 * 3, 3))
-    images, labels = torch.randn(6, 1, 8, 8), torch.randint(0, 3, (6,))
-    expected = model(images).argmax(dim=1)
-    kwargs = {"crypto_provider": james}
-    model.fix_precision().share(bob, alice, **kwargs)
-    shared_images = images.fix_precision().share(bob, alice, **kwargs)
-    shared_labels = labels.float().fix_precision().share(bob, alice, **kwargs)
-    with torch.no_grad():
-        predicted = model(shared_images).argmax(dim=1)
-        correct = predicted.eq(shared_labels).sum()
-    assert correct.get().float_precision().item() == (expected == labels).sum().item()
-    assert torch.equal(predicted.get().float_precision().round().long(), expected)
-    model.get()
-    del shared_images, shared_labels
-    settle(bob, alice, james)

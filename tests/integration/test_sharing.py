@@ -451,10 +451,21 @@ def test_max_min_and_their_indices_by_comparisons(bob, alice, james, op, fn):
     torch.testing.assert_close(result, expected.float(), atol=0.002, rtol=0)
 
 
-def test_accuracy_on_encrypted_predictions_like_pysyft_part_11(bob, alice, james):
+CLASSIFIERS = [
+    ("linear", lambda: nn.Linear(4, 3), (8, 4)),
+    ("cnn_max_pool", lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2),
+                                           nn.Flatten(), nn.Linear(4 * 3 * 3, 3)),
+     (6, 1, 8, 8)),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "shape"), CLASSIFIERS, ids=[c[0] for c in CLASSIFIERS])
+def test_accuracy_on_encrypted_predictions_like_pysyft_part_11(bob, alice, james, case, make,
+                                                               shape):
+    """The correct predictions counted on shared data, none of them revealed."""
     torch.manual_seed(6)
-    model = nn.Linear(4, 3)
-    data, labels = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    model = make()
+    data, labels = torch.randn(shape), torch.randint(0, 3, (shape[0],))
     expected = int((model(data).argmax(dim=1) == labels).sum())
     kwargs = {"crypto_provider": james}
     model.fix_precision().share(bob, alice, **kwargs)
