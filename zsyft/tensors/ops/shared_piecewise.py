@@ -28,7 +28,7 @@ import torch
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, op_name
 from zsyft.tensors.ops import shared_linear as linear
 from zsyft.tensors.ops import shared_protocols as protocols
-from zsyft.tensors.protocol_client import run_protocol, run_protocol_outputs
+from zsyft.tensors.protocol_client import run_protocol
 from zsyft.tensors.shared import SharedTensor
 
 aten = torch.ops.aten
@@ -112,13 +112,6 @@ def hardtanh(func: Any, args: tuple, kwargs: dict) -> Any:
     return protocols.in_place(x, result) if func is aten.hardtanh_.default else result
 
 
-def _times_mask(g: linear.Group, grad: SharedTensor, mask: list[Any]) -> SharedTensor:
-    """`grad * m` for shares of an unscaled 0/1 mask `m`: one exact Beaver product."""
-    shape = list(grad.shape)
-    return g.result(run_protocol("mul", [grad.shares, mask], g.crypto_provider,
-                                 {"x_shape": shape, "y_shape": shape}, shape))
-
-
 @SHARED_OPS.register(aten.hardtanh_backward.default)
 def hardtanh_backward(func: Any, args: tuple, kwargs: dict) -> Any:
     grad, x = _shared(func, args[0]), _shared(func, args[1])
@@ -132,7 +125,7 @@ def hardtanh_backward(func: Any, args: tuple, kwargs: dict) -> Any:
     above_lo, below_hi = _stacked(g, "gtz", [x - lo, torch.rsub(x, hi)])
     inside = [a + b - (1 if i == 0 else 0)
               for i, (a, b) in enumerate(zip(above_lo, below_hi, strict=True))]
-    return _times_mask(g, grad, inside)
+    return protocols.times_mask(g, grad, inside)
 
 
 def _slope(func: Any, args: tuple, position: int) -> float:
@@ -148,21 +141,13 @@ def leaky_relu(func: Any, args: tuple, kwargs: dict) -> Any:
     x = _shared(func, args[0])
     slope = _slope(func, args, 1)
     g = linear.group(func, args)
-    shape = list(x.shape)
-    params = {"shape": shape}
-    if torch.is_grad_enabled() and x.requires_grad:
-        positive, mask = run_protocol_outputs("relu_with_mask", [x.shares], g.crypto_provider,
-                                              params, shape, 2)
-    else:
-        positive = run_protocol("relu", [x.shares], g.crypto_provider, params, shape)
-        mask = None
-    kept = g.result(positive)
+    kept = protocols.relu(aten.relu.default, (x,), {})  # keeps [x > 0] in training
     result = torch.add(kept, protocols.scale_by_public(g, torch.sub(x, kept), slope, func))
     if func is aten.leaky_relu_.default:
         protocols.in_place(x, result)
         result = x  # holds the output now, whose sign is the input's for a slope >= 0
-    if mask is not None and slope >= 0:
-        x.positive_mask = mask  # [x > 0], for the backward pass
+    if kept.positive_mask is not None and slope >= 0:
+        x.positive_mask = kept.positive_mask  # [x > 0], for the backward pass
     return result
 
 
@@ -178,5 +163,5 @@ def leaky_relu_backward(func: Any, args: tuple, kwargs: dict) -> Any:
                                  op=op_name(func))
     g = linear.group(func, args[:2])
     mask = x.positive_mask if x.positive_mask is not None else _stacked(g, "gtz", [x])[0]
-    kept = _times_mask(g, grad, mask)
+    kept = protocols.times_mask(g, grad, mask)
     return torch.add(kept, protocols.scale_by_public(g, torch.sub(grad, kept), slope, func))

@@ -287,14 +287,18 @@ def threshold_backward(func: Any, args: tuple, kwargs: dict) -> Any:
     shape = list(x.shape)
     if list(grad.shape) != shape:
         raise UnsupportedOpError("threshold_backward with a broadcast gradient", op=op_name(func))
-    mask = x.positive_mask
-    if mask is not None:
-        shares = run_protocol("mul", [grad.shares, mask], g.crypto_provider,
-                              {"x_shape": shape, "y_shape": shape}, shape)
-    else:
-        shares = run_protocol("relu_backward", [grad.shares, x.shares], g.crypto_provider,
-                              {"shape": shape}, shape)
-    return g.result(shares)
+    if x.positive_mask is not None:
+        return times_mask(g, grad, x.positive_mask)
+    return g.result(run_protocol("relu_backward", [grad.shares, x.shares], g.crypto_provider,
+                                 {"shape": shape}, shape))
+
+
+def times_mask(g: linear.Group, grad: SharedTensor, mask: list[PointerTensor]) -> SharedTensor:
+    """`grad * m` for the parties' shares of an unscaled 0/1 mask `m` (such as ReLU's kept
+    `[x > 0]`): one Beaver product, exact, no truncation."""
+    shape = list(grad.shape)
+    return g.result(run_protocol("mul", [grad.shares, mask], g.crypto_provider,
+                                 {"x_shape": shape, "y_shape": shape}, shape))
 
 
 _SIGN_TESTS = {aten.gt: "gtz", aten.lt: "ltz", aten.ge: "gez", aten.le: "lez", aten.eq: "eqz"}
