@@ -63,10 +63,17 @@ def _tensor_float_precision(self: torch.Tensor) -> torch.Tensor:
 
 
 def _tensor_share(
-    self: torch.Tensor, *workers: Any, crypto_provider: Any = None, requires_grad: bool = False
+    self: torch.Tensor,
+    *workers: Any,
+    crypto_provider: Any = None,
+    requires_grad: bool = False,
+    **options: Any,
 ) -> SharedTensor:
-    """Secret-share this tensor among `workers`; `.get()` gives it back (see `shared.share`)."""
-    return share(self, *workers, crypto_provider=crypto_provider, requires_grad=requires_grad)
+    """Secret-share this tensor among `workers`; `.get()` gives it back (see `shared.share`,
+    which also takes PySyft's `protocol`, `field` and `dtype` options)."""
+    return share(
+        self, *workers, crypto_provider=crypto_provider, requires_grad=requires_grad, **options
+    )
 
 
 def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:

@@ -18,7 +18,7 @@ from torch import nn
 from zsyft.remote.node import local_node
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor, fix_precision
 from zsyft.tensors.pointer import PointerTensor
-from zsyft.tensors.shared import SharedTensor, share
+from zsyft.tensors.shared import SharedTensor, check_sharing_options, share
 from zsyft.tensors.transfer import send
 
 
@@ -99,16 +99,22 @@ def float_precision_module(module: nn.Module) -> nn.Module:
 
 
 def share_module(
-    module: nn.Module, *workers: Any, crypto_provider: Any = None, requires_grad: bool = False
+    module: nn.Module,
+    *workers: Any,
+    crypto_provider: Any = None,
+    requires_grad: bool = False,
+    **options: Any,
 ) -> nn.Module:
-    """Secret-share every floating parameter and buffer among `workers` (see `share`).
+    """Secret-share every floating parameter and buffer among `workers` (see `share`, which
+    also takes PySyft's `protocol`, `field` and `dtype` options).
 
     Parameters require grad iff `requires_grad` (PySyft's meaning: track gradients of the
     encrypted model). Plain float parameters are encoded with the default precision first.
     """
+    check_sharing_options(**options)  # before any parameter is converted
 
     def convert(t: torch.Tensor) -> Any:
-        shared = share(t, *workers, crypto_provider=crypto_provider)
+        shared = share(t, *workers, crypto_provider=crypto_provider, **options)
         return (shared, requires_grad) if isinstance(t, nn.Parameter) else shared
 
     return _replace(

@@ -351,6 +351,30 @@ class WorkerHandle:
         self.node.raise_pending()
         return {id_number(oid): _listed(value) for oid, value in listing.items()}
 
+    def clear_objects(self) -> WorkerHandle:
+        """Delete every object this client holds at the worker, as PySyft's `clear_objects()`
+        does; returns this handle. Pointers to them then raise `ObjectNotFoundError` on use.
+        Everything issued before runs first (a sync point)."""
+        self.node.sync()
+        self.request(Kind.CLEAR, None)
+        return self
+
+    def add_worker(self, worker: WorkerHandle) -> WorkerHandle:
+        """Accepted for PySyft tutorials (`bob.add_worker(alice)`); returns this handle.
+
+        Nothing to register: a worker learns another's address and key from each message that
+        needs it (a pointer sent along a chain, a move, a protocol session) and dials it then.
+        """
+        if not isinstance(worker, WorkerHandle):
+            raise TypeError(f"add_worker expects a worker handle, got {type(worker).__name__}")
+        return self
+
+    def add_workers(self, workers: Any) -> WorkerHandle:
+        """`add_worker` for each of `workers`; returns this handle."""
+        for worker in workers:
+            self.add_worker(worker)
+        return self
+
     def __repr__(self) -> str:
         try:
             count = self.ping(timeout=2.0)["objects"]

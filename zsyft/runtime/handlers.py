@@ -113,6 +113,13 @@ def handle_delete(worker: Worker, msg: Message) -> Reply:
     return None
 
 
+def handle_clear(worker: Worker, msg: Message) -> Reply:
+    """Delete every object the requesting client owns here (held pointers release the objects
+    they point at, as when they are deleted one by one)."""
+    worker.store.free_owner(worker.store.requester)
+    return Kind.OK, None
+
+
 def describe(value: Any, worker: Worker) -> Any:
     """How one stored object appears in a client's `worker._objects` snapshot."""
     if isinstance(value, Failed):
@@ -211,6 +218,7 @@ HANDLERS: dict[int, Callable[[Worker, Message], Reply]] = {
     Kind.FETCH: handle_fetch,
     Kind.DELETE: handle_delete,
     Kind.LIST: handle_list,
+    Kind.CLEAR: handle_clear,
     Kind.SYNC: handle_sync,
     Kind.STORE_POINTER: handle_store_pointer,
     Kind.REMOTE_GET: handle_remote_get,

@@ -85,8 +85,9 @@ class ObjectStore:
         if object_id in self:
             del self._objects[object_id], self._owners[object_id]
 
-    def free_owner(self, principal: str) -> list[bytes]:
-        """Delete every object of `principal` (its lease ran out); returns their ids."""
+    def free_owner(self, principal: str | None) -> list[bytes]:
+        """Delete every object of `principal` (its lease ran out, or it asked to clear its
+        objects); returns their ids."""
         ids = [oid for oid, owner in self._owners.items() if owner == principal]
         for object_id in ids:
             del self._objects[object_id], self._owners[object_id]

@@ -107,14 +107,19 @@ class FixedPrecisionTensor(torch.Tensor):
         *workers: Any,
         crypto_provider: Any = None,
         requires_grad: bool = False,
+        **options: Any,
     ) -> torch.Tensor:
-        """Secret-share the encoding among `workers` (see `zsyft.tensors.shared.share`).
+        """Secret-share the encoding among `workers` (see `zsyft.tensors.shared.share`, which
+        also takes PySyft's `protocol`, `field` and `dtype` options).
 
         `.get()` on the result gives a FixedPrecisionTensor back.
         """
         from zsyft.tensors.shared import share
 
-        return share(self, *workers, crypto_provider=crypto_provider, requires_grad=requires_grad)
+        return share(
+            self, *workers, crypto_provider=crypto_provider, requires_grad=requires_grad,
+            **options,
+        )
 
     def send(self, *args: Any, **kwargs: Any) -> Any:
         raise UnsupportedOpError(

@@ -59,7 +59,7 @@ from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain
 from zsyft.tensors.pointer import PointerTensor, get_many
 from zsyft.tensors.transfer import send
 
-__all__ = ["SharedTensor", "share"]
+__all__ = ["SharedTensor", "check_sharing_options", "share"]
 
 REVEAL_FIXED = "fixed"  # .get() returns a FixedPrecisionTensor
 REVEAL_PLAIN = "plain"  # .get() decodes to a plain tensor of the shared dtype
@@ -171,6 +171,17 @@ class SharedTensor(torch.Tensor):
             return self.encoder.decode(secret, self.dtype)
         return secret.to(self.dtype)
 
+    def refresh(self) -> SharedTensor:
+        """This value with fresh shares: a new random sharing of zero (made here, as for
+        `share()`) added share by share, as PySyft's `refresh()` does. The parties' new shares
+        are independent of their old ones; to autograd it is the identity."""
+        zero = torch.zeros(self.shape, dtype=torch.int64)
+        zeros = SharedTensor(
+            _send_shares(zero, self.locations), self.encoder, self.crypto_provider, self.dtype,
+            self.reveal,
+        )
+        return self + zeros
+
     # -- refusing what does not apply -------------------------------------------------------
     def _use_get(self, what: str) -> PointerUsageError:
         return PointerUsageError(
@@ -241,39 +252,83 @@ def _check_workers(workers: tuple[Any, ...], crypto_provider: Any) -> None:
         )
 
 
+PYSYFT_PROTOCOLS = ("snn", "fss")
+RING_SIZE = 2**64
+
+
+def check_sharing_options(
+    protocol: str | None = None, field: int | None = None, dtype: str | None = None
+) -> None:
+    """Accept PySyft 0.2's `share()` options that describe what zsyft does; refuse the rest.
+
+    PySyft picks its comparison protocol with `protocol` ("snn": SecureNN, the default;
+    "fss": function secret sharing) and its ring with `field`/`dtype` ("long": 2^64,
+    "int": 2^32). zsyft shares in Z/2^64 and runs every comparison with its SecureNN-style
+    protocol (`zsyft.mpc.comparison`) whichever name is given: the results are the same.
+    """
+    if protocol is not None and protocol not in PYSYFT_PROTOCOLS:
+        raise ValueError(
+            f"unknown sharing protocol {protocol!r}: use 'snn' or 'fss' (or leave it out); "
+            "zsyft runs its SecureNN-style comparisons for both"
+        )
+    if field not in (None, RING_SIZE):
+        raise ValueError(
+            f"zsyft shares in the ring Z/2^64 only; field={field!r} is not supported "
+            "(leave it out, or pass field=2**64)"
+        )
+    if dtype not in (None, "long"):
+        raise ValueError(
+            f"zsyft shares 64-bit integers only; dtype={dtype!r} is not supported "
+            "(leave it out, or pass dtype='long')"
+        )
+
+
 def share(
     value: torch.Tensor,
     *workers: Any,
     crypto_provider: Any = None,
     requires_grad: bool = False,
+    protocol: str | None = None,
+    field: int | None = None,
+    dtype: str | None = None,
 ) -> SharedTensor:
     """Secret-share `value` among `workers` (party i gets share i); see the module docstring.
 
     `value` is a FixedPrecisionTensor, or a plain tensor: a floating one is encoded with the
     default precision (base 10, 3 fractional digits) and an integer one exactly. With
-    `requires_grad=True` the result is a leaf that autograd tracks.
+    `requires_grad=True` the result is a leaf that autograd tracks. `protocol`, `field` and
+    `dtype` are PySyft's options, accepted where they describe what zsyft does
+    (`check_sharing_options`).
     """
+    check_sharing_options(protocol, field, dtype)
     if isinstance(value, SharedTensor):
         raise TypeError("this tensor is already secret-shared")
     if isinstance(value, PointerTensor):
         raise PointerUsageError("share() of a remote tensor is not supported yet; .get() it first")
     _check_workers(workers, crypto_provider)
     if isinstance(value, FixedPrecisionTensor):
-        encoder, encoded, dtype, reveal = value.encoder, value.encoded, value.dtype, REVEAL_FIXED
+        encoder, encoded, shared_dtype = value.encoder, value.encoded, value.dtype
+        reveal = REVEAL_FIXED
     elif is_plain(value):
         if value.dtype == torch.bool or value.is_complex():
             raise TypeError(f"{value.dtype} tensors cannot be secret-shared")
         integer = not value.is_floating_point()
         encoder = FixedPointEncoder(10, 0) if integer else FixedPointEncoder()
-        encoded, dtype, reveal = encoder.encode(value.detach()), value.dtype, REVEAL_PLAIN
+        encoded, shared_dtype = encoder.encode(value.detach()), value.dtype
+        reveal = REVEAL_PLAIN
     else:
         raise TypeError(f"share() needs a tensor, got {type(value).__name__}")
-    if requires_grad and not dtype.is_floating_point:
+    if requires_grad and not shared_dtype.is_floating_point:
         raise TypeError(
             "only floating tensors can require grad; fix_precision() an integer tensor first"
         )
+    pointers = _send_shares(encoded, workers)
+    return SharedTensor(pointers, encoder, crypto_provider, shared_dtype, reveal, requires_grad)
+
+
+def _send_shares(encoded: torch.Tensor, workers: Any) -> list[PointerTensor]:
+    """Split an int64 encoding into random shares here and send share i to party i."""
     owner = local_node().id
     pieces = split(encoded.contiguous(), len(workers))
-    pointers = [send(piece, worker, owner) for piece, worker in zip(pieces, workers, strict=True)]
-    return SharedTensor(pointers, encoder, crypto_provider, dtype, reveal, requires_grad)
+    return [send(piece, worker, owner) for piece, worker in zip(pieces, workers, strict=True)]
 

@@ -54,6 +54,8 @@ class Kind(IntEnum):
     MATERIAL = 16  # provider -> last party: [session, op id, correction] -> nothing
     BATCH = 17  # body: [frame count of each message that follows]; handled one by one, in
     #              order, as if each had come alone (see `codec.batch`)
+    CLEAR = 18  # body: None                        -> OK once every object of the sender is
+    #                                                  deleted (PySyft's `clear_objects`)
     PONG = 64  # body: {name, pid, objects, version, threads}
     OK = 65  # body: None
     DATA = 66  # body: the requested value

@@ -1,0 +1,201 @@
+"""PySyft 0.2 idioms beyond the three tutorials: sharing options, `refresh()`, worker upkeep.
+
+The MNIST tutorial of PySyft 0.2 ("Secure Training and Evaluation") shares with
+`protocol="fss"` and computes its loss as `((output - target) ** 2).sum().refresh() / batch`;
+older tutorials call `bob.add_workers([alice])` and `bob.clear_objects()`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn, optim
+
+import zsyft as sy
+from tests.helpers import wait_until
+from tests.integration.conftest import settle
+
+
+@pytest.fixture(scope="module")
+def james(hook):
+    worker = sy.VirtualWorker(hook, id="james")
+    yield worker
+    sy.local_worker.workers.pop("james", None)
+    worker.close()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(bob, alice, james):
+    yield
+    settle(bob, alice, james)
+    left = {w.id: len(w._objects) for w in (bob, alice, james)}
+    assert not any(left.values()), f"objects left at the workers: {left}"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"protocol": "snn"}, {"protocol": "fss"}, {"field": 2**64, "dtype": "long"}],
+    ids=["snn", "fss", "ring-2^64"],
+)
+def test_share_accepts_pysyft_options_that_describe_what_zsyft_does(bob, alice, james, options):
+    x, y = torch.tensor([1.5, -2.25, 3.0]), torch.tensor([0.5, 2.0, -1.0])
+    xs = x.fix_precision(precision_fractional=4).share(
+        bob, alice, crypto_provider=james, requires_grad=True, **options
+    )
+    ys = y.fix_precision(precision_fractional=4).share(
+        bob, alice, crypto_provider=james, **options
+    )
+    torch.testing.assert_close((xs * ys).get().float_precision(), x * y, atol=2e-4, rtol=0)
+    torch.testing.assert_close((xs > 0).get().float_precision(), (x > 0).float())
+
+    model = nn.Linear(3, 1)
+    model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True, **options)
+    assert isinstance(model.weight, sy.SharedTensor) and model.weight.requires_grad
+    model.get()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"protocol": "spdz"}, r"unknown sharing protocol 'spdz'.*'snn' or 'fss'"),
+        ({"field": 2**32}, r"Z/2\^64 only; field=4294967296"),
+        ({"dtype": "int"}, r"64-bit integers only; dtype='int'.*dtype='long'"),
+    ],
+)
+def test_share_refuses_options_zsyft_cannot_honour_before_sending_anything(
+    bob, alice, james, options, message
+):
+    with pytest.raises(ValueError, match=message):
+        torch.ones(2).fix_precision().share(bob, alice, crypto_provider=james, **options)
+    model = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=message):
+        model.share(bob, alice, crypto_provider=james, **options)
+    assert type(model.weight.data) is torch.Tensor  # not one parameter was converted
+    with pytest.raises(TypeError, match="precision"):
+        torch.ones(2).fix_precision().share(bob, alice, precision=3)
+
+
+def _share_at(worker, shared):
+    return worker._objects[shared.shares[[w.id for w in shared.locations].index(worker.id)]
+                           .id_at_location]
+
+
+@pytest.mark.parametrize("n_parties", [2, 3])
+def test_refresh_keeps_the_value_and_draws_new_shares(hook, bob, alice, james, n_parties):
+    charlie = sy.VirtualWorker(hook, id="charlie") if n_parties == 3 else None
+    try:
+        parties = [bob, alice, charlie][:n_parties]
+        x = torch.tensor([[1.25, -3.5], [0.0, 1000.0]])
+        xs = x.fix_precision().share(*parties, crypto_provider=james)
+        fresh = xs.refresh()
+        assert isinstance(fresh, sy.SharedTensor) and fresh.locations == xs.locations
+        for party in parties:
+            old, new = _share_at(party, xs), _share_at(party, fresh)
+            assert not torch.equal(old, new)
+            assert int((new - old == 0).sum()) == 0  # every word moved, not just a few
+        torch.testing.assert_close(fresh.get().float_precision(), x)
+        torch.testing.assert_close(xs.get().float_precision(), x)
+    finally:
+        if charlie is not None:
+            settle(charlie)
+            sy.local_worker.workers.pop("charlie", None)
+            charlie.close()
+
+
+def test_refresh_passes_gradients_through_unchanged(bob, alice, james):
+    x = torch.tensor([0.5, -1.5, 2.0])
+    xs = x.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    loss = (xs.refresh() * 3).sum()
+    loss.backward()
+    assert not isinstance(xs.grad, type(None))
+    torch.testing.assert_close(xs.grad.get().float_precision(), torch.full((3,), 3.0))
+    torch.testing.assert_close(loss.get().float_precision(), (x * 3).sum())
+    xs.grad = None
+
+
+class _Mnistish(nn.Module):
+    """The PySyft MNIST tutorial's network, narrowed to run quickly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(36, 16)
+        self.fc2 = nn.Linear(16, 8)
+        self.fc3 = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, 36)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+@pytest.mark.timeout(300)
+def test_pysyft_mnist_tutorial_loop_with_refresh_tracks_plaintext(bob, alice, james):
+    torch.manual_seed(11)
+    images, labels = torch.rand(8, 1, 6, 6), torch.randint(0, 4, (8,))
+    target = F.one_hot(labels, 4).float()
+    plain = _Mnistish()
+    model = copy.deepcopy(plain)
+    plain_opt = optim.SGD(plain.parameters(), lr=0.05)
+
+    def secret_share(tensor, requires_grad=True):
+        return tensor.fix_precision(precision_fractional=3).share(
+            bob, alice, crypto_provider=james, protocol="fss", requires_grad=requires_grad
+        )
+
+    data, shared_target = secret_share(images), secret_share(target)
+    model.fix_precision(precision_fractional=3).share(
+        bob, alice, crypto_provider=james, protocol="fss", requires_grad=True
+    )
+    opt = optim.SGD(model.parameters(), lr=0.05).fix_precision()
+    for _ in range(3):
+        opt.zero_grad()
+        output = model(data)
+        batch_size = output.shape[0]
+        loss = ((output - shared_target) ** 2).sum().refresh() / batch_size
+        loss.backward()
+        opt.step()
+        encrypted = loss.get().float_precision().item()
+
+        plain_opt.zero_grad()
+        plain_loss = ((plain(images) - target) ** 2).sum() / batch_size
+        plain_loss.backward()
+        plain_opt.step()
+        assert abs(encrypted - plain_loss.item()) < 0.02
+
+    with torch.no_grad():  # the tutorial's test: count correct predictions, all encrypted
+        pred = model(data).argmax(dim=1)
+        shared_labels = secret_share(labels.float(), requires_grad=False)
+        correct = pred.eq(shared_labels.view_as(pred)).sum()
+        want = int(plain(images).argmax(dim=1).eq(labels).sum())
+        assert correct.get().float_precision().item() == want
+    model.get()
+    del data, shared_target, opt, pred, shared_labels
+
+
+def test_clear_objects_deletes_this_clients_objects_along_chains(bob, alice):
+    x = torch.ones(3).send(bob)
+    y = torch.arange(4).send(bob)
+    p2p = torch.zeros(2).send(bob).send(alice)
+    assert len(bob._objects) == 3 and len(alice._objects) == 1
+    assert alice.clear_objects() is alice
+    assert alice._objects == {}
+    assert wait_until(lambda: len(bob._objects) == 2, 5), "the chain's end was not released"
+    assert bob.clear_objects() is bob
+    assert bob._objects == {}
+    with pytest.raises(sy.ObjectNotFoundError, match="bob"):
+        x.get()
+    del y, p2p
+
+
+def test_add_workers_is_accepted_and_needs_nothing(bob, alice, james):
+    assert bob.add_workers([alice, james]) is bob
+    assert alice.add_worker(bob) is alice
+    with pytest.raises(TypeError, match="worker handle"):
+        bob.add_worker("alice")
+    p2p = torch.tensor([1, 2]).send(bob).send(alice)
+    assert torch.equal((p2p + p2p).get().get(), torch.tensor([2, 4]))
+    del p2p
