@@ -140,6 +140,17 @@ def test_garbage_collecting_a_chain_cleans_every_hop(bob, alice, carol):
     del p, q  # the autouse fixture checks every worker is empty afterwards
 
 
+def test_a_dropped_chain_result_is_gone_at_every_hop_by_the_next_sync_point(bob, alice, carol):
+    t = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).send(bob).send(alice).send(carol)
+    for _ in range(8):  # the deletes race the sync point's own messages: try a few times
+        m = t.mean()
+        sy.sync()
+        assert [len(w._objects) for w in (bob, alice, carol)] == [2, 2, 2]
+        del m  # carol drops its pointer, alice hers, bob the data: one delete per hop
+        assert [len(w._objects) for w in (bob, alice, carol)] == [1, 1, 1]
+    del t
+
+
 def test_sent_pointer_can_no_longer_be_used_directly(bob, alice):
     x_ptr = torch.ones(1).send(bob)
     p2p = x_ptr.send(alice)

@@ -163,6 +163,12 @@ class WorkerHandle:
         """Queue a delete (called from `__del__`: only appends, never does I/O)."""
         self._pending_deletes.append((object_id, principal))
 
+    @property
+    def unsynced(self) -> bool:
+        """Whether something was posted (or a delete queued) since the worker last replied:
+        a sync point must wait for it."""
+        return self.dirty or bool(self._pending_deletes)
+
     def flush(self, deletes: bool = True) -> None:
         """Send every pipelined message now, and every queued delete (with `deletes=False`,
         fewer than a batch of deletes keep waiting: a protocol op's flush need not carry

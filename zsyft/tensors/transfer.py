@@ -93,13 +93,14 @@ def _is_size(value: Any) -> bool:
 
 
 def fence(handle: WorkerHandle) -> None:
-    """Wait until `handle`'s worker ran everything this node posted to it.
+    """Wait until `handle`'s worker ran everything this node posted to it, including deletes
+    still queued (a delete that cascades along a chain must arrive before the fence's reply).
 
     Not needed when a request to that worker is already in flight further up the stack: the
     worker runs messages in order, so it already ran everything sent before that request (and
     waiting again would deadlock, because it defers our messages until it answered us).
     """
-    if handle.dirty and not handle.in_flight:
+    if handle.unsynced and not handle.in_flight:
         handle.sync()
 
 
