@@ -48,6 +48,70 @@ CASES = [
 ]
 
 
+def _spd(m):
+    return m @ m.mT + 3 * torch.eye(m.shape[-1])
+
+
+GRAD_CASES = [  # (name, fn, input shapes): forward and every input's gradient
+    ("select", lambda a: a[1], [(3, 4)]),
+    ("strided_slice", lambda a: a[::2, 1:3], [(5, 4)]),
+    ("diagonal", lambda a: a.diagonal(), [(3, 3)]),
+    ("unfold", lambda a: a.unfold(0, 2, 1), [(5,)]),
+    ("diff_trapezoid", lambda a: torch.diff(a) + torch.trapezoid(a).unsqueeze(0), [(5,)]),
+    ("reflect_pad", lambda a: F.pad(a, (1, 1), mode="reflect"), [(1, 2, 4)]),
+    ("replicate_pad", lambda a: F.pad(a, (1, 1, 1, 1), mode="replicate"), [(1, 1, 3, 3)]),
+    ("circular_pad", lambda a: F.pad(a, (1, 1), mode="circular"), [(1, 2, 4)]),
+    ("upsample_nearest", lambda a: F.interpolate(a, scale_factor=2), [(1, 1, 3, 3)]),
+    ("upsample_bilinear", lambda a: F.interpolate(a, scale_factor=2, mode="bilinear"),
+     [(1, 1, 3, 3)]),
+    ("max_pool3d", lambda a: F.max_pool3d(a, 2), [(1, 1, 4, 4, 4)]),
+    ("avg_pool3d", lambda a: F.avg_pool3d(a, 2), [(1, 1, 4, 4, 4)]),
+    ("adaptive_max_pool2d", lambda a: F.adaptive_max_pool2d(a, 2), [(1, 1, 4, 4)]),
+    ("glu_prelu", lambda a, w: F.prelu(F.glu(a, 1), w), [(3, 4), (1,)]),
+    ("shrinks", lambda a: F.softshrink(a) + F.hardshrink(a), [(3, 4)]),
+    ("cdist", lambda a, b: torch.cdist(a, b), [(3, 4), (2, 4)]),
+    ("attention", lambda q: F.scaled_dot_product_attention(q, q, q), [(1, 2, 3, 4)]),
+    ("bilinear", lambda a, b, w: F.bilinear(a, b, w), [(3, 2), (3, 4), (5, 2, 4)]),
+    ("svd_qr", lambda a: torch.linalg.svdvals(a) + torch.linalg.qr(a)[1].diagonal(), [(3, 3)]),
+    ("solve_det", lambda a, b: torch.linalg.solve(_spd(a), b) * torch.det(_spd(a)),
+     [(3, 3), (3, 2)]),
+    ("eigh_cholesky", lambda a: torch.linalg.eigh(_spd(a))[0] + torch.linalg.cholesky(_spd(a))[2],
+     [(3, 3)]),
+    ("lstsq_slogdet", lambda a, b: torch.linalg.lstsq(_spd(a), b).solution.sum(0)
+     + torch.linalg.slogdet(_spd(a))[1], [(3, 3), (3, 2)]),
+    ("matrix_exp_inverse", lambda a: torch.linalg.matrix_exp(a) + torch.inverse(_spd(a)), [(3, 3)]),
+    ("rot90_block_diag", lambda a, b: torch.block_diag(a.rot90(), b), [(2, 3), (1, 2)]),
+    ("renorm_logcumsumexp", lambda a: a.renorm(2, 0, 1.0) + a.logcumsumexp(1), [(3, 4)]),
+    ("pixel_shuffle", lambda a: F.pixel_unshuffle(F.pixel_shuffle(a, 2), 2), [(1, 4, 2, 2)]),
+    ("grid_sample", lambda a, g: F.grid_sample(a, g.tanh(), align_corners=False),
+     [(1, 1, 3, 3), (1, 2, 2, 2)]),
+]
+
+
+@pytest.mark.parametrize(("name", "fn", "shapes"), GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_gradients_match_plain_torch(bob, name, fn, shapes):
+    torch.manual_seed(3)
+    inputs = [torch.randn(*shape) for shape in shapes]
+    local = [t.clone().requires_grad_(True) for t in inputs]
+    expected = fn(*local)
+    expected.sum().backward()
+    remote = [t.clone().requires_grad_(True).send(bob) for t in inputs]
+    result = fn(*remote)
+    result.sum().backward()
+    torch.testing.assert_close(result.get(), expected.detach(), atol=1e-5, rtol=1e-4)
+    for got, want in zip(remote, local, strict=True):
+        torch.testing.assert_close(got.get().grad, want.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_dropout_in_training_keeps_torchs_scaling_and_mask_in_the_gradient(bob):
+    x = torch.ones(200, requires_grad=True).send(bob)
+    y = F.dropout(x, 0.5, training=True)
+    y.sum().backward()
+    out, grad = y.get(), x.get().grad
+    assert set(out.unique().tolist()) <= {0.0, 2.0} and 0 < int((out == 0).sum()) < 200
+    torch.testing.assert_close(grad, out)  # d(sum)/dx is the same mask and scale
+
+
 def _set_item(t):
     t[0] = 5.0
     t[:, 1] = -1.0
@@ -111,7 +175,8 @@ def test_data_dependent_shapes_run_synchronously(bob):
 
 
 @pytest.mark.parametrize("reveal", [bool, float, lambda p: p.item(), lambda p: p.tolist(),
-                                    lambda p: p.numpy(), lambda p: torch.equal(p, p)])
+                                    lambda p: p.numpy(), lambda p: torch.equal(p, p),
+                                    lambda p: torch.allclose(p, p)])
 def test_implicit_reveal_is_refused_naming_get(bob, reveal):
     ptr = torch.tensor([1.0]).send(bob)
     with pytest.raises(sy.PointerUsageError, match=r"\.get\(\)"):
@@ -148,6 +213,25 @@ def test_pipelined_error_surfaces_at_the_next_sync(bob):
     with pytest.raises(sy.RemoteError, match=r"index\.Tensor"):
         sy.sync()
     sy.sync()  # reported once
+
+
+def test_an_error_raised_by_get_is_not_raised_again_at_the_next_sync_point(bob):
+    x = torch.ones(3).send(bob)
+    y = x[torch.tensor([7]).send(bob)]  # fails remotely
+    with pytest.raises(sy.RemoteError, match=r"index\.Tensor"):
+        y.get()  # raised here, where its value was asked for ...
+    z = torch.tensor([1, 2]).send(bob) + 1
+    assert torch.equal(z.get(), torch.tensor([2, 3]))  # ... and not again here
+    sy.sync()
+
+
+def test_get_after_the_gradient_was_fetched_keeps_the_data(bob):
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True).send(bob)
+    (x * 2).sum().backward()
+    assert torch.equal(x.grad.get(), torch.full((3,), 2.0))
+    value = x.get()
+    assert torch.equal(value.detach(), torch.tensor([1.0, 2.0, 3.0])) and value.requires_grad
+    assert value.grad is None
 
 
 def test_conv_net_forward_and_backward(bob):

@@ -129,6 +129,9 @@ def test_data_dependent_ops_are_bounded_by_what_they_would_really_allocate():
     allowed(aten.index.Tensor, [x, [mask]], cap=3 * 1000 * 4)
     refused(aten.index.Tensor, [x, [mask]], cap=3 * 1000 * 4 - 1)
     assert "cannot bound" in refused(aten.index.Tensor, [x, [torch.tensor(True)]])
+    # least squares: an n x k solution from an m x n system, m = 1 here
+    allowed(aten.linalg_lstsq.default, [torch.rand(3, 2), torch.rand(3, 4)])
+    refused(aten.linalg_lstsq.default, [torch.ones(1, 10**6), torch.ones(1, 10**4)])
 
 
 def test_every_allowlisted_op_without_a_meta_kernel_has_a_bound():

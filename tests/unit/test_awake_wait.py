@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 import zmq
@@ -15,7 +16,7 @@ from zsyft.transport import zmq as transport
 def pair():
     ctx = zmq.Context.instance()
     a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
-    address = f"inproc://awake-{id(a)}"
+    address = f"inproc://awake-{uuid.uuid4().hex}"  # an id() may recur before unbinding
     a.bind(address)
     b.connect(address)
     poller = zmq.Poller()

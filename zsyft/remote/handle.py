@@ -288,7 +288,11 @@ class WorkerHandle:
                         self._notice(received)
                 self.dirty = False
                 if reply.kind == Kind.ERROR:
-                    raise self._error(reply.body)
+                    error = self._error(reply.body)
+                    # Its notice came first, on the same connection: raised here, it is not
+                    # raised again at the next sync point.
+                    self.node.discard_error(error)
+                    raise error
                 return reply.body
             finally:
                 self._awaited.discard(rid)
@@ -315,10 +319,13 @@ class WorkerHandle:
         # anything else is a late reply to a request that already timed out: drop it
 
     def _error(self, body: Any) -> WorkerError:
-        callsite = None
+        callsite = seq = None
         if isinstance(body, dict) and isinstance(body.get("seq"), int):
-            callsite = self._issued.get(body["seq"], (None, None, None))[1]
-        return error_from_body(body, callsite)
+            seq = body["seq"]
+            callsite = self._issued.get(seq, (None, None, None))[1]
+        error = error_from_body(body, callsite)
+        error.issued = (self.id, seq) if seq is not None else None  # which command failed
+        return error
 
     def _explain(self, exc: WorkerUnavailableError) -> WorkerUnavailableError:
         """Add what the worker's own process says (exit status, log tail) when we started it."""

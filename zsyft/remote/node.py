@@ -95,6 +95,14 @@ class LocalNode:
         with self._lock:
             self._errors.append(error)
 
+    def discard_error(self, error: WorkerError) -> None:
+        """Forget pending errors of the command `error` reports (it is being raised now)."""
+        issued = getattr(error, "issued", None)
+        if issued is None:
+            return
+        with self._lock:
+            self._errors = [e for e in self._errors if getattr(e, "issued", None) != issued]
+
     def raise_pending(self) -> None:
         """Raise the first error reported by a worker since the last sync point, if any."""
         for handle in list(self.workers.values()):

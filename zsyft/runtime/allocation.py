@@ -18,6 +18,7 @@ overload (sample arguments) found these; each is bounded in `_bound`, any other 
   masked_select          broadcast(self, mask).numel() * itemsize: NOT bounded (broadcasting)
   unique_*, _unique2     numel * (itemsize + 16) for values, inverse and counts: 17x a bool input
   bincount               max(max(self) + 1, minlength) * 8: NOT bounded, depends on the values
+  linalg_lstsq           solution, residuals, singular values: sized from the shapes exactly
 Other meta errors are the real op's error (or stricter), raised without running it: fail closed.
 That also stops `native_batch_norm` in eval mode without stats, which segfaults on CPU.
 
@@ -155,7 +156,8 @@ def _index(v: dict, op: Op) -> Any:
 
 _UNIQUE = ("_unique2.default", "unique_dim.default", "unique_consecutive.default")
 DATA_DEPENDENT_OPS = frozenset(("nonzero.default", "where.default", "index.Tensor",
-    "index.Tensor_hacked_twin", "masked_select.default", "bincount.default", *_UNIQUE))  # fmt: skip
+    "index.Tensor_hacked_twin", "masked_select.default", "bincount.default",
+    "linalg_lstsq.default", *_UNIQUE))  # fmt: skip
 
 
 def _bound(op: Op, args: list, kwargs: dict) -> Any:
@@ -168,6 +170,14 @@ def _bound(op: Op, args: list, kwargs: dict) -> Any:
         return int(torch.count_nonzero(x)) * x.dim() * 8
     if name == "masked_select.default":
         return math.prod(torch.broadcast_shapes(x.shape, values["mask"].shape)) * x.element_size()
+    if name == "linalg_lstsq.default":  # solution, residuals, rank, singular values
+        a, b = x, values["b"]
+        m, n = a.shape[-2:]
+        vector = b.dim() == a.dim() - 1
+        k = 1 if vector else b.shape[-1]
+        b_batch = b.shape[: b.dim() - (1 if vector else 2)]
+        batch = math.prod(torch.broadcast_shapes(a.shape[:-2], b_batch))
+        return batch * ((n * k + k + min(m, n)) * a.element_size() + 8)
     if name == "bincount.default":
         return 8 * max(values.get("minlength", 0), int(x.max()) + 1 if x.numel() else 0)
     return x.numel() * (x.element_size() + 16) if name in _UNIQUE else None

@@ -25,7 +25,9 @@ minimum fmax fmin mul nan_to_num neg negative pow rad2deg reciprocal remainder r
 sigmoid sign sgn signbit sin sinh sqrt square sub rsub tan tanh trunc where xlogy isnan isinf
 isfinite isneginf isposinf real imag conj_physical true_divide heaviside gcd lcm relu relu6 gelu
 silu mish elu selu celu leaky_relu hardtanh hardsigmoid hardswish softplus softshrink hardshrink
-threshold log_sigmoid_forward sinc special_xlog1py
+threshold log_sigmoid_forward sinc special_xlog1py polygamma i0 special_i0e special_i1
+special_i1e special_ndtri special_erfcx special_entr special_log_ndtr nextafter softshrink
+hardshrink rrelu_with_noise glu _prelu_kernel
 """
 
 BACKWARD = """
@@ -36,18 +38,37 @@ max_pool2d_with_indices_backward avg_pool2d_backward native_batch_norm_backward
 native_layer_norm_backward native_group_norm_backward embedding_dense_backward
 binary_cross_entropy_backward hardsigmoid_backward hardswish_backward smooth_l1_loss_backward
 huber_loss_backward _adaptive_avg_pool2d_backward log_sigmoid_backward mish_backward
-logit_backward
+logit_backward select_backward slice_backward diagonal_backward unfold_backward as_strided_scatter
+native_dropout_backward softshrink_backward hardshrink_backward rrelu_with_noise_backward
+glu_backward _prelu_kernel_backward soft_margin_loss_backward upsample_nearest1d_backward
+upsample_nearest2d_backward upsample_nearest3d_backward upsample_linear1d_backward
+upsample_bilinear2d_backward upsample_bicubic2d_backward upsample_trilinear3d_backward
+_upsample_nearest_exact1d_backward _upsample_nearest_exact2d_backward
+_upsample_nearest_exact3d_backward _upsample_bilinear2d_aa_backward
+_upsample_bicubic2d_aa_backward reflection_pad1d_backward reflection_pad2d_backward
+reflection_pad3d_backward replication_pad1d_backward replication_pad2d_backward
+replication_pad3d_backward avg_pool3d_backward max_pool3d_with_indices_backward
+adaptive_max_pool2d_backward adaptive_max_pool3d_backward _adaptive_avg_pool3d_backward
+_cdist_backward _pdist_backward grid_sampler_2d_backward grid_sampler_3d_backward
+affine_grid_generator_backward _embedding_bag_backward _embedding_bag_dense_backward
+_embedding_bag_per_sample_weights_backward
+_scaled_dot_product_flash_attention_for_cpu_backward masked_scatter_backward linear_backward
+batch_norm_backward cummaxmin_backward _weight_norm_interface_backward
 """
 
 REDUCTIONS = """
 sum mean prod max min amax amin argmax argmin all any std var std_mean var_mean norm
 linalg_vector_norm logsumexp cumsum cumprod cummax cummin median nanmedian mode kthvalue topk
 sort argsort count_nonzero nansum aminmax dist bincount histc searchsorted bucketize
+logcumsumexp renorm
 """
 
 LINALG = """
 mm bmm matmul addmm addbmm baddbmm addmv addr mv dot vdot outer ger trace tril triu diag
-diag_embed diagonal linalg_cross _linalg_det linalg_inv_ex
+diag_embed diagonal linalg_cross _linalg_det linalg_inv_ex _linalg_check_errors _linalg_svd
+linalg_qr _linalg_eigh linalg_eig linalg_cholesky_ex _linalg_solve_ex linalg_solve_triangular
+linalg_lstsq _linalg_slogdet linalg_matrix_exp linalg_lu_factor_ex linalg_lu linalg_lu_solve
+linalg_pinv linalg_householder_product cholesky_solve cholesky_inverse triangular_solve _trilinear
 """
 
 SHAPE_AND_INDEXING = """
@@ -59,7 +80,11 @@ nonzero _unique2 unique_dim unique_consecutive lift_fresh lift_fresh_copy _to_co
 ones_like zeros_like empty_like full_like new_zeros new_ones new_empty new_full new_empty_strided
 view_as_real view_as_complex unfold constant_pad_nd reflection_pad1d reflection_pad2d
 replication_pad1d replication_pad2d upsample_nearest2d upsample_bilinear2d pixel_shuffle
-slice_scatter select_scatter diagonal_scatter as_strided col2im im2col
+slice_scatter select_scatter diagonal_scatter as_strided col2im im2col rot90 block_diag
+pixel_unshuffle reflection_pad3d replication_pad3d upsample_nearest1d upsample_nearest3d
+upsample_linear1d upsample_bicubic2d upsample_trilinear3d _upsample_nearest_exact1d
+_upsample_nearest_exact2d _upsample_nearest_exact3d _upsample_bilinear2d_aa
+_upsample_bicubic2d_aa affine_grid_generator grid_sampler_2d grid_sampler_3d
 """
 
 NN = """
@@ -68,6 +93,9 @@ native_batch_norm _native_batch_norm_legit _native_batch_norm_legit_no_training 
 native_group_norm _softmax _log_softmax nll_loss_forward nll_loss2d_forward mse_loss l1_loss
 binary_cross_entropy binary_cross_entropy_with_logits smooth_l1_loss huber_loss kl_div
 native_dropout bernoulli uniform normal rand_like randn_like randint_like exponential
+avg_pool3d max_pool3d_with_indices adaptive_max_pool2d adaptive_max_pool3d _adaptive_avg_pool3d
+soft_margin_loss _cdist_forward _pdist_forward _embedding_bag _embedding_bag_forward_only
+_weight_norm_interface _scaled_dot_product_flash_attention_for_cpu
 """
 
 ALLOWED_PACKETS = frozenset(

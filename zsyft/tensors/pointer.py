@@ -106,7 +106,8 @@ class PointerTensor(torch.Tensor):
             value.requires_grad_(True)
         grad = self.grad if self.is_leaf else None
         if isinstance(grad, PointerTensor):
-            value.grad = grad.get()
+            if not grad.ref.released:  # else the user already fetched it with x.grad.get()
+                value.grad = grad.get()
         elif grad is not None:
             value.grad = grad
         return value

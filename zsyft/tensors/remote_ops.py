@@ -27,7 +27,8 @@ aten = torch.ops.aten
 
 ALIAS_OPS = frozenset({aten.detach.default, aten.alias.default})
 REVEALING_OPS = frozenset(
-    {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default}
+    {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default,
+     aten.allclose.default}
 )
 
 

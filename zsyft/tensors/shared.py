@@ -159,7 +159,8 @@ class SharedTensor(torch.Tensor):
             value.requires_grad_(True)
             grad = self.grad
             if isinstance(grad, SharedTensor):
-                value.grad = grad.get()
+                if not any(piece.ref.released for piece in grad.shares):  # not fetched yet
+                    value.grad = grad.get()
             elif grad is not None:
                 value.grad = grad
         return value
