@@ -163,6 +163,39 @@ def test_in_place_ops_update_the_remote_tensor(bob):
     assert torch.equal(x, torch.zeros(3)), "the local original must not change"
 
 
+@pytest.mark.parametrize("fn", [
+    lambda t: t.t_(), lambda t: t.transpose_(0, 1), lambda t: t.unsqueeze_(0),
+    lambda t: t.view(1, 2, 3).squeeze_(), lambda t: t.as_strided_((3, 2), (1, 3)),
+    lambda t: t.swapdims_(0, 1),
+], ids=["t_", "transpose_", "unsqueeze_", "squeeze_", "as_strided_", "swapdims_"])
+def test_in_place_view_ops_reshape_the_pointer_too(bob, fn):
+    local = torch.arange(6.0).view(2, 3)
+    remote = local.clone().send(bob)
+    expected, result = fn(local), fn(remote)
+    assert result.shape == expected.shape and result.stride() == expected.stride()
+    torch.testing.assert_close((result * 1).get(), expected)
+    remote.get()
+
+
+@pytest.mark.parametrize("kind", [nn.RNN, nn.GRU, nn.LSTM])
+def test_recurrent_network_with_batch_first_on_pointers(bob, kind):
+    torch.manual_seed(0)
+    rnn, x = kind(4, 6, batch_first=True), torch.randn(8, 5, 4)  # uses transpose_ inside
+    expected, _ = rnn(x)
+    expected.sum().backward()
+    grads = [p.grad.clone() for p in rnn.parameters()]
+    rnn.zero_grad()
+    rnn.send(bob)
+    out, hidden = rnn(x.send(bob))
+    assert out.shape == expected.shape
+    out.sum().backward()
+    torch.testing.assert_close(out.get(), expected, atol=1e-5, rtol=1e-4)
+    del hidden
+    rnn.get()
+    for param, grad in zip(rnn.parameters(), grads, strict=True):
+        torch.testing.assert_close(param.grad, grad, atol=1e-4, rtol=1e-4)
+
+
 def test_data_dependent_shapes_run_synchronously(bob):
     x = torch.tensor([0.0, 3.0, 0.0, -1.0])
     ptr = x.send(bob)

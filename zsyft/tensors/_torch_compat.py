@@ -1,6 +1,7 @@
 """Every private PyTorch API zsyft relies on, in one place, so a torch upgrade touches one file.
 
 - `make_wrapper_subclass`: a tensor subclass instance with metadata but no storage.
+- `restride_wrapper`: give such an instance new sizes and strides in place.
 - `disabled_torch_function`: opts a subclass out of `__torch_function__` so every op reaches
   `__torch_dispatch__` with plain aten semantics (the recipe of torch's own subclasses).
 - `tree_flatten`/`tree_map`/`tree_unflatten`: torch's pytree utilities.
@@ -26,6 +27,7 @@ __all__ = [
     "OpOverloadPacket",
     "disabled_torch_function",
     "make_wrapper_subclass",
+    "restride_wrapper",
     "return_aliases",
     "tree_flatten",
     "tree_map",
@@ -51,6 +53,17 @@ def make_wrapper_subclass(
         device="cpu",
         requires_grad=requires_grad,
     )
+
+
+def restride_wrapper(tensor: torch.Tensor, shape: Any, stride: Any, storage_offset: int) -> None:
+    """Change a wrapper subclass instance's sizes, strides and offset, keeping the Python object
+    (its attributes and autograd identity): what an in-place view op such as `t_` does to a
+    real tensor. `.data =` copies the metadata of a stand-in wrapper, with the subclass's
+    dispatch off so the stand-in (which has none of the subclass's attributes) is not handled."""
+    with torch._C._DisableTorchDispatch():
+        tensor.data = make_wrapper_subclass(
+            type(tensor), shape, stride, tensor.dtype, storage_offset, False
+        )
 
 
 @functools.cache

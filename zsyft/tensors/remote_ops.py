@@ -20,7 +20,7 @@ import torch
 from zsyft.errors import PointerUsageError
 from zsyft.remote.node import callsite
 from zsyft.remote.refs import RemoteRef
-from zsyft.tensors._torch_compat import return_aliases
+from zsyft.tensors._torch_compat import restride_wrapper, return_aliases
 from zsyft.tensors.pointer import PointerTensor
 
 aten = torch.ops.aten
@@ -157,7 +157,7 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     for i, out in enumerate(outs):
         alias = aliases[i] if i < len(aliases) else None
         if alias is not None:
-            results.append(args[alias])
+            results.append(_restrided(args[alias], out))
             result_ids.append(None)
         elif isinstance(out, torch.Tensor):
             ref = RemoteRef(location)
@@ -172,6 +172,18 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     if isinstance(meta_out, tuple | list):
         return list(results) if isinstance(meta_out, list) else tuple(results)
     return results[0]
+
+
+def _restrided(pointer: PointerTensor, meta: Any) -> PointerTensor:
+    """`pointer`, with the shape and strides an in-place op gave its remote tensor (`t_`,
+    `unsqueeze_`, `as_strided_`, ...); the Python object keeps its `ref` and autograd identity."""
+    if isinstance(meta, torch.Tensor) and (
+        meta.shape != pointer.shape
+        or meta.stride() != pointer.stride()
+        or meta.storage_offset() != pointer.storage_offset()
+    ):
+        restride_wrapper(pointer, meta.shape, meta.stride(), meta.storage_offset())
+    return pointer
 
 
 def _run_synchronously(

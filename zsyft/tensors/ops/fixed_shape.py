@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from zsyft.tensors._torch_compat import restride_wrapper
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
 from zsyft.tensors.ops import FIXED_OPS, UnsupportedOpError, op_name
 from zsyft.tensors.ops.fixed_arith import common, encode_operand, in_place, wrap
@@ -61,6 +62,20 @@ def structural(func: Any, args: tuple, kwargs: dict) -> Any:
     if func is aten.constant_pad_nd.default and len(args) > 2:
         args = (*args[:2], int(encoder.encode(args[2])), *args[3:])
     return _wrap_outputs(func(*_unwrap(args), **kwargs), encoder, dtype)
+
+
+@FIXED_OPS.register(
+    aten.t_.default, aten.transpose_.default, aten.unsqueeze_.default, aten.squeeze_.default,
+    aten.squeeze_.dim, aten.squeeze_.dims,
+)
+def in_place_view(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`t_`, `unsqueeze_`, `squeeze_`: the encoding changes its shape in place, then the
+    wrapper takes the new shape."""
+    x = args[0]
+    common(func, args)
+    func(x.encoded, *args[1:], **kwargs)
+    restride_wrapper(x, x.encoded.shape, x.encoded.stride(), x.encoded.storage_offset())
+    return x
 
 
 @FIXED_OPS.register(aten.cat.default, aten.stack.default)

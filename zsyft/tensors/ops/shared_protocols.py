@@ -248,6 +248,24 @@ def mm(func: Any, args: tuple, kwargs: dict) -> Any:
     return _matmul(func, args[0], args[1])
 
 
+@SHARED_OPS.register(aten.mv.default, aten.dot.default)
+def matrix_vector(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`mv` and `dot` (and so `matrix @ vector`) as a matmul with a column: one triple."""
+    x, y = args[0], args[1]
+    rows = x if func is aten.mv.default else x.unsqueeze(0)
+    product_ = _matmul(func, rows, y.unsqueeze(1))
+    return product_.squeeze(1) if func is aten.mv.default else product_.reshape(())
+
+
+@SHARED_OPS.register(aten.addmv.default)
+def addmv(func: Any, args: tuple, kwargs: dict) -> Any:
+    bias, x, y = args[0], args[1], args[2]
+    beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
+    if integral_value(beta) != 1 or integral_value(alpha) != 1:
+        raise UnsupportedOpError("addmv with beta or alpha other than 1", op="addmv")
+    return torch.add(torch.mv(x, y), bias)
+
+
 @SHARED_OPS.register(aten.addmm.default)
 def addmm(func: Any, args: tuple, kwargs: dict) -> Any:
     bias, x, y = args[0], args[1], args[2]

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from zsyft.tensors._torch_compat import restride_wrapper
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain, op_name
 from zsyft.tensors.ops.shared_linear import group, public_encoding
 from zsyft.tensors.pointer import PointerTensor
@@ -82,6 +83,25 @@ def per_share(func: Any, args: tuple, kwargs: dict) -> Any:
 def view(func: Any, args: tuple, kwargs: dict) -> Any:
     x, size = args
     return group(func, args).result([piece.reshape(size) for piece in x.shares])
+
+
+IN_PLACE_VIEWS = (
+    aten.t_.default, aten.transpose_.default, aten.unsqueeze_.default, aten.squeeze_.default,
+    aten.squeeze_.dim, aten.squeeze_.dims,
+)
+
+
+@SHARED_OPS.register(*IN_PLACE_VIEWS)
+def in_place_view(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`t_`, `unsqueeze_`, `squeeze_` (torch's matmul of a vector uses it): every share
+    changes its shape in place at its party, then the wrapper takes the new shape."""
+    x = args[0]
+    group(func, args)
+    for piece in x.shares:
+        func(piece, *args[1:], **kwargs)
+    first = x.shares[0]
+    restride_wrapper(x, first.shape, first.stride(), first.storage_offset())
+    return x
 
 
 @SHARED_OPS.register(aten.detach.default, aten.alias.default)
