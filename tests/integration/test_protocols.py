@@ -116,8 +116,7 @@ def test_a_dead_party_fails_the_op_naming_it(hook, bob, james):
         with pytest.raises(sy.WorkerUnavailableError, match="frank"):
             out[0].get()
         sy.local_worker.workers.pop("frank", None)
-        with pytest.raises(sy.WorkerError, match="frank"):  # bob's notice of the failed op
-            sy.sync()
+        sy.sync()  # bob's notice of the failed op was that error: it is not raised twice
         del xs, out
     finally:
         sy.local_worker.workers.pop("frank", None)

@@ -365,6 +365,21 @@ def test_division_by_a_public_integer_is_exact_to_the_last_place(bob, alice, jam
     integers.get()
 
 
+def test_rounding_after_products_is_unbiased_so_long_sums_stay_accurate(bob, alice, james):
+    """Each truncation rounds to within 2 units, centred on zero: a floor would lose 0.5
+    units per product, i.e. 10 over the sum of these 20,000 products."""
+    torch.manual_seed(5)
+    a, b = torch.rand(20_000).round(decimals=3), torch.rand(20_000).round(decimals=3)
+    exact = (a.double() * b.double()).sum().item()
+    sa = a.fix_precision().share(bob, alice, crypto_provider=james)
+    sb = b.fix_precision().share(bob, alice, crypto_provider=james)
+    products = (sa * sb).get().float_precision().double()
+    assert abs(products.sum().item() - exact) < 0.5
+    halves = (sa * 0.5).get().float_precision().double()
+    assert abs((halves - a.double() * 0.5).sum().item()) < 0.5
+    sa.get(), sb.get()
+
+
 CONVOLUTIONS = [
     ("conv2d", lambda x, w, b: F.conv2d(x, w, b)),
     ("conv2d_stride_padding", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1)),

@@ -10,8 +10,8 @@ one op, and the triple's ``c`` is folded into the truncation's mask:
   ``c = op(a, b)``, so the Beaver round (:class:`~.beaver.BeaverParty`) leaves them with
   shares of ``op(x, y) - op(a, b)``.
 * Each party then masks its share with its seeded share of the truncation mask ``r``
-  (:class:`~.truncation.TruncationParty`).  The opened value is
-  ``op(x, y) + 2^62 + (r - op(a, b))``: a truncation of ``op(x, y)`` under the mask
+  (:class:`~.truncation.TruncationParty`).  The opened value is ``op(x, y) + S +
+  (r - op(a, b))`` (``S`` about ``2^62``): a truncation of ``op(x, y)`` under the mask
   ``r* = r - op(a, b)``.  The provider, who knows ``a``, ``b`` and ``r``, deals the shares
   of ``floor(r* / D)`` and of the top bit of ``r*`` (one correction, to the last party).
 

@@ -4,7 +4,7 @@ After a fixed-point multiplication the product carries the scale twice and must 
 by the scale ``D`` (e.g. 1000 or 2^16).  The local "each party shifts its share" trick of
 SecureML (Mohassel & Zhang, IEEE S&P 2017) fails catastrophically with probability about
 ``|x| / 2^63`` per element in 2-party sharing (and is unusable with more parties).  The
-protocol here never fails for ``|x| < 2^62`` and works for any divisor and any number of
+protocol here never fails for ``|x| < 2^62 - D`` and works for any divisor and any number of
 parties; it costs one round.  It opens ``x`` under a dealt mask ``r`` together with
 shares of ``floor(r / D)``, like the masked-opening truncation of Catrina & Saxena
 ("Secure Computation with Fixed-Point Numbers", FC 2010) and the truncation pairs of ABY3
@@ -41,33 +41,36 @@ __all__ = [
 ]
 
 OFFSET = 1 << 62
-"""Added to ``x`` before masking so that ``x + OFFSET`` lies in ``[0, 2^63)``."""
+"""``x`` is shifted by about this much before masking, so that the shifted ``x`` lies in
+``[0, 2^63)`` (the exact shift is :func:`truncation_constants`' third value, ``<= OFFSET``)."""
 
 
-def truncation_constants(divisor: int) -> tuple[int, int]:
-    """Public constants ``(floor(2^64 / D) mod 2^64, K)`` of the protocol.
+def truncation_constants(divisor: int) -> tuple[int, int, int]:
+    """Public constants ``(floor(2^64 / D) mod 2^64, K, S)`` of the protocol.
 
-    ``K`` is ``floor(2^62 / D)``, plus one when that keeps the error bound below 2 units
-    and brings the mean error closer to zero (see :func:`truncation_error_bounds`).
+    Party 0 adds ``S`` to ``x`` before masking and subtracts ``K`` after dividing. ``S - K*D``
+    is ``round((2^64 mod D) / 4)``: the wrap correction subtracts ``2^64 mod D`` about a
+    quarter of the time (see :func:`truncation_error_bounds`), and this cancels it on
+    average, so the rounding error is centred on zero (a floor would lose half a unit per
+    product, which adds up over a sum of many products and biases training). ``S`` is at
+    most ``2^62`` and at least ``2^62 - D``, so every ``-2^62 + D <= x < 2^62`` is exact.
     """
     check_divisor(divisor)
-    k, k0 = divmod(OFFSET, divisor)
-    r64 = RING_SIZE % divisor
-    # Mean error * D is about k0 - adj * D - r64 / 4 (the wrap bit is set ~1/4 of the time).
-    adj = 1 if k0 >= r64 and 4 * k0 - r64 > 2 * divisor else 0
-    return wrap(RING_SIZE // divisor), k + adj
+    centring = round((RING_SIZE % divisor) / 4)
+    k = (OFFSET - centring) // divisor
+    return wrap(RING_SIZE // divisor), k, k * divisor + centring
 
 
 def truncation_error_bounds(divisor: int) -> tuple[int, int]:
     """Exact bounds ``lo <= result * D - x <= hi`` (both within ``(-2D, 2D)``).
 
-    With ``c = x + 2^62 + r``: ``result * D - x = 2^62 - K*D + (r mod D) - (c mod D)
+    With ``c = x + S + r``: ``result * D - x = S - K*D + (r mod D) - (c mod D)
     - w * (2^64 mod D)``; each remainder lies in ``[0, D - 1]``, hence the bounds.  The
     error in units of the result is thus below 2 (for base 10, D = 1000: in
-    ``[-1.711, 0.903]``), and below 1 for a power-of-two ``D``.
+    ``[-1.461, 1.153]``, mean 0), and below 1 for a power-of-two ``D``.
     """
-    _, big_k = truncation_constants(divisor)
-    base = OFFSET - big_k * divisor
+    _, k, shift = truncation_constants(divisor)
+    base = shift - k * divisor
     r64 = RING_SIZE % divisor
     return base - (divisor - 1) - r64, base + divisor - 1
 
@@ -78,22 +81,23 @@ def truncation_message_bytes(numel: int) -> int:
 
 
 class TruncationParty(PartyProtocol):
-    """Party ``i`` of the division of a shared ``x`` (``|x| < 2^62``) by a public ``D``.
+    """Party ``i`` of the division of a shared ``x`` (``|x| < 2^62 - D``) by a public ``D``.
 
     Material (see :func:`zsyft.mpc.provider.deal_truncation`): additive shares of a uniform
     ``r`` in [0, 2^64), of ``floor(r / D)`` and of ``r_hi = r >> 63`` (unsigned readings).
 
-    1. Party i broadcasts ``c_i = x_i + r_i`` (party 0 also adds ``2^62``): one round,
-       8 bytes per element to each other party.  All parties sum them into the public
-       ``c = x + 2^62 + r mod 2^64`` and read it as unsigned.
-    2. Since ``x' = x + 2^62`` is in ``[0, 2^63)``, ``x' + r`` wraps past 2^64 exactly when
+    1. Party i broadcasts ``c_i = x_i + r_i`` (party 0 also adds ``S``, about ``2^62``): one
+       round, 8 bytes per element to each other party.  All parties sum them into the public
+       ``c = x + S + r mod 2^64`` and read it as unsigned.
+    2. Since ``x' = x + S`` is in ``[0, 2^63)``, ``x' + r`` wraps past 2^64 exactly when
        ``r_hi = 1`` and ``c_hi = 0``: the wrap bit ``w = r_hi * (1 - c_hi)`` is linear in
        the shares of ``r_hi`` because ``c`` is public.  From ``x' = c + w 2^64 - r``,
        party i outputs ``w_i * floor(2^64 / D) - floor(r / D)_i``, and party 0 adds
        ``floor(c / D) - K`` with ``K ~ 2^62 / D`` (:func:`truncation_constants`).
 
-    Error: ``|result - x / D| < 2`` for every ``|x| < 2^62`` and every mask (exact
-    interval in :func:`truncation_error_bounds`); there are no failure cases.  The provider
+    Error: ``|result - x / D| < 2``, centred on zero, for every ``-2^62 + D <= x < 2^62``
+    and every mask (exact interval in :func:`truncation_error_bounds`); there are no failure
+    cases.  The provider
     sends the last party one int64 ``(2, *shape)`` correction.
 
     Security: ``r`` is uniform on Z/2^64 and unknown to every party, so ``c`` is uniform and
@@ -117,7 +121,7 @@ class TruncationParty(PartyProtocol):
                 f"input shape {tuple(x_i.shape)} does not match the material's "
                 f"{tuple(material.r.shape)}"
             )
-        self.q64, self.k = truncation_constants(divisor)
+        self.q64, self.k, self.shift = truncation_constants(divisor)
         self.divisor = divisor
         self.x_i = x_i
         self.material = material
@@ -125,7 +129,7 @@ class TruncationParty(PartyProtocol):
     def first_message(self) -> torch.Tensor:
         c_i = self.x_i + self.material.r
         if self.is_first:
-            c_i += OFFSET
+            c_i += self.shift
         return c_i
 
     def receive(self, messages: Sequence[torch.Tensor]) -> None:
