@@ -333,6 +333,11 @@ WITH_PROTOCOLS = [
     ("relu6_inplace", lambda x, y: F.relu6(x * 4, inplace=True)),
     ("leaky_relu", lambda x, y: F.leaky_relu(x)),
     ("leaky_relu_inplace", lambda x, y: F.leaky_relu(x * 1, 0.2, inplace=True)),
+    ("ne", lambda x, y: (x.clamp(0, 1) != y.clamp(0, 1)) * 1.0),
+    ("where_shared_mask", lambda x, y: torch.where(x > y, x, y * 2)),
+    ("masked_fill_shared_mask", lambda x, y: x.masked_fill(x > 0, 0.5)),
+    ("masked_fill_public_mask", lambda x, y: x.masked_fill(torch.tensor([1, 0, 1, 0]).bool(), -1)),
+    ("masked_fill_inplace", lambda x, y: (x * 1).masked_fill_(x < y, 2.0)),
 ]
 
 
@@ -542,6 +547,18 @@ def test_ops_not_available_yet_name_the_op(bob, alice, james, op, fn):
         fn(xs, ys)
     assert info.value.op == op
     assert str(info.value).startswith(op) and ".get()" in str(info.value)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x, m: x[m], lambda x, m: x.index_select(0, m), lambda x, m: x.gather(0, m),
+], ids=["mask", "index_select", "gather"])
+def test_indexing_by_a_shared_mask_is_refused_naming_where(bob, alice, james, fn):
+    """Each party would index with its own random share (and error messages would carry
+    it back to the client): refused here, before any party sees such a command."""
+    xs = torch.tensor([1.0, -2.0, 3.0]).fix_precision().share(bob, alice, crypto_provider=james)
+    mask = xs > 0
+    with pytest.raises(sy.UnsupportedOpError, match=r"shared index or mask.*torch\.where"):
+        fn(xs, mask)
 
 
 def test_protocol_ops_need_a_crypto_provider(bob, alice):

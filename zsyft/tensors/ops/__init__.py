@@ -105,6 +105,7 @@ SHARED_OPS = OpTable(
         "zsyft.tensors.ops.shared_approximations",  # sigmoid, tanh
         "zsyft.tensors.ops.shared_convolution",  # conv, average pooling
         "zsyft.tensors.ops.shared_piecewise",  # clamp, hardtanh, leaky_relu
+        "zsyft.tensors.ops.shared_masks",  # where, masked_fill, !=
     ),
 )
 

@@ -246,8 +246,8 @@ _SUPPORTED = (
     "+, -, *, @ (mm, bmm, mv, dot, addmm, addmv), convolutions, average pooling, sum, mean, "
     "division by a public number, pow with a small integer exponent, relu, abs, sign, "
     "sigmoid and tanh (approximated), clamp, hardtanh, relu6, leaky_relu, >, <, >=, <=, ==, "
-    "F.mse_loss, F.l1_loss, and for evaluation max, min, argmax, argmin, maximum, minimum, "
-    "max_pool2d"
+    "!=, torch.where and masked_fill by a mask, F.mse_loss, F.l1_loss, and for evaluation "
+    "max, min, argmax, argmin, maximum, minimum, max_pool2d"
 )
 
 

@@ -30,8 +30,12 @@ PER_SHARE = (
     aten.clone.default, aten.flip.default, aten.roll.default, aten.repeat.default,
     aten.unbind.int, aten.split.Tensor, aten.split_with_sizes.default, aten.diagonal.default,
     aten.tril.default, aten.triu.default, aten.gather.default, aten.index_put.default,
-    aten.index_put_.default, aten.where.self, aten.unfold.default,
+    aten.index_put_.default, aten.unfold.default,
 )
+_INDEX_ARGUMENT = {
+    aten.index.Tensor: 1, aten.index_select.default: 2, aten.gather.default: 2,
+    aten.index_put.default: 1, aten.index_put_.default: 1,
+}
 
 
 def _party_args(func: Any, value: Any, i: int) -> Any:
@@ -69,10 +73,23 @@ def _run(func: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]]:
     return g, outs
 
 
+def _refuse_shared_index(func: Any, args: tuple) -> None:
+    position = _INDEX_ARGUMENT.get(func)
+    index = args[position] if position is not None and len(args) > position else None
+    if isinstance(index, SharedTensor) or (
+        isinstance(index, list | tuple) and any(isinstance(i, SharedTensor) for i in index)
+    ):
+        raise UnsupportedOpError(
+            f"{op_name(func)} with a shared index or mask would show every party which "
+            "elements it selects; use torch.where(mask, x, other), x.masked_fill(mask, v) or "
+            "x * mask instead (or .get() the mask first)",
+            op=op_name(func),
+        )
+
+
 @SHARED_OPS.register(*PER_SHARE)
 def per_share(func: Any, args: tuple, kwargs: dict) -> Any:
-    if func is aten.where.self and not all(isinstance(v, SharedTensor) for v in args[1:]):
-        raise UnsupportedOpError("where needs both values shared", op="where")
+    _refuse_shared_index(func, args)
     g, outs = _run(func, args, kwargs)
     if func is aten.index_put_.default:
         return args[0]
