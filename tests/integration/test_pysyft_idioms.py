@@ -201,3 +201,39 @@ def test_add_workers_is_accepted_and_needs_nothing(bob, alice, james):
     p2p = torch.tensor([1, 2]).send(bob).send(alice)
     assert torch.equal((p2p + p2p).get().get(), torch.tensor([2, 4]))
     del p2p
+
+
+def test_printing_a_worker_that_is_still_starting_waits_for_it(hook):
+    dave = sy.VirtualWorker(hook, id="dave")  # returns at once; the process takes seconds
+    try:
+        assert repr(dave) == "<Worker id:dave #objects:0>"
+    finally:
+        sy.local_worker.workers.pop("dave", None)
+        dave.close()
+
+
+def test_deepcopy_and_copy_duplicate_the_data_where_it_lives(bob, alice, james):
+    import copy as copying
+
+    x = torch.tensor([1.0, 2.0]).send(bob)
+    y, z = copying.deepcopy(x), x.copy()
+    assert len(bob._objects) == 3 and y.location is bob and z.location is bob
+    assert y.id_at_location != x.id_at_location != z.id_at_location
+
+    model = nn.Linear(2, 1)
+    weight = model.weight.detach().clone()
+    model.send(bob)
+    twin = copying.deepcopy(model)
+    assert isinstance(twin.weight, sy.PointerTensor) and isinstance(twin.weight, nn.Parameter)
+    assert torch.equal(twin.get().weight.detach(), weight)
+
+    model = nn.Linear(2, 1)
+    model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    shared_twin = copying.deepcopy(model)
+    assert isinstance(shared_twin.weight, sy.SharedTensor) and shared_twin.weight.requires_grad
+    assert shared_twin.weight.crypto_provider is james
+    assert torch.equal(shared_twin.get().weight.encoded, model.get().weight.encoded)
+    for pointer in (x, y, z):
+        assert torch.equal(pointer.get(), torch.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match="deep-copy the pointer"):
+        copying.copy(torch.ones(1).send(bob).ref)

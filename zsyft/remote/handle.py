@@ -145,6 +145,7 @@ class WorkerHandle:
         self._seqs = itertools.count(1)
         self._issued: OrderedDict[int, tuple[str, str | None, Any]] = OrderedDict()
         self.dirty = False  # messages posted since the last reply: the worker may lag behind
+        self.answered = False  # whether the worker replied yet (it may still be starting)
         self.in_flight = 0  # requests sent and not yet answered (nested waits in a worker)
         self._awaited: set[int] = set()  # ids of requests sent whose reply is still wanted
         self._early: dict[int, Any] = {}  # replies that came while waiting for another one
@@ -287,6 +288,7 @@ class WorkerHandle:
                     else:
                         self._notice(received)
                 self.dirty = False
+                self.answered = True
                 if reply.kind == Kind.ERROR:
                     error = self._error(reply.body)
                     # Its notice came first, on the same connection: raised here, it is not
@@ -389,8 +391,8 @@ class WorkerHandle:
         return self
 
     def __repr__(self) -> str:
-        try:
-            count = self.ping(timeout=2.0)["objects"]
+        try:  # a worker still starting up gets the full request timeout, a running one 2 s
+            count = self.ping(timeout=2.0 if self.answered else None)["objects"]
         except WorkerError:
             count = "? (unreachable)"
         return f"<Worker id:{self.id} #objects:{count}>"

@@ -75,8 +75,17 @@ class RemoteRef:
         self.released = True
         self.moved_to = moved_to
 
+    def __copy__(self) -> RemoteRef:
+        raise TypeError(
+            "a RemoteRef owns its remote object and cannot be copied; deep-copy the pointer "
+            "instead (copy.deepcopy(ptr) copies the data at its worker)"
+        )
+
+    def __deepcopy__(self, memo: dict) -> RemoteRef:
+        return self.__copy__()
+
     def __del__(self) -> None:
-        if not self.released:
+        if not getattr(self, "released", True):  # a half-built ref owns nothing
             self.released = True
             try:
                 self.location.release(self.id, self.principal)

@@ -8,6 +8,7 @@ the worker (see `remote_ops`). The client never sees the data until `.get()`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,6 +152,14 @@ class PointerTensor(torch.Tensor):
         self.location.request(Kind.REMOTE_SEND, [self.ref.id, worker.endpoint(), new_id()])
         return self
 
+    def copy(self) -> PointerTensor:
+        """A pointer to a copy of the data, made at the same worker (PySyft's `ptr.copy()`)."""
+        return self.clone()
+
+    def __deepcopy__(self, memo: dict) -> PointerTensor:
+        """`copy.deepcopy` (of a sent model too): a copy of the data at the same worker."""
+        return deepcopy_by_clone(self, memo, internal=("ref", "_zsyft_id"))
+
     # -- refusing implicit data movement --------------------------------------------------
     def numpy(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         raise PointerUsageError(
@@ -162,6 +171,25 @@ class PointerTensor(torch.Tensor):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise PointerUsageError("pointers cannot be pickled; send the data with .get() first")
+
+
+def deepcopy_by_clone(tensor: torch.Tensor, memo: dict, internal: Sequence[str]) -> Any:
+    """`copy.deepcopy` of a zsyft tensor: `clone()` it where its data lives (the data never
+    comes here), then deep-copy the Python attributes users and `nn` set on it (such as a
+    parameter's marker), leaving out the `internal` ones the clone has of its own."""
+    if id(tensor) in memo:
+        return memo[id(tensor)]
+    with torch.no_grad():
+        result = tensor.clone()
+    if tensor.requires_grad:
+        result.requires_grad_(True)
+    memo[id(tensor)] = result
+    for name, value in tensor.__dict__.items():
+        if name not in internal:
+            setattr(result, name, copy.deepcopy(value, memo))
+    if tensor.grad is not None:
+        result.grad = copy.deepcopy(tensor.grad, memo)
+    return result
 
 
 def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:

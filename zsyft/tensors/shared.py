@@ -56,7 +56,7 @@ from zsyft.remote.node import local_node
 from zsyft.tensors._torch_compat import disabled_torch_function, make_wrapper_subclass
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain
-from zsyft.tensors.pointer import PointerTensor, get_many
+from zsyft.tensors.pointer import PointerTensor, deepcopy_by_clone, get_many
 from zsyft.tensors.transfer import send
 
 __all__ = ["SharedTensor", "check_sharing_options", "share"]
@@ -218,6 +218,14 @@ class SharedTensor(torch.Tensor):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise PointerUsageError("shared tensors cannot be pickled; .get() the value first")
+
+    def __deepcopy__(self, memo: dict) -> SharedTensor:
+        """`copy.deepcopy` (of a shared model too): new shares of the same value, each party
+        copying its own share."""
+        return deepcopy_by_clone(
+            self, memo, internal=("shares", "encoder", "crypto_provider", "reveal",
+                                  "positive_mask"),
+        )
 
     def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]
         chain = "(Wrapper)>" + ("AutogradTensor>" if self.requires_grad else "")
