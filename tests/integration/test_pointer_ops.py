@@ -196,6 +196,20 @@ def test_recurrent_network_with_batch_first_on_pointers(bob, kind):
         torch.testing.assert_close(param.grad, grad, atol=1e-4, rtol=1e-4)
 
 
+def test_getting_a_view_of_a_temporary_leaves_nothing_behind(bob):
+    x, y = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).send(bob), torch.ones(2, 2).send(bob)
+    for view in (lambda t: t.view(-1), lambda t: t.t(), lambda t: t[1], lambda t: t.reshape(4)):
+        z = view(x + y)  # torch keeps the temporary alive as z._base
+        assert len(bob._objects) == 4
+        torch.testing.assert_close(z.get(), view(torch.tensor([[2.0, 3.0], [4.0, 5.0]])))
+        assert len(bob._objects) == 2, "the temporary x + y stayed at bob"
+    kept = x + y  # a base the user still holds is not touched
+    kept.view(-1).get()
+    torch.testing.assert_close(kept.get(), torch.tensor([[2.0, 3.0], [4.0, 5.0]]))
+    x.get(), y.get()
+    assert bob._objects == {}
+
+
 def test_data_dependent_shapes_run_synchronously(bob):
     x = torch.tensor([0.0, 3.0, 0.0, -1.0])
     ptr = x.send(bob)

@@ -84,10 +84,14 @@ class RemoteRef:
     def __deepcopy__(self, memo: dict) -> RemoteRef:
         return self.__copy__()
 
-    def __del__(self) -> None:
+    def release(self) -> None:
+        """Give up the object now: its delete is queued (sent with the next message)."""
         if not getattr(self, "released", True):  # a half-built ref owns nothing
             self.released = True
-            try:
-                self.location.release(self.id, self.principal)
-            except Exception:  # interpreter shutdown: nothing left to clean up
-                pass
+            self.location.release(self.id, self.principal)
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown: nothing left to clean up
+            pass

@@ -2,6 +2,7 @@
 
 - `make_wrapper_subclass`: a tensor subclass instance with metadata but no storage.
 - `restride_wrapper`: give such an instance new sizes and strides in place.
+- `unreferenced_base`: the base of a view when nothing but torch's view tracking holds it.
 - `disabled_torch_function`: opts a subclass out of `__torch_function__` so every op reaches
   `__torch_dispatch__` with plain aten semantics (the recipe of torch's own subclasses).
 - `tree_flatten`/`tree_map`/`tree_unflatten`: torch's pytree utilities.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any
 
 import torch
@@ -32,6 +34,7 @@ __all__ = [
     "tree_flatten",
     "tree_map",
     "tree_unflatten",
+    "unreferenced_base",
 ]
 
 
@@ -64,6 +67,41 @@ def restride_wrapper(tensor: torch.Tensor, shape: Any, stride: Any, storage_offs
         tensor.data = make_wrapper_subclass(
             type(tensor), shape, stride, tensor.dtype, storage_offset, False
         )
+
+
+def _base_references(view: torch.Tensor) -> int:
+    base = view._base
+    return sys.getrefcount(base)
+
+
+class _Probe(torch.Tensor):
+    """A bare wrapper subclass whose ops return new wrappers: calibrates `unreferenced_base`."""
+
+    __torch_function__ = disabled_torch_function
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]
+        src = args[0]
+        meta = torch.empty_strided(src.shape, src.stride(), dtype=src.dtype, device="meta")
+        out = func(meta, *args[1:], **(kwargs or {}))
+        return make_wrapper_subclass(cls, out.shape, out.stride(), out.dtype,
+                                     out.storage_offset())
+
+
+@functools.cache
+def _references_of_a_dropped_base() -> int:
+    view = make_wrapper_subclass(_Probe, (4,), (1,), torch.float32).view(2, 2)
+    return _base_references(view)  # the temporary is gone: only the view tracking holds it
+
+
+def unreferenced_base(view: torch.Tensor) -> torch.Tensor | None:
+    """`view._base` if no Python code holds it any more (it was a temporary, as in
+    `(x + y).view(-1)`): torch keeps a view's base alive for autograd, so without this its
+    resources would live as long as the view. Else None. The count is calibrated on a probe
+    subclass, so it does not depend on interpreter details."""
+    if view._base is None or _base_references(view) > _references_of_a_dropped_base():
+        return None
+    return view._base
 
 
 @functools.cache

@@ -17,7 +17,11 @@ import torch
 from zsyft.errors import PointerUsageError
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.remote.refs import RemoteRef, new_id
-from zsyft.tensors._torch_compat import disabled_torch_function, make_wrapper_subclass
+from zsyft.tensors._torch_compat import (
+    disabled_torch_function,
+    make_wrapper_subclass,
+    unreferenced_base,
+)
 from zsyft.wire.messages import Kind, id_number
 
 
@@ -173,6 +177,16 @@ class PointerTensor(torch.Tensor):
         raise PointerUsageError("pointers cannot be pickled; send the data with .get() first")
 
 
+def _release_dropped_base(pointer: PointerTensor) -> None:
+    """After `(x + y).view(-1).get()`, delete the temporary `x + y` at the worker too (as
+    PySyft did when the temporary was dropped): torch keeps it alive as the view's `_base`.
+    Only a base no code holds and autograd does not track; other views of it keep working,
+    since each is its own object at the worker."""
+    base = unreferenced_base(pointer)
+    if isinstance(base, PointerTensor) and not base.requires_grad:
+        base.ref.release()
+
+
 def deepcopy_by_clone(tensor: torch.Tensor, memo: dict, internal: Sequence[str]) -> Any:
     """`copy.deepcopy` of a zsyft tensor: `clone()` it where its data lives (the data never
     comes here), then deep-copy the Python attributes users and `nn` set on it (such as a
@@ -208,6 +222,7 @@ def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
         for pointer, rid in requests:
             value = pointer.location.await_reply(rid)
             pointer.ref.forget()
+            _release_dropped_base(pointer)
             values.append(pointer._received(value))
     finally:
         for pointer, rid in requests[len(values):]:
