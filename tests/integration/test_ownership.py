@@ -79,6 +79,25 @@ def test_another_client_cannot_read_change_delete_or_list(hook, bob, other):
     assert torch.equal(secret.get(), torch.tensor([1.0, 2.0, 3.0]))  # untouched, still there
 
 
+@pytest.mark.parametrize(("op", "extra"), [
+    ("empty_like.default", []), ("new_empty.default", [[500]]),
+    ("new_empty_strided.default", [[500], [1]]),
+])
+def test_uninitialized_memory_never_shows_what_another_client_freed(hook, bob, other, op, extra):
+    for _ in range(10):  # the allocator hands freed blocks of this size straight back out
+        secret = (torch.arange(500, dtype=torch.float64) + 12345.5).send(bob)
+        doubled = secret * 2
+        del secret, doubled
+        settle(bob)
+        source, out = os.urandom(16), os.urandom(16)
+        other.post(Kind.STORE, [source, torch.ones(500, dtype=torch.float64)])
+        reply = other.request(Kind.COMMAND, [1, op, [source, *extra], {}, [out], True])
+        assert reply.kind == Kind.META, reply.body
+        fetched = other.request(Kind.FETCH, [out, True])
+        assert fetched.kind == Kind.DATA and not fetched.body.any(), "freed data leaked"
+        other.post(Kind.DELETE, [source])
+
+
 def test_a_client_cannot_claim_to_act_for_another(hook, bob, other):
     secret = torch.tensor([4.0]).send(bob)
     bob.sync()

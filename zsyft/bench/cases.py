@@ -132,6 +132,7 @@ class Pipelined(Case):
         worker = env.worker(WORKER)
         self.x = torch.ones(4).send(worker)
         self.zsyft_sample()
+        self.sy.sync()  # sends the deletes the sample queued: the capture holds the op alone
         with capture(worker) as one_op:
             y = self.x + self.x
         with capture(worker) as sync:

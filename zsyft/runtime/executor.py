@@ -19,6 +19,12 @@ from zsyft.runtime.allowlist import allowed_ops
 from zsyft.runtime.store import Failed, ObjectStore
 from zsyft.wire.messages import is_object_id
 
+UNINITIALIZED_OPS = frozenset(
+    ("empty_like.default", "new_empty.default", "new_empty_strided.default")
+)
+"""Ops whose output memory torch leaves uninitialized: it may hold what an earlier op (of any
+client) freed, so the executor zeroes it before anyone can read it."""
+
 
 class FailedInput(Exception):
     """An argument is the result of an earlier failed op; carries that op's error body."""
@@ -91,6 +97,9 @@ class Executor:
         kwargs = self.resolve(kwargs) if kwargs else kwargs
         check_allocation(op, args, kwargs, self.max_alloc_bytes, self.worker)
         outputs = flatten_outputs(op(*args, **kwargs))
+        if op_name in UNINITIALIZED_OPS:
+            for output in outputs:
+                output.zero_()
         for object_id, output in zip(result_ids, outputs, strict=False):
             if isinstance(output, torch.Tensor) and is_object_id(object_id):
                 self.store.put(object_id, output)
