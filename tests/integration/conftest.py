@@ -16,20 +16,33 @@ def hook() -> sy.TorchHook:
     return sy.TorchHook(torch)
 
 
+def private_worker(hook, name: str):
+    """A `sy.VirtualWorker` for the duration of a fixture, unregistered and stopped after."""
+    worker = sy.VirtualWorker(hook, id=name)
+    yield worker
+    sy.local_worker.workers.pop(name, None)
+    worker.close()
+
+
 @pytest.fixture(scope="module")
 def bob(hook):
-    worker = sy.VirtualWorker(hook, id="bob")
-    yield worker
-    sy.local_worker.workers.pop("bob", None)
-    worker.close()
+    yield from private_worker(hook, "bob")
 
 
 @pytest.fixture(scope="module")
 def alice(hook):
-    worker = sy.VirtualWorker(hook, id="alice")
-    yield worker
-    sy.local_worker.workers.pop("alice", None)
-    worker.close()
+    yield from private_worker(hook, "alice")
+
+
+@pytest.fixture(scope="module")
+def james(hook):
+    """The crypto provider of the encrypted tests."""
+    yield from private_worker(hook, "james")
+
+
+@pytest.fixture(scope="module")
+def carol(hook):
+    yield from private_worker(hook, "carol")
 
 
 def settle(*workers) -> None:

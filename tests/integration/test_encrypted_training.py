@@ -9,16 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, optim
 
-import zsyft as sy
 from tests.integration.conftest import settle
-
-
-@pytest.fixture(scope="module")
-def james(hook):
-    worker = sy.VirtualWorker(hook, id="james")
-    yield worker
-    sy.local_worker.workers.pop("james", None)
-    worker.close()
 
 
 @pytest.mark.timeout(300)

@@ -14,14 +14,6 @@ from tests.integration.conftest import settle
 from zsyft.transport.zmq import Link
 
 
-@pytest.fixture(scope="module")
-def carol(hook):
-    worker = sy.VirtualWorker(hook, id="carol")
-    yield worker
-    sy.local_worker.workers.pop("carol", None)
-    worker.close()
-
-
 @pytest.fixture(autouse=True)
 def empty_workers(bob, alice, carol):
     settle(bob, alice, carol)

@@ -11,14 +11,6 @@ from zsyft.mpc.sharing import reconstruct, share
 from zsyft.tensors.protocol_client import run_protocol, run_protocol_outputs
 
 
-@pytest.fixture(scope="module")
-def james(hook):
-    worker = sy.VirtualWorker(hook, id="james")
-    yield worker
-    sy.local_worker.workers.pop("james", None)
-    worker.close()
-
-
 def shared(value, parties):
     return [piece.send(p) for piece, p in zip(share(value, len(parties)), parties, strict=True)]
 

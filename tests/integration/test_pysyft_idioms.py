@@ -19,14 +19,6 @@ from tests.helpers import wait_until
 from tests.integration.conftest import settle
 
 
-@pytest.fixture(scope="module")
-def james(hook):
-    worker = sy.VirtualWorker(hook, id="james")
-    yield worker
-    sy.local_worker.workers.pop("james", None)
-    worker.close()
-
-
 @pytest.fixture(autouse=True)
 def nothing_left_behind(bob, alice, james):
     yield

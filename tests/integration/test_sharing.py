@@ -8,27 +8,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import zsyft as sy
-from tests.integration.conftest import settle
+from tests.integration.conftest import private_worker, settle
 from zsyft.mpc.sharing import reconstruct
 from zsyft.remote.handle import WorkerHandle
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
 
 
-def _worker(hook, name):
-    worker = sy.VirtualWorker(hook, id=name)
-    yield worker
-    sy.local_worker.workers.pop(name, None)
-    worker.close()
-
-
-@pytest.fixture(scope="module")
-def james(hook):
-    yield from _worker(hook, "james")
-
-
 @pytest.fixture(scope="module")
 def charlie(hook):
-    yield from _worker(hook, "charlie")
+    yield from private_worker(hook, "charlie")
 
 
 @pytest.fixture(scope="module")

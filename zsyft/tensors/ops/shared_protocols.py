@@ -257,22 +257,17 @@ def matrix_vector(func: Any, args: tuple, kwargs: dict) -> Any:
     return product_.squeeze(1) if func is aten.mv.default else product_.reshape(())
 
 
-@SHARED_OPS.register(aten.addmv.default)
-def addmv(func: Any, args: tuple, kwargs: dict) -> Any:
+@SHARED_OPS.register(aten.addmm.default, aten.addmv.default)
+def add_product(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`bias + x @ y` (`nn.Linear` with a bias): the product, then a share-wise addition."""
     bias, x, y = args[0], args[1], args[2]
     beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
     if integral_value(beta) != 1 or integral_value(alpha) != 1:
-        raise UnsupportedOpError("addmv with beta or alpha other than 1", op="addmv")
-    return torch.add(torch.mv(x, y), bias)
-
-
-@SHARED_OPS.register(aten.addmm.default)
-def addmm(func: Any, args: tuple, kwargs: dict) -> Any:
-    bias, x, y = args[0], args[1], args[2]
-    beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
-    if integral_value(beta) != 1 or integral_value(alpha) != 1:
-        raise UnsupportedOpError("addmm with beta or alpha other than 1", op="addmm")
-    return torch.add(_matmul(func, x, y), bias)
+        raise UnsupportedOpError(
+            f"{op_name(func)} with beta or alpha other than 1", op=op_name(func)
+        )
+    product_ = _matmul(func, x, y) if func is aten.addmm.default else torch.mv(x, y)
+    return torch.add(product_, bias)
 
 
 @SHARED_OPS.register(aten.relu.default)
