@@ -78,10 +78,14 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
                             log_dir=log_dir, key_dir=key_dir, restart=restart,
                             max_restarts=max_restarts)
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupt)  # during startup too: start() cleans up
     try:
         records = supervisor.start()
     except (LaunchError, KeyFileError) as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted while starting: stopped all workers", err=True)
+        raise SystemExit(130) from None
     rows = [["NAME", "PID", "ADDRESS"]] + [[r.name, str(r.pid), r.address] for r in records]
     click.echo(_table(rows))
     click.echo(f"{len(records)} worker(s) ready in {time.monotonic() - started:.1f} s; "
@@ -92,6 +96,10 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
     finally:
         supervisor.stop()
         click.echo("stopped all workers", err=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @main.command()

@@ -31,6 +31,7 @@ from zsyft.transport import keys
 WORKER_SCRIPT = Path(__file__).with_name("bin") / "zsyft-worker"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 3.0
+KILL_WAIT_S = 1.0  # after SIGKILL: the kernel reaps at once unless the host is swamped
 _PROJECT_ROOT = str(Path(zsyft.__file__).resolve().parent.parent)
 
 
@@ -136,10 +137,10 @@ class WorkerProcess:
         if self.popen.poll() is None:
             try:
                 self.popen.send_signal(signal.SIGTERM)
-                self.popen.wait(timeout)
+                self.popen.wait(max(timeout, 0.0))
             except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout)
+                self.popen.kill()  # also ends a stopped (SIGSTOP) or still-importing worker
+                self.popen.wait(KILL_WAIT_S)
             except ProcessLookupError:
                 pass
         if self.popen.stdout and not self.popen.stdout.closed:
@@ -192,6 +193,10 @@ def spawn(
             "--key-file", str(key_dir / (stem + keys.SECRET_SUFFIX))]
     if die_with_parent:
         argv += ["--parent-pid", str(os.getpid())]
+        if threading.current_thread() is not threading.main_thread():
+            # Linux's PDEATHSIG fires when the spawning *thread* ends (a thread pool, a
+            # notebook's background thread): such a worker watches the parent process instead.
+            argv += ["--watch-parent-only"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         popen = _popen(argv, log_path)

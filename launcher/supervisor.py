@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from launcher import cluster
-from launcher.spawn import WorkerProcess, spawn
+from launcher.spawn import STOP_TIMEOUT_S, WorkerProcess, spawn
 from zsyft.errors import ClusterFileError, LaunchError
 from zsyft.transport import keys
 
@@ -183,11 +183,13 @@ class Supervisor:
         self._record()
 
     def stop(self) -> None:
-        """Stop every worker (in parallel) and remove the cluster file."""
+        """Stop every worker (in parallel, within one shared grace period: SIGKILL for those
+        still running after it) and remove the cluster file."""
         for process in self.processes:
             if process.alive():
                 process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for process in self.processes:
-            process.stop()
+            process.stop(timeout=deadline - time.monotonic())
         if self.processes:
             cluster.remove(self.cluster_file)

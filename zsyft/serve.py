@@ -12,3 +12,19 @@ def main(argv: list[str] | None = None) -> int:
     from zsyft.tensors.worker_peer import WorkerPeer
 
     return run_worker(argv, peer_factory=WorkerPeer)
+
+
+def run_and_exit(argv: list[str] | None = None) -> None:
+    """`main()`, then leave without the interpreter's teardown: by then the worker closed its
+    sockets and removed its files, and tearing torch down takes about a second, which a
+    launcher stopping many workers on few cores would wait for."""
+    import logging
+    import os
+    import sys
+
+    code = main(argv)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        if not stream.closed:  # stdout closes after the readiness line
+            stream.flush()
+    os._exit(code)

@@ -96,6 +96,40 @@ def test_ctrl_c_stops_every_worker(launched):
     assert wait_until(lambda: not (set(pids) & zsyft_pids()), 1)
 
 
+def test_frozen_workers_are_stopped_within_one_grace_period(launched):
+    launch = launched("f1", "f2", "f3")
+    pids = [w["pid"] for w in launch.wait_ready()["workers"].values()]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # e.g. stuck in a long op: SIGTERM is not acted on
+    launch.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    launch.proc.wait(10)
+    assert wait_until(lambda: not (set(pids) & zsyft_pids()), 5)
+    assert time.monotonic() - started < 5, "each worker waited out its own grace period"
+
+
+def test_sigterm_while_workers_start_stops_them_all(launched):
+    launch = launched("s1", "s2")
+    assert wait_until(lambda: len(_launched_by(launch.proc.pid)) == 2, 10)
+    workers = _launched_by(launch.proc.pid)  # importing torch: no cluster file yet
+    assert launch.proc.poll() is None and not launch.cluster_file.exists()
+    launch.proc.send_signal(signal.SIGTERM)
+    assert launch.proc.wait(10) == 130
+    assert "interrupted while starting" in launch.proc.stderr.read()
+    assert wait_until(lambda: not (workers & zsyft_pids()), 1)
+
+
+def _launched_by(parent: int) -> set[int]:
+    return {pid for pid in zsyft_pids() if _parent_of(pid) == parent}
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def test_status_connect_and_stop(launched, hook):
     launch = launched("bob2", "alice2")
     launch.wait_ready()

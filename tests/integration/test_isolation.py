@@ -111,3 +111,34 @@ def test_replacing_a_worker_makes_old_pointers_fail_clearly(hook):
     finally:
         sy.local_worker.workers.pop("gina", None)
         second.close()
+
+
+THREAD_SCRIPT = textwrap.dedent(
+    """
+    import sys, threading, time, torch, zsyft as sy
+    hook = sy.TorchHook(torch)
+    made = []
+    thread = threading.Thread(target=lambda: made.append(sy.VirtualWorker(hook, id="t1")))
+    thread.start()
+    thread.join()
+    time.sleep(0.5)  # the thread that spawned the worker is gone
+    print(int(torch.ones(2).send(made[0]).get().sum()), made[0].pid, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_worker_started_by_a_thread_outlives_the_thread_but_not_the_process():
+    client = subprocess.Popen(
+        [sys.executable, "-c", THREAD_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        answer, pid = client.stdout.readline().split()
+        assert answer == "2", "the worker died with the thread that started it"
+        client.kill()
+        client.wait(10)
+        assert wait_until(lambda: int(pid) not in zsyft_pids(), 3.0)
+    finally:
+        client.kill()
+        client.wait(10)

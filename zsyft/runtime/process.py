@@ -9,7 +9,9 @@ peers with the same key. Once its socket is bound it prints one JSON line
 closes stdout, so the spawner knows it is ready and where it listens (or `{"name", "error"}`
 if it cannot bind, e.g. the port is in use). With `--parent-pid` the
 worker dies with that process: the kernel sends SIGKILL when the parent exits (Linux
-PDEATHSIG), and the loop also checks the parent every tick where PDEATHSIG is unavailable.
+PDEATHSIG), and the loop also checks the parent every tick where PDEATHSIG is unavailable
+(or was not armed: `--watch-parent-only`, for workers spawned by a thread other than the main
+one, since PDEATHSIG follows the spawning thread).
 SIGTERM and SIGINT stop the loop cleanly. A worker runs torch ops on `--threads` threads
 (`ZSYFT_WORKER_THREADS`, default 1), since the workers of a host share its cores.
 
@@ -62,6 +64,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--key-file", type=Path, default=None)
     parser.add_argument("--key-dir", type=Path, default=None)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument(
+        "--watch-parent-only", action="store_true",
+        help="no PDEATHSIG (the spawning thread may end before the parent process does)",
+    )
     parser.add_argument("--incarnation", type=int, default=1, help="1 + restarts so far")
     parser.add_argument(
         "--lease", type=float, default=_from_env(parser, LEASE_ENV, float, DEFAULT_LEASE_S),
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None, peer_factory: Callable[[], Any] | None =
     """
     args = _parse(argv)
     _prctl(PR_SET_NAME, b"zsyft-worker")
-    if args.parent_pid:
+    if args.parent_pid and not args.watch_parent_only:
         _die_with_parent(args.parent_pid)
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(message)s")
 
