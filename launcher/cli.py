@@ -45,8 +45,9 @@ def main() -> None:
 @main.command()
 @click.argument("names", nargs=-1, required=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=int, default=None, help="First port (one per worker, counting up); "
-              "default: free ports chosen by the system.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="First port (one per worker, counting up); default (or 0): free ports "
+              "chosen by the system.")
 @click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where worker logs go (default: $ZSYFT_HOME/logs).")
 @click.option("--key-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -70,6 +71,13 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
         validate_names(list(names))
     except LaunchError as exc:
         raise click.UsageError(str(exc)) from None
+    if port == 0:
+        port = None
+    if port is not None and port + len(names) - 1 > 65535:
+        raise click.UsageError(
+            f"--port {port} leaves no room for {len(names)} workers (ports count up to "
+            f"{port + len(names) - 1}, over 65535); choose a lower first port"
+        )
     if lease is not None:
         os.environ[LEASE_ENV] = str(lease)  # inherited by the workers
     if threads is not None:

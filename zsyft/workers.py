@@ -5,11 +5,12 @@ to workers started by `zsyft launch`.
 from __future__ import annotations
 
 import atexit
+import os
 from pathlib import Path
 from typing import Any
 
 from launcher import cluster, spawn
-from zsyft.errors import ClusterFileError
+from zsyft.errors import ClusterFileError, WorkerUnavailableError
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import local_node
 from zsyft.transport.keys import client_pair
@@ -44,8 +45,16 @@ class VirtualWorker(WorkerHandle):
         _register(self)
 
 
+CONNECT_TIMEOUT_S = 10.0  # a launched worker is ready before it is recorded: it answers fast
+
+
 def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
-    """Handles to workers started by `zsyft launch`, by name (one handle, or a tuple)."""
+    """Handles to workers started by `zsyft launch`, by name (one handle, or a tuple).
+
+    Connecting again (a notebook cell run twice) returns the handle already connected to the
+    same worker, so pointers made through it keep working. A worker whose process is gone
+    (on this host) or that does not answer within 10 s raises `WorkerUnavailableError`.
+    """
     recorded = cluster.read(Path(cluster_file) if cluster_file else None)
     client = client_pair(recorded.key_dir)
     handles = []
@@ -56,10 +65,50 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
                 f"no worker named {name!r} in the cluster; launched: "
                 f"{', '.join(recorded.workers) or 'none'}"
             )
+        known = local_node().workers.get(name)
+        if (
+            known is not None
+            and known.address == record.address
+            and known.public_key == record.public_key
+            and not known.link.socket.closed
+        ):
+            handles.append(known)
+            continue
+        _check_running(name, record)
         handle = WorkerHandle(
             local_node(), name, record.address, record.pid,
             public_key=record.public_key, client_keys=client,
         )
-        handle.ping()
+        try:
+            handle.ping(timeout=CONNECT_TIMEOUT_S)
+        except BaseException:
+            handle.link.close()
+            raise
         handles.append(_register(handle))
     return handles[0] if len(handles) == 1 else tuple(handles)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process `pid` has exited (a zombie not yet reaped by its launcher counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # another user's process by that pid: cannot tell
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _check_running(name: str, record: Any) -> None:
+    """Fail at once for a launched worker that is recorded down, or whose process is gone
+    (checked for workers on this host, which loopback and ipc addresses are)."""
+    local = record.address.startswith(("ipc://", "tcp://127.", "tcp://localhost:"))
+    if (local and record.pid and _gone(record.pid)) or record.state in ("down", "gave-up"):
+        raise WorkerUnavailableError(
+            f"worker {name!r} (pid {record.pid}) is not running (the cluster file says "
+            f"{record.state!r}); see `zsyft status`, and launch it again",
+            worker=name,
+        )

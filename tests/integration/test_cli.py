@@ -182,6 +182,32 @@ def test_status_reports_a_dead_worker_as_down(launched):
     assert states == {"up1": "up", "down1": "down"} and status.returncode == 1
 
 
+def test_connecting_again_keeps_the_handle_and_a_dead_worker_fails_at_once(launched, hook):
+    launch = launched("again1", "dead1")
+    workers = launch.wait_ready()["workers"]
+    bob = sy.connect("again1", cluster_file=launch.cluster_file)
+    try:
+        x = torch.tensor([1.0, 2.0]).send(bob)
+        assert sy.connect("again1", cluster_file=launch.cluster_file) is bob  # a cell re-run
+        assert torch.equal(x.get(), torch.tensor([1.0, 2.0]))
+        os.kill(workers["dead1"]["pid"], signal.SIGKILL)
+        gone = Path(f"/proc/{workers['dead1']['pid']}")
+        assert wait_until(lambda: not gone.exists(), 5)  # reaped by its launcher
+        started = time.monotonic()
+        with pytest.raises(sy.WorkerUnavailableError, match=r"'dead1'.*not running"):
+            sy.connect("dead1", cluster_file=launch.cluster_file)
+        assert time.monotonic() - started < 2
+    finally:
+        sy.local_worker.workers.pop(bob.id, None)
+        bob.close()
+
+
+def test_port_values_are_checked_before_anything_starts():
+    assert run("launch", "a", "--port", "-5").returncode == 2
+    over = run("launch", "a", "b", "--port", "65535")
+    assert over.returncode == 2 and "no room for 2 workers" in over.stderr
+
+
 def test_restart_brings_a_crashed_worker_back_and_old_pointers_say_their_data_is_lost(
     launched, hook
 ):
