@@ -13,7 +13,7 @@ from launcher import cluster, spawn
 from zsyft.errors import ClusterFileError, WorkerUnavailableError
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import local_node
-from zsyft.transport.keys import client_pair
+from zsyft.transport.keys import session_pair
 
 _atexit_registered = False
 
@@ -56,7 +56,7 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
     (on this host) or that does not answer within 10 s raises `WorkerUnavailableError`.
     """
     recorded = cluster.read(Path(cluster_file) if cluster_file else None)
-    client = client_pair(recorded.key_dir)
+    client = session_pair(recorded.key_dir)
     handles = []
     for name in names:
         record = recorded.workers.get(name)

@@ -202,6 +202,39 @@ def test_connecting_again_keeps_the_handle_and_a_dead_worker_fails_at_once(launc
         bob.close()
 
 
+OTHER_PROGRAM = """
+import sys, torch, zsyft as sy
+hook = sy.TorchHook(torch)
+bob = sy.connect("owner1", cluster_file=sys.argv[1])
+kept = torch.tensor([42.0]).send(bob)
+print(len(bob._objects), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_two_programs_connected_to_the_same_worker_own_their_objects_apart(launched, hook):
+    launch = launched("owner1")
+    launch.wait_ready()
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_PROGRAM, str(launch.cluster_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    bob = sy.connect("owner1", cluster_file=launch.cluster_file)
+    try:
+        assert other.stdout.readline().strip() == "1"
+        mine = torch.tensor([1.0]).send(bob)
+        assert list(bob._objects.values()) == [torch.tensor([1.0])]  # not the other's 42
+        assert bob.ping()["objects"] == 2  # both are there
+        bob.clear_objects()
+        assert bob.ping()["objects"] == 1  # the other program's object stays
+        del mine
+    finally:
+        other.kill()
+        other.wait(10)
+        sy.local_worker.workers.pop(bob.id, None)
+        bob.close()
+
+
 def test_port_values_are_checked_before_anything_starts():
     assert run("launch", "a", "--port", "-5").returncode == 2
     over = run("launch", "a", "b", "--port", "65535")

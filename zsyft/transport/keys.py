@@ -9,14 +9,17 @@ one directory per user, `$ZSYFT_HOME/keys` (mode 0700), much like `~/.ssh`:
 - `NAME.key_secret` (mode 0600) holds the matching Z85 secret key; it never appears in argv,
   logs or messages.
 
-`client` is the user's own identity as a client. Each worker has its own pair, named
-`w<PID>-<worker>-<random>` after the process that spawned it, so pairs left behind by a
+`client` is the user's own identity as a client (private workers of a Python process and the
+CLI use it). A program attached to launched workers with `sy.connect` gets a pair of its own,
+`c<PID>-<random>` (`session_pair`), so its objects are its alone. Each worker has its own
+pair, named `w<PID>-<worker>-<random>` after the process that spawned it, so pairs left behind by a
 killed spawner can be swept. A worker dials its peers with its own pair, so workers of one
 user accept each other (pointer chains, secure protocols).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import secrets
@@ -127,6 +130,23 @@ def client_pair(directory: Path | None = None) -> KeyPair:
         return read_pair(secret_path)
 
 
+_session_pairs: dict[Path, KeyPair] = {}
+
+
+def session_pair(directory: Path) -> KeyPair:
+    """A client identity of this process alone, in `directory` (written on first use, removed
+    when the process exits; pairs left by a `kill -9` are swept at the next use). Objects
+    belong to the key that created them, so two programs attached to the same launched
+    workers are two owners: neither sees, uses or clears the other's objects."""
+    found = _session_pairs.get(directory)
+    if found is None:
+        sweep_stale_pairs(directory)
+        stem = f"c{os.getpid()}-{secrets.token_hex(4)}"
+        found = _session_pairs[directory] = write_pair(directory, stem)
+        atexit.register(remove_pair, directory, stem)
+    return found
+
+
 def authorized_keys(directory: Path, pattern: str = "*") -> frozenset[str]:
     """Every public key in `directory`'s `*.key` files (malformed files are skipped).
 
@@ -149,9 +169,10 @@ def authorized_keys(directory: Path, pattern: str = "*") -> frozenset[str]:
 
 
 def sweep_stale_pairs(directory: Path) -> None:
-    """Remove worker pairs whose spawning process is gone (left by a `kill -9`)."""
+    """Remove worker pairs whose spawning process is gone, and client session pairs whose
+    process is gone (both left by a `kill -9`)."""
     try:
-        paths = list(directory.glob("w*-*" + SECRET_SUFFIX))
+        paths = [*directory.glob("w*-*" + SECRET_SUFFIX), *directory.glob("c*-*" + SECRET_SUFFIX)]
     except OSError:
         return
     for path in paths:
