@@ -37,9 +37,12 @@ def exception_body(worker: Worker, exc: BaseException, op: str | None, seq: int 
     remote = getattr(exc, "worker", None)
     if isinstance(exc, WorkerError) and remote and remote != worker.name:
         where, path = remote, [worker.name, remote]  # it happened further down a chain
+    # A zsyft error's own text, without the "[worker]" prefix its str() adds: the client's
+    # error names the worker again.
+    text = exc.args[0] if isinstance(exc, WorkerError) and exc.args else str(exc)
     return error_body(
         worker=where,
-        message=str(exc) or type(exc).__name__,
+        message=str(text) or type(exc).__name__,
         type_name=type(exc).__name__,
         op=op,
         traceback="".join(lines[-TRACEBACK_LINES:]),
