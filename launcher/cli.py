@@ -91,6 +91,10 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
         records = supervisor.start()
     except (LaunchError, KeyFileError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # a log or key directory that cannot be created or written
+        raise click.ClickException(
+            f"cannot use {exc.filename or 'a directory'}: {exc.strerror or exc}"
+        ) from None
     except KeyboardInterrupt:
         click.echo("interrupted while starting: stopped all workers", err=True)
         raise SystemExit(130) from None

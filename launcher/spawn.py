@@ -51,6 +51,7 @@ class WorkerProcess:
     incarnation: int = 1
     ready: bool = False
     startup_error: str | None = None  # what it announced instead of starting ("" if nothing)
+    log_offset: int = 0  # where this run's lines start in the (appended) log file
     _ready_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -61,9 +62,12 @@ class WorkerProcess:
         return self.popen.poll() is None
 
     def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the worker's log (its stderr)."""
+        """The last lines this run of the worker wrote to its log (its stderr); earlier runs'
+        lines in the same file are not this run's story."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_offset)
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
@@ -117,6 +121,7 @@ class WorkerProcess:
         self.incarnation += 1
         argv = list(self.argv)
         argv[argv.index("--address") + 1] = self.address
+        self.log_offset = _size(self.log_path)
         self.popen = _popen([*argv, "--incarnation", str(self.incarnation)], self.log_path)
         self.ready = False
 
@@ -185,6 +190,7 @@ def spawn(
     key_dir: Path | None = None,
 ) -> WorkerProcess:
     """Start one worker process; returns at once (call `wait_ready()` before relying on it)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)  # before any key file is written
     key_dir = keys.private_dir(key_dir or keys.default_key_dir())
     keys.sweep_stale_pairs(key_dir)
     stem = f"w{os.getpid()}-{name}-{secrets.token_hex(4)}"
@@ -197,7 +203,7 @@ def spawn(
             # Linux's PDEATHSIG fires when the spawning *thread* ends (a thread pool, a
             # notebook's background thread): such a worker watches the parent process instead.
             argv += ["--watch-parent-only"]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_offset = _size(log_path)
     try:
         popen = _popen(argv, log_path)
     except BaseException:
@@ -205,8 +211,15 @@ def spawn(
         raise
     return WorkerProcess(
         name, popen, log_path, public_key=pair.public, key_dir=key_dir, key_stem=stem,
-        owned_dir=owned_dir, argv=argv,
+        owned_dir=owned_dir, argv=argv, log_offset=log_offset,
     )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _popen(argv: list[str], log_path: Path) -> subprocess.Popen:

@@ -84,8 +84,9 @@ class Supervisor:
         self.host = host
         self.port = port
         self.cluster_file = cluster_file or cluster.default_path()
-        self.log_dir = log_dir or keys.zsyft_home() / "logs"
-        self.key_dir = key_dir or keys.default_key_dir()
+        # absolute: the cluster file tells clients in other directories where these are
+        self.log_dir = (log_dir or keys.zsyft_home() / "logs").absolute()
+        self.key_dir = (key_dir or keys.default_key_dir()).absolute()
         self.processes: list[WorkerProcess] = []
         self._stopping = False
 

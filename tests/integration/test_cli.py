@@ -346,3 +346,32 @@ def test_a_malformed_setting_in_the_environment_is_named_when_workers_start(
     assert result.returncode != 0
     assert "worker 'bob' failed to start" in result.stderr and variable in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_failed_start_shows_only_this_runs_log_lines(tmp_path, monkeypatch):
+    args = ("launch", "bob", "--cluster-file", str(tmp_path / "c.json"), "--log-dir",
+            str(tmp_path))
+    monkeypatch.setenv("ZSYFT_WORKER_THREADS", "first-mistake")
+    assert run(*args).returncode != 0
+    monkeypatch.setenv("ZSYFT_WORKER_THREADS", "second-mistake")
+    second = run(*args)
+    assert "second-mistake" in second.stderr
+    assert "first-mistake" not in second.stderr  # the log file keeps both runs' lines
+    assert "first-mistake" in (tmp_path / "bob.log").read_text()
+
+
+def test_unusable_directories_and_a_relative_home_are_handled(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad = run("launch", "bob", "--cluster-file", str(tmp_path / "c.json"),
+              "--log-dir", str(blocker / "logs"))
+    assert bad.returncode == 1 and "cannot use" in bad.stderr and "Traceback" not in bad.stderr
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZSYFT_HOME", "relative-home")
+    launch = Launch(tmp_path, "rel1")
+    try:
+        recorded = launch.wait_ready()
+        assert Path(recorded["key_dir"]) == tmp_path / "relative-home" / "keys"
+    finally:
+        launch.stop()

@@ -50,7 +50,8 @@ class KeyPair:
 
 def zsyft_home() -> Path:
     """`$ZSYFT_HOME`, or `~/.zsyft`: where the cluster file, logs and keys live."""
-    return Path(os.environ.get("ZSYFT_HOME") or Path.home() / ".zsyft")
+    # absolute: the cluster file records paths that clients in other directories read
+    return Path(os.environ.get("ZSYFT_HOME") or Path.home() / ".zsyft").absolute()
 
 
 def default_key_dir() -> Path:
