@@ -5,11 +5,11 @@ to workers started by `zsyft launch`.
 from __future__ import annotations
 
 import atexit
-import os
 from pathlib import Path
 from typing import Any
 
 from launcher import cluster, spawn
+from launcher.supervisor import process_is
 from zsyft.errors import ClusterFileError, WorkerUnavailableError
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import local_node
@@ -88,25 +88,13 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
     return handles[0] if len(handles) == 1 else tuple(handles)
 
 
-def _gone(pid: int) -> bool:
-    """Whether process `pid` has exited (a zombie not yet reaped by its launcher counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # another user's process by that pid: cannot tell
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _check_running(name: str, record: Any) -> None:
     """Fail at once for a launched worker that is recorded down, or whose process is gone
     (checked for workers on this host, which loopback and ipc addresses are)."""
+    # a zombie not yet reaped by its launcher has an empty command line: it counts as gone
     local = record.address.startswith(("ipc://", "tcp://127.", "tcp://localhost:"))
-    if (local and record.pid and _gone(record.pid)) or record.state in ("down", "gave-up"):
+    gone = local and record.pid and not process_is(record.pid, "zsyft-worker")
+    if gone or record.state in ("down", "gave-up"):
         raise WorkerUnavailableError(
             f"worker {name!r} (pid {record.pid}) is not running (the cluster file says "
             f"{record.state!r}); see `zsyft status`, and launch it again",
