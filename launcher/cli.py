@@ -21,6 +21,7 @@ from launcher import cluster
 from launcher.supervisor import Supervisor, process_is, validate_names
 from zsyft.errors import ClusterFileError, KeyFileError, LaunchError, WorkerError
 from zsyft.runtime.process import LEASE_ENV, THREADS_ENV
+from zsyft.wire.messages import Kind
 
 CLUSTER_FILE = click.option(
     "--cluster-file",
@@ -116,8 +117,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 @main.command()
 @CLUSTER_FILE
-@click.option("--timeout", type=float, default=1.0, show_default=True,
-              help="Seconds to wait for each worker's answer.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Seconds to wait for the workers' answers.")
 def status(cluster_file: Path | None, timeout: float) -> None:
     """Ping every launched worker: up or down, and how many objects it holds."""
     from zsyft.remote.handle import WorkerHandle
@@ -128,34 +129,51 @@ def status(cluster_file: Path | None, timeout: float) -> None:
         recorded = cluster.read(cluster_file)
     except ClusterFileError as exc:
         raise click.ClickException(str(exc)) from None
-    node = LocalNode("zsyft-status")
-    rows = [["NAME", "PID", "ADDRESS", "STATE", "OBJECTS", "RESTARTS"]]
-    all_up = True
+    if not recorded.key_dir.is_dir():
+        raise click.ClickException(
+            f"the key directory {recorded.key_dir} named in the cluster file is missing: "
+            "the workers cannot be reached without its client key; restart them with "
+            "`zsyft launch`"
+        )
     try:
         client = client_pair(recorded.key_dir)
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
-    for record in recorded.workers.values():
-        handle = WorkerHandle(node, record.name, record.address, record.pid,
-                              public_key=record.public_key, client_keys=client)
-        try:
-            pong = handle.ping(timeout=timeout)
-            rows.append([record.name, str(pong["pid"]), record.address, "up",
-                         str(pong["objects"]), str(record.restarts)])
-        except WorkerError:
-            all_up = False
-            state = record.state if record.state != "up" else "down"
-            rows.append([record.name, str(record.pid), record.address, state, "-",
-                         str(record.restarts)])
-        finally:
+    node = LocalNode("zsyft-status")
+    handles = [
+        WorkerHandle(node, r.name, r.address, r.pid, public_key=r.public_key, client_keys=client)
+        for r in recorded.workers.values()
+    ]
+    try:
+        # All pings leave first, so a cluster with dead workers answers within one timeout.
+        pending = [(handle, handle.send_request(Kind.PING, None)) for handle in handles]
+        deadline = time.monotonic() + timeout
+        pongs = {}
+        for handle, rid in pending:
+            try:
+                pongs[handle.id] = handle.await_reply(rid, max(deadline - time.monotonic(), 0.01))
+            except WorkerError:
+                pass
+    finally:
+        for handle in handles:
             handle.close()
+    rows = [["NAME", "PID", "ADDRESS", "STATE", "OBJECTS", "RESTARTS"]]
+    for record in recorded.workers.values():
+        pong = pongs.get(record.name)
+        if pong is not None:
+            state, pid, objects = "up", str(pong["pid"]), str(pong["objects"])
+        else:
+            state = record.state if record.state != "up" else "down"
+            pid, objects = str(record.pid), "-"
+        rows.append([record.name, pid, record.address, state, objects, str(record.restarts)])
     click.echo(_table(rows))
-    sys.exit(0 if all_up else 1)
+    sys.exit(0 if len(pongs) == len(recorded.workers) else 1)
 
 
 @main.command()
 @CLUSTER_FILE
-@click.option("--timeout", type=float, default=5.0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds to wait for the workers to exit before killing them.")
 def stop(cluster_file: Path | None, timeout: float) -> None:
     """Stop a cluster started by `zsyft launch` (in another terminal or in the background)."""
     path = cluster_file or cluster.default_path()
@@ -163,6 +181,7 @@ def stop(cluster_file: Path | None, timeout: float) -> None:
         recorded = cluster.read(path)
     except ClusterFileError as exc:
         raise click.ClickException(str(exc)) from None
+    running = [w.name for w in recorded.workers.values() if process_is(w.pid, "zsyft-worker")]
     if process_is(recorded.launcher_pid, "launch"):
         os.kill(recorded.launcher_pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -173,7 +192,11 @@ def stop(cluster_file: Path | None, timeout: float) -> None:
         if process_is(pid, "zsyft-worker"):
             os.kill(pid, signal.SIGKILL)
     cluster.remove(path)
-    click.echo(f"stopped {', '.join(recorded.workers)}")
+    if running:
+        click.echo(f"stopped {', '.join(running)}")
+    else:
+        click.echo(f"no worker of {path} was running ({', '.join(recorded.workers)}); "
+                   "removed the stale cluster file")
 
 
 @main.command()

@@ -104,5 +104,23 @@ def read(path: Path | None = None) -> Cluster:
         raise ClusterFileError(f"cluster file {path} is malformed: {exc}") from None
 
 
+def claim_path(path: Path) -> Path:
+    """The lock file a running `zsyft launch` holds locked, next to its cluster file."""
+    return path.with_name(path.name + ".lock")
+
+
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "*": "127.0.0.1"}
+
+
+def dial_address(bound: str) -> str:
+    """The address a client on this host dials for a worker bound to `bound`: a worker
+    listening on every interface (`--host 0.0.0.0`) is recorded at the loopback address."""
+    scheme, sep, rest = bound.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if sep and colon and host in WILDCARD_HOSTS:
+        return f"{scheme}://{WILDCARD_HOSTS[host]}:{port}"
+    return bound
+
+
 def remove(path: Path) -> None:
     path.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ which `zsyft status` shows.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -89,28 +90,46 @@ class Supervisor:
         self.key_dir = (key_dir or keys.default_key_dir()).absolute()
         self.processes: list[WorkerProcess] = []
         self._stopping = False
+        self._claim: int | None = None  # the locked claim on the cluster file, while held
 
     def _address(self, index: int) -> str:
         port = "*" if self.port is None else str(self.port + index)
-        return f"tcp://{self.host}:{port}"
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"tcp://{host}:{port}"
 
-    def _refuse_running_cluster(self) -> None:
-        if not self.cluster_file.exists():
-            return
+    def _claim_cluster_file(self) -> None:
+        """Hold a lock on the cluster file's claim for as long as this launch runs, or refuse
+        to start: two launches recording into one file would overwrite each other's workers
+        (the lock also covers the seconds before the file exists; the system drops it when
+        this process exits, however it exits)."""
+        path = cluster.claim_path(self.cluster_file)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            running = cluster.read(self.cluster_file)
-        except ClusterFileError:
-            return  # an unreadable leftover file is replaced
-        if running.launcher_pid != os.getpid() and process_is(running.launcher_pid, "launch"):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            try:
+                running = cluster.read(self.cluster_file)
+                what = (f"a cluster launched by pid {running.launcher_pid} is already running "
+                        f"({', '.join(running.workers)})")
+            except ClusterFileError:
+                what = "another `zsyft launch` is starting workers"
             raise LaunchError(
-                f"a cluster launched by pid {running.launcher_pid} is already running "
-                f"({', '.join(running.workers)}); stop it with `zsyft stop` or pass another "
-                "--cluster-file"
-            )
+                f"{what} with the cluster file {self.cluster_file}; stop it with `zsyft stop`"
+                " or pass another --cluster-file"
+            ) from None
+        self._claim = fd
+
+    def _release_cluster_file(self) -> None:
+        if self._claim is not None:
+            cluster.remove(self.cluster_file)
+            os.close(self._claim)
+            self._claim = None
 
     def start(self) -> list[cluster.WorkerRecord]:
         """Start every worker and write the cluster file; all or nothing."""
-        self._refuse_running_cluster()
+        self._claim_cluster_file()
         try:
             for index, name in enumerate(self.names):
                 log = self.log_dir / f"{name}.log"
@@ -128,7 +147,8 @@ class Supervisor:
     def _record(self) -> list[cluster.WorkerRecord]:
         records = [
             cluster.WorkerRecord(
-                p.name, p.pid, p.address or "", p.public_key or "", str(p.log_path),
+                p.name, p.pid, cluster.dial_address(p.address or ""), p.public_key or "",
+                str(p.log_path),
                 self.restarts[p.name], self.states[p.name],
             )
             for p in self.processes
@@ -192,5 +212,4 @@ class Supervisor:
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for process in self.processes:
             process.stop(timeout=deadline - time.monotonic())
-        if self.processes:
-            cluster.remove(self.cluster_file)
+        self._release_cluster_file()

@@ -326,6 +326,77 @@ def test_connect_to_unknown_name_lists_the_launched_ones(launched):
         sy.connect("nobody", cluster_file=launch.cluster_file)
 
 
+def test_status_and_stop_check_their_options_and_name_a_stale_cluster(launched, tmp_path):
+    assert run("status", "--timeout", "0").returncode == 2  # usage error
+    launch = launched("st1", "st2")
+    recorded = launch.wait_ready()
+    for worker in recorded["workers"].values():
+        os.kill(worker["pid"], signal.SIGKILL)
+    launch.proc.kill()  # a launch killed with its workers leaves its cluster file behind
+    launch.proc.wait(5)
+    status = run("status", "--cluster-file", str(launch.cluster_file), "--timeout", "0.5")
+    assert status.returncode == 1
+    assert [line.split()[3] for line in status.stdout.splitlines()[1:]] == ["down", "down"]
+    stopped = run("stop", "--cluster-file", str(launch.cluster_file))
+    assert stopped.returncode == 0 and "stale" in stopped.stdout and "stopped" not in stopped.stdout
+    assert not launch.cluster_file.exists()
+
+
+def test_status_names_a_missing_key_directory_and_creates_nothing(launched):
+    launch = launched("kd1")
+    recorded = launch.wait_ready()
+    moved = Path(recorded["key_dir"] + ".moved")
+    Path(recorded["key_dir"]).rename(moved)
+    try:
+        status = run("status", "--cluster-file", str(launch.cluster_file))
+        assert status.returncode == 1 and "key directory" in status.stderr
+        assert not Path(recorded["key_dir"]).exists()
+    finally:
+        moved.rename(recorded["key_dir"])
+
+
+def test_a_second_launch_on_the_same_cluster_file_is_refused_even_while_the_first_starts(
+    launched,
+):
+    first = launched("one1")
+    # At once: the first is still importing torch and has not written its cluster file yet.
+    second = run("launch", "two1", "--cluster-file", str(first.cluster_file))
+    assert second.returncode == 1 and "another --cluster-file" in second.stderr
+    recorded = first.wait_ready()
+    third = run("launch", "three1", "--cluster-file", str(first.cluster_file))
+    assert third.returncode == 1 and "one1" in third.stderr
+    assert list(json.loads(first.cluster_file.read_text())["workers"]) == ["one1"]
+    assert first.proc.poll() is None and recorded["workers"]["one1"]["pid"] in zsyft_pids()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host, recorded_host", [
+    ("0.0.0.0", "127.0.0.1"),
+    pytest.param("::1", "[::1]", marks=pytest.mark.skipif(
+        not _ipv6_loopback(), reason="no IPv6 loopback on this machine")),
+])
+def test_other_hosts_record_an_address_clients_can_dial(launched, hook, host, recorded_host):
+    launch = launched("h1", "h2", "--host", host)
+    workers = launch.wait_ready()["workers"]
+    assert all(w["address"].startswith(f"tcp://{recorded_host}:") for w in workers.values())
+    h1, h2 = sy.connect("h1", "h2", cluster_file=launch.cluster_file)
+    try:
+        chained = torch.tensor([1.0, 2.0]).send(h1).send(h2)  # h2 dials h1 at that address
+        assert torch.equal((chained * 3).get().get(), torch.tensor([3.0, 6.0]))
+    finally:
+        for handle in (h1, h2):
+            sy.local_worker.workers.pop(handle.id, None)
+            handle.close()
+
+
 def test_worker_that_cannot_start_is_named_with_the_reason(tmp_path):
     result = run("launch", "bob", "--host", "999.1.1.1", "--cluster-file",
                  str(tmp_path / "c.json"), "--log-dir", str(tmp_path))

@@ -149,7 +149,9 @@ def curve_client(socket: zmq.Socket, server_key: str, client: KeyPair) -> None:
     socket.setsockopt_string(zmq.CURVE_SECRETKEY, client.secret)
 
 
-def _common_options(socket: zmq.Socket) -> None:
+def _common_options(socket: zmq.Socket, address: str) -> None:
+    if address.startswith("tcp://["):  # an IPv6 address, e.g. tcp://[::1]:5555
+        socket.setsockopt(zmq.IPV6, 1)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.SNDTIMEO, SETTINGS.send_timeout_ms)
     socket.setsockopt(zmq.HEARTBEAT_IVL, SETTINGS.heartbeat_ivl_ms)
@@ -171,7 +173,7 @@ def server_socket(
             "(`zsyft launch` and sy.VirtualWorker create one), or use an ipc:// address"
         )
     socket = ctx.socket(zmq.ROUTER)
-    _common_options(socket)
+    _common_options(socket, address)
     if keys is not None:
         socket.setsockopt(zmq.CURVE_SERVER, 1)
         socket.setsockopt_string(zmq.CURVE_SECRETKEY, keys.secret)
@@ -215,7 +217,7 @@ class Link:
         self.address = address
         self.peer = peer
         self.socket = ctx.socket(zmq.DEALER)
-        _common_options(self.socket)
+        _common_options(self.socket, address)
         if server_key is not None:
             curve_client(self.socket, server_key, client or identity())
         elif address.startswith("tcp://"):
