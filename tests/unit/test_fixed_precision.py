@@ -203,12 +203,61 @@ def test_ops_match_plain_float_on_the_original_values(base, precision):
 
 
 @pytest.mark.parametrize("op", ["gt", "lt", "ge", "le", "eq", "ne"])
-def test_comparisons_give_plain_bools(op):
+def test_comparisons_give_fixed_precision_zeros_and_ones_as_in_pysyft(op):
     fa, fb, _, ra, rb, _ = _inputs(10, 3)
     fn = getattr(torch, op)
-    assert torch.equal(fn(fa, fb), fn(ra, rb))
-    assert torch.equal(fn(fa, 0.5), fn(ra, 0.5))
-    assert type(fn(fa, fb)) is torch.Tensor and fn(fa, fb).dtype == torch.bool
+    assert isinstance(fn(fa, fb), FixedPrecisionTensor)
+    assert torch.equal(fn(fa, fb).float_precision(), fn(ra, rb).float())
+    assert torch.equal(fn(fa, 0.5).float_precision(), fn(ra, 0.5).float())
+    assert torch.equal(torch.where(fn(fa, fb), fa, fb).float_precision(),
+                       torch.where(fn(ra, rb), ra, rb).float())
+    assert torch.equal(fa.masked_fill(fn(fa, fb), 0).float_precision(),
+                       ra.masked_fill(fn(ra, rb), 0).float())
+
+
+FLOAT_CASES = [
+    ("sigmoid", lambda a, b: torch.sigmoid(a)),
+    ("tanh", lambda a, b: torch.tanh(a)),
+    ("exp", lambda a, b: a.exp()),
+    ("softmax", lambda a, b: F.softmax(a, dim=1)),
+    ("log_softmax", lambda a, b: F.log_softmax(a, dim=1)),
+    ("cross_entropy", lambda a, b: F.cross_entropy(a, torch.tensor([0, 3, 1]))),
+    ("max", lambda a, b: a.max()),
+    ("max_dim", lambda a, b: a.max(dim=1)[0]),
+    ("argmax", lambda a, b: a.argmax(dim=1)),
+    ("abs", lambda a, b: a.abs()),
+    ("clamp", lambda a, b: a.clamp(-1, 1)),
+    ("maximum", lambda a, b: torch.maximum(a, b)),
+    ("div_fixed", lambda a, b: a / (b.abs() + 1)),
+    ("mse_loss", lambda a, b: F.mse_loss(a, b)),
+    ("std", lambda a, b: a.std()),
+    ("conv1d", lambda a, b: F.conv1d(a.unsqueeze(1), b[:2, :2].unsqueeze(1))),
+    ("max_pool", lambda a, b: F.max_pool1d(a.unsqueeze(0), 2)),
+]
+
+
+@pytest.mark.parametrize(("name", "fn"), FLOAT_CASES, ids=[c[0] for c in FLOAT_CASES])
+def test_non_linear_ops_run_on_the_decoded_values(name, fn):
+    fa, fb, _, ra, rb, _ = _inputs(10, 3)
+    out = fn(fa, fb)
+    expected = fn(ra, rb)
+    if expected.is_floating_point():
+        assert isinstance(out, FixedPrecisionTensor)
+        out = out.float_precision().double()
+        torch.testing.assert_close(out, expected, atol=0.5e-3 + 1e-9, rtol=0)  # one rounding
+    else:  # indices stay plain
+        assert torch.equal(out, expected)
+
+
+def test_autograd_through_non_linear_ops_of_local_fixed_precision_tensors():
+    fa, _, _, ra, _, _ = _inputs(10, 3)
+    weight = torch.tensor([[0.5], [-0.25], [0.125], [0.75]])
+    fixed_weight = weight.fix_precision().requires_grad_(True)
+    plain_weight = weight.clone().requires_grad_(True)
+    F.mse_loss(torch.sigmoid(fa @ fixed_weight), torch.ones(3, 1).fix_precision()).backward()
+    F.mse_loss(torch.sigmoid(ra.float() @ plain_weight), torch.ones(3, 1)).backward()
+    torch.testing.assert_close(fixed_weight.grad.float_precision(), plain_weight.grad,
+                               atol=5e-3, rtol=0)
 
 
 def test_scalars_and_bool():
@@ -240,14 +289,13 @@ def test_products_round_exactly(x, y, encoding):
 @pytest.mark.parametrize(
     ("fn", "op"),
     [
-        (torch.exp, "exp"),
-        (torch.sigmoid, "sigmoid"),
-        (lambda a: a / a, "div"),
+        (torch.erf, "erf"),
+        (lambda a: a.sigmoid_(), "sigmoid_"),
+        (lambda a: a.div_(a), "div"),
         (lambda a: a**0.5, "pow"),
-        (lambda a: a.max(), "max"),
         (lambda a: a.long(), "_to_copy"),
     ],
-    ids=["exp", "sigmoid", "div_fixed", "pow_fraction", "max", "long"],
+    ids=["erf", "sigmoid_in_place", "div_fixed_in_place", "pow_fraction", "long"],
 )
 def test_unsupported_ops_name_the_op(fn, op):
     x = torch.tensor([1.0, 2.0]).fix_precision()

@@ -92,7 +92,8 @@ class OpTable:
 
 FIXED_OPS = OpTable(
     "fixed-precision tensors",
-    ("zsyft.tensors.ops.fixed_arith", "zsyft.tensors.ops.fixed_shape"),
+    ("zsyft.tensors.ops.fixed_arith", "zsyft.tensors.ops.fixed_shape",
+     "zsyft.tensors.ops.fixed_float"),
 )
 SHARED_OPS = OpTable(
     "secret-shared tensors (SharedTensor)",

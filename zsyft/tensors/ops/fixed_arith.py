@@ -198,9 +198,13 @@ def mul(func: Any, args: tuple, kwargs: dict) -> Any:
 @FIXED_OPS.register(aten.div, aten.div_)
 def div(func: Any, args: tuple, kwargs: dict) -> Any:
     a, b = args[0], args[1]
+    if isinstance(b, FixedPrecisionTensor) and func.overloadpacket is aten.div:
+        from zsyft.tensors.ops.fixed_float import in_float
+
+        return in_float(func, args, kwargs)  # a fixed-precision divisor: a quotient in float64
     if not isinstance(a, FixedPrecisionTensor) or isinstance(b, FixedPrecisionTensor):
         raise UnsupportedOpError(
-            "div of fixed-precision tensors is supported only by a public divisor "
+            "div_ of fixed-precision tensors is supported only by a public divisor "
             "(a number or a plain tensor)",
             op="div",
         )
@@ -331,17 +335,6 @@ def threshold_backward(func: Any, args: tuple, kwargs: dict) -> Any:
     keep = encode_operand(x, encoder, func) > level
     out = torch.where(keep, encode_operand(grad, encoder, func), 0)
     return wrap(out, encoder, dtype)
-
-
-_COMPARISONS = (aten.gt, aten.lt, aten.ge, aten.le, aten.eq, aten.ne)
-
-
-@FIXED_OPS.register(*_COMPARISONS)
-def compare(func: Any, args: tuple, kwargs: dict) -> Any:
-    """Comparisons of the encodings; the result is a plain bool tensor."""
-    encoder, _ = common(func, args)
-    plain = getattr(torch, func.overloadpacket.__name__)
-    return plain(encode_operand(args[0], encoder, func), encode_operand(args[1], encoder, func))
 
 
 @FIXED_OPS.register(aten._local_scalar_dense.default)

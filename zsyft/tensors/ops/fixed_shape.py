@@ -19,6 +19,7 @@ from zsyft.tensors._torch_compat import restride_wrapper
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
 from zsyft.tensors.ops import FIXED_OPS, UnsupportedOpError, op_name
 from zsyft.tensors.ops.fixed_arith import common, encode_operand, in_place, wrap
+from zsyft.tensors.ops.fixed_float import as_condition
 
 aten = torch.ops.aten
 
@@ -89,10 +90,10 @@ def join(func: Any, args: tuple, kwargs: dict) -> Any:
 @FIXED_OPS.register(aten.where.self)
 def where(func: Any, args: tuple, kwargs: dict) -> Any:
     condition, a, b = args
-    if isinstance(condition, FixedPrecisionTensor):
-        raise UnsupportedOpError("where needs a bool condition, got a fixed-precision tensor",
-                                 op="where")
-    encoder, dtype = common(func, args)
+    condition = as_condition(condition)  # a fixed-precision 0/1 mask from a comparison
+    if not any(isinstance(v, FixedPrecisionTensor) for v in (a, b)):
+        return torch.where(condition, a, b)
+    encoder, dtype = common(func, args[1:])
     out = torch.where(condition, encode_operand(a, encoder, func), encode_operand(b, encoder, func))
     return wrap(out, encoder, dtype)
 
@@ -100,7 +101,7 @@ def where(func: Any, args: tuple, kwargs: dict) -> Any:
 @FIXED_OPS.register(aten.masked_fill.Scalar, aten.masked_fill_.Scalar)
 def masked_fill(func: Any, args: tuple, kwargs: dict) -> Any:
     x, mask, value = args
-    out = x.encoded.masked_fill(mask, int(x.encoder.encode(value)))
+    out = x.encoded.masked_fill(as_condition(mask), int(x.encoder.encode(value)))
     if func is aten.masked_fill_.Scalar:
         return in_place(func, x, out)
     return wrap(out, x.encoder, x.dtype)
