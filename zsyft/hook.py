@@ -10,7 +10,9 @@ adds to `torch.Tensor`: `send`, `id`, `fix_precision`/`fix_prec`, `float_precisi
 
 from __future__ import annotations
 
+import copy
 import secrets
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -79,14 +81,26 @@ def _tensor_share(
 def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
     """Accepted for PySyft compatibility; returns the optimizer itself.
 
-    PySyft re-encoded the hyperparameters here. In zsyft the parameters themselves carry the
-    fixed-point encoding (FixedPrecisionTensor / SharedTensor), and a public float such as
-    `lr` is encoded by the op that uses it (`param.add_(grad, alpha=-lr)`), so there is
-    nothing to convert. Plain SGD (no momentum, weight decay or maximize) of secret-shared
+    PySyft re-encoded the hyperparameters here (its `precision_fractional=` set the precision
+    of `lr`). In zsyft the parameters themselves carry the fixed-point encoding
+    (FixedPrecisionTensor / SharedTensor), and a public float such as `lr` is encoded by the
+    op that uses it (`param.add_(grad, alpha=-lr)`) with 16 significant bits whatever the
+    parameters' precision (`FixedPointEncoder.encode_factor`), so there is nothing to convert
+    and the arguments are ignored. Warns when no shared parameter requires grad (the model
+    was shared without `requires_grad=True`: step() would silently change nothing).
+
+    Plain SGD (no momentum, weight decay or maximize) of secret-shared
     parameters is switched to torch's multi-tensor step, which updates every parameter with
     one `_foreach_add_(params, grads, alpha=-lr)`: that truncates all the scaled gradients in
     one protocol round instead of one round per parameter.
     """
+    params = [p for group in self.param_groups for p in group["params"]]
+    if params and all(isinstance(p, SharedTensor) and not p.requires_grad for p in params):
+        warnings.warn(
+            "none of this optimizer's secret-shared parameters requires grad, so step() will "
+            "not change them: share the model with requires_grad=True to train it",
+            stacklevel=2,
+        )
     if isinstance(self, torch.optim.SGD):
         for group in self.param_groups:
             plain = not (group.get("momentum") or group.get("weight_decay")
@@ -95,6 +109,18 @@ def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: 
             if plain and shared and group.get("foreach") is None:
                 group["foreach"] = True
     return self
+
+
+def _tensor_copy(self: torch.Tensor) -> torch.Tensor:
+    """PySyft's `x.copy()`: a copy of the tensor (`clone()`; of a shared tensor, new shares
+    at the same parties; of a pointer, a copy at the same worker)."""
+    return self.clone()
+
+
+def _module_copy(self: nn.Module) -> nn.Module:
+    """PySyft's `model.copy()` (`model.copy().send(bob)` in federated averaging): a deep copy;
+    a sent or shared model is copied where its parameters are."""
+    return copy.deepcopy(self)
 
 
 class TorchHook:
@@ -113,6 +139,8 @@ class TorchHook:
         torch.Tensor.float_precision = _tensor_float_precision  # type: ignore[attr-defined]
         torch.Tensor.float_prec = _tensor_float_precision  # type: ignore[attr-defined]
         torch.Tensor.share = _tensor_share  # type: ignore[attr-defined]
+        torch.Tensor.copy = _tensor_copy  # type: ignore[attr-defined]
+        nn.Module.copy = _module_copy  # type: ignore[attr-defined]
         nn.Module.send = send_module  # type: ignore[attr-defined]
         nn.Module.get = get_module  # type: ignore[attr-defined]
         nn.Module.fix_precision = fix_precision_module  # type: ignore[attr-defined]

@@ -109,13 +109,16 @@ def share_module(
     also takes PySyft's `protocol`, `field` and `dtype` options).
 
     Parameters require grad iff `requires_grad` (PySyft's meaning: track gradients of the
-    encrypted model). Plain float parameters are encoded with the default precision first.
+    encrypted model) and they did before: a frozen parameter stays frozen. Plain float
+    parameters are encoded with the default precision first.
     """
     check_sharing_options(**options)  # before any parameter is converted
 
     def convert(t: torch.Tensor) -> Any:
         shared = share(t, *workers, crypto_provider=crypto_provider, **options)
-        return (shared, requires_grad) if isinstance(t, nn.Parameter) else shared
+        if not isinstance(t, nn.Parameter):
+            return shared
+        return shared, requires_grad and t.requires_grad
 
     return _replace(
         module, convert, lambda t: _is_plain_float(t) or isinstance(t, _ZSYFT_TENSORS)

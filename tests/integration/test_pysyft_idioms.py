@@ -229,3 +229,121 @@ def test_deepcopy_and_copy_duplicate_the_data_where_it_lives(bob, alice, james):
         assert torch.equal(pointer.get(), torch.tensor([1.0, 2.0]))
     with pytest.raises(TypeError, match="deep-copy the pointer"):
         copying.copy(torch.ones(1).send(bob).ref)
+
+
+def _linear(weight: list[float], bias: float) -> nn.Linear:
+    model = nn.Linear(len(weight), 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([weight]))
+        model.bias.fill_(bias)
+    return model
+
+
+def test_assigning_data_replaces_the_value_of_shared_fixed_and_remote_tensors(
+    bob, alice, james
+):
+    shared = torch.zeros(2).fix_precision().share(bob, alice, crypto_provider=james)
+    shared.data = torch.ones(2).fix_precision().share(bob, alice, crypto_provider=james).data
+    assert torch.equal(shared.get().float_precision(), torch.ones(2))
+    fixed = torch.zeros(2).fix_precision()
+    fixed.data = torch.tensor([2.5, -1.0]).fix_precision()
+    assert torch.equal(fixed.float_precision(), torch.tensor([2.5, -1.0]))
+    pointer = torch.zeros(3).send(bob)
+    pointer.data = torch.arange(3.0).send(bob)
+    assert torch.equal(pointer.get(), torch.arange(3.0))
+    kept = torch.zeros(2).fix_precision().share(bob, alice, crypto_provider=james)
+    with pytest.raises(TypeError, match="share the value first"):
+        kept.data = torch.ones(3)  # refused before anything changes
+    assert kept.shape == (2,) and torch.equal(kept.get().float_precision(), torch.zeros(2))
+
+
+def test_hand_written_sgd_through_data_trains_like_plaintext(bob, alice, james):
+    data, target = torch.tensor([[1.0, 2.0], [0.5, -1.0]]), torch.tensor([[1.0], [0.0]])
+    plain = _linear([0.25, -0.5], 0.1)
+    model = copy.deepcopy(plain).fix_precision().share(
+        bob, alice, crypto_provider=james, requires_grad=True
+    )
+    x = data.fix_precision().share(bob, alice, crypto_provider=james)
+    y = target.fix_precision().share(bob, alice, crypto_provider=james)
+    for _ in range(3):
+        for net, inputs, wanted in ((plain, data, target), (model, x, y)):
+            ((net(inputs) - wanted) ** 2).sum().backward()
+            for param in net.parameters():
+                param.data = param.data - 0.05 * param.grad.data
+                param.grad = None
+    trained = model.get().float_precision()
+    assert torch.allclose(trained.weight, plain.weight.detach(), atol=0.01)
+    assert torch.allclose(trained.bias, plain.bias.detach(), atol=0.01)
+
+
+def test_frozen_parameters_stay_frozen_and_an_untrainable_model_is_warned_about(
+    bob, alice, james
+):
+    model = nn.Sequential(_linear([0.5, -0.5], 0.0), nn.ReLU(), _linear([1.0], 0.2))
+    model[0].requires_grad_(False)
+    shared = model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    assert [p.requires_grad for p in shared.parameters()] == [False, False, True, True]
+    evaluated = _linear([0.5, 0.5], 0.0).fix_precision().share(bob, alice, crypto_provider=james)
+    with pytest.warns(UserWarning, match="requires_grad=True"):
+        optim.SGD(evaluated.parameters(), lr=0.1).fix_precision()
+    shared.get()
+    evaluated.get()
+
+
+@pytest.mark.parametrize("lr", [0.0004, 0.0007, 0.0015])
+def test_small_learning_rates_are_not_rounded_to_the_models_precision(bob, alice, james, lr):
+    plain = _linear([0.5, -0.25], 0.0)
+    model = copy.deepcopy(plain).fix_precision().share(
+        bob, alice, crypto_provider=james, requires_grad=True
+    )
+    data = torch.tensor([[30.0, -20.0]])
+    x = data.fix_precision().share(bob, alice, crypto_provider=james)
+    opt = optim.SGD(model.parameters(), lr=lr).fix_precision()
+    plain_opt = optim.SGD(plain.parameters(), lr=lr)
+    for net, optimizer, inputs in ((model, opt, x), (plain, plain_opt, data)):
+        optimizer.zero_grad()
+        (net(inputs) ** 2).sum().backward()
+        optimizer.step()
+    start = torch.tensor([[0.5, -0.25]])
+    moved = model.get().float_precision().weight - start
+    plain_moved = plain.weight.detach() - start  # |moved| 0.04 to 0.15: rounded lr was off 25%
+    assert torch.allclose(moved, plain_moved, atol=0.002), (moved, plain_moved)
+
+
+def test_operands_shared_in_another_party_order_are_combined(bob, alice, james):
+    model = _linear([0.5, -1.0], 0.25).fix_precision().share(
+        bob, alice, crypto_provider=james, requires_grad=True
+    )
+    x = torch.tensor([[2.0, 1.0], [-1.0, 0.5]]).fix_precision().share(
+        alice, bob, crypto_provider=james
+    )
+    out = model(x)
+    assert torch.allclose(out.get().float_precision(), torch.tensor([[0.25], [-0.75]]),
+                          atol=0.003)
+    model.get()
+
+
+def test_module_and_tensor_copy_as_in_pysyft(bob, alice, james):
+    model = _linear([1.0, 2.0], 0.5)
+    copied = model.copy()
+    assert copied is not model and torch.equal(copied.weight, model.weight)
+    sent = model.copy().send(bob)
+    assert torch.equal(sent.get().weight.data, model.weight.data)
+    x = torch.tensor([1.0, 2.0])
+    assert torch.equal(x.copy(), x) and x.copy() is not x
+    shared = x.fix_precision().share(bob, alice, crypto_provider=james)
+    twin = shared.copy()
+    assert twin.shares[0].id_at_location != shared.shares[0].id_at_location
+    assert torch.equal(twin.get().float_precision(), x) and torch.equal(
+        shared.get().float_precision(), x)
+
+
+@pytest.mark.parametrize("options", [{"precision_fractional": 7}, {"precision_fractional": 8},
+                                     {"base": 2, "precision_fractional": 24}])
+def test_sigmoid_and_tanh_stay_accurate_at_high_precisions(bob, alice, james, options):
+    values = torch.tensor([-4.0, -1.0, 0.0, 1.0, 4.0])
+    x = values.fix_precision(**options).share(bob, alice, crypto_provider=james)
+    for fn in (torch.sigmoid, torch.tanh):
+        out = fn(x).get().float_precision()
+        assert torch.allclose(out, fn(values), atol=0.006), (fn, out)
+    x.get()

@@ -377,3 +377,11 @@ def test_sgd_step_on_fixed_precision_parameters():
         ref_opt.step()
     model.float_precision()
     torch.testing.assert_close(model.weight.data, reference.weight.data, atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("factor", [0.0004, 0.0015, -0.0007, 1 / 3])
+def test_public_fractions_keep_their_significant_digits(factor):
+    x = torch.tensor([1000.0, -250.0, 3.0]).fix_precision()
+    expected = torch.tensor([1000.0, -250.0, 3.0], dtype=torch.float64) * factor
+    out = (x * factor).float_precision().double()
+    torch.testing.assert_close(out, expected, atol=0.0011, rtol=2.0**-15)  # not 0.0004 -> 0

@@ -14,6 +14,8 @@ must itself stay below 2^62 before truncation, i.e. ``|x * y| < 2^62 / scale**2`
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .ring import check_int64
@@ -21,6 +23,9 @@ from .ring import check_int64
 __all__ = ["EncodingOverflowError", "FixedPointEncoder"]
 
 _LIMIT = 1 << 62
+FACTOR_BITS = 16
+"""A public real factor (a learning rate, `x * 0.0004`) keeps this many significant bits."""
+_MAX_FACTOR_DIVISOR = 1 << 50
 
 
 class EncodingOverflowError(ValueError):
@@ -61,6 +66,28 @@ class FixedPointEncoder:
 
     def __hash__(self) -> int:
         return hash((self.base, self.precision_fractional))
+
+    def encode_factor(self, factor: float) -> tuple[int, int]:
+        """A public real factor ``c`` as ``(C, D)``, ``C / D`` within a relative
+        ``2^-FACTOR_BITS`` of ``c``: ``x * c`` is then ``round(X * C / D)`` (one truncation).
+
+        ``D`` is the scale when ``c * scale`` is that close to an integer (``0.5``, ``0.01``
+        at 3 digits), else ``scale * 2^k`` with the ``k`` that gives ``C`` enough bits: at the
+        default precision ``lr = 0.0004`` would otherwise encode as 0 (no training at all)
+        and ``0.0015`` as ``0.002``. The price is range: ``|X * C|`` must stay below 2^62.
+        """
+        if not math.isfinite(factor):
+            raise self._overflow(f"the factor {factor!r}")
+        scaled = factor * self.scale
+        nearest = round(scaled)
+        if abs(nearest - scaled) <= abs(scaled) * 2.0**-FACTOR_BITS:
+            if abs(nearest) >= _LIMIT:
+                raise self._overflow(f"the factor {factor!r}")
+            return nearest, self.scale
+        extra = 2 ** max(0, math.ceil(math.log2(2.0**FACTOR_BITS / abs(scaled))))
+        if self.scale * extra > _MAX_FACTOR_DIVISOR:  # so small that x * c rounds to 0 anyway
+            return nearest, self.scale
+        return round(factor * self.scale * extra), self.scale * extra
 
     @property
     def max_magnitude(self) -> float:

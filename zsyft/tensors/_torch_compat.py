@@ -2,6 +2,7 @@
 
 - `make_wrapper_subclass`: a tensor subclass instance with metadata but no storage.
 - `restride_wrapper`: give such an instance new sizes and strides in place.
+- `data_property`: a subclass's `.data`, whose assignment also takes over the payload.
 - `unreferenced_base`: the base of a view when nothing but torch's view tracking holds it.
 - `disabled_torch_function`: opts a subclass out of `__torch_function__` so every op reaches
   `__torch_dispatch__` with plain aten semantics (the recipe of torch's own subclasses).
@@ -27,6 +28,7 @@ OpOverloadPacket = torch._ops.OpOverloadPacket
 __all__ = [
     "OpOverload",
     "OpOverloadPacket",
+    "data_property",
     "disabled_torch_function",
     "make_wrapper_subclass",
     "restride_wrapper",
@@ -64,9 +66,30 @@ def restride_wrapper(tensor: torch.Tensor, shape: Any, stride: Any, storage_offs
     real tensor. `.data =` copies the metadata of a stand-in wrapper, with the subclass's
     dispatch off so the stand-in (which has none of the subclass's attributes) is not handled."""
     with torch._C._DisableTorchDispatch():
-        tensor.data = make_wrapper_subclass(
+        _TENSOR_DATA.__set__(tensor, make_wrapper_subclass(
             type(tensor), shape, stride, tensor.dtype, storage_offset, False
-        )
+        ))
+
+
+_TENSOR_DATA = torch._C.TensorBase.data  # torch's own `.data` (a C getset descriptor)
+
+
+def data_property(adopt: Any) -> property:
+    """`.data` for a wrapper subclass. Reading it is torch's (a detached alias); torch's
+    assignment copies only sizes and strides, which would leave the old payload (shares,
+    encoding, remote reference) in place: `t.data = value` here first calls `adopt(t, value)`,
+    which refuses a value of another kind (before anything changes) and takes over its payload,
+    then copies the metadata."""
+
+    def get(self: torch.Tensor) -> torch.Tensor:
+        return _TENSOR_DATA.__get__(self)
+
+    def set(self: torch.Tensor, value: Any) -> None:
+        adopt(self, value)
+        with torch._C._DisableTorchDispatch():
+            _TENSOR_DATA.__set__(self, value)
+
+    return property(get, set, doc="The tensor's data without autograd history (as in torch).")
 
 
 def _base_references(view: torch.Tensor) -> int:

@@ -25,7 +25,11 @@ import torch
 from zsyft.errors import PointerUsageError
 from zsyft.mpc.encoding import FixedPointEncoder
 from zsyft.mpc.ring import check_int64
-from zsyft.tensors._torch_compat import disabled_torch_function, make_wrapper_subclass
+from zsyft.tensors._torch_compat import (
+    data_property,
+    disabled_torch_function,
+    make_wrapper_subclass,
+)
 from zsyft.tensors.ops import FIXED_OPS, UnsupportedOpError, is_plain
 from zsyft.tensors.pointer import PointerTensor
 
@@ -57,6 +61,16 @@ class FixedPrecisionTensor(torch.Tensor):
         return tensor
 
     __torch_function__ = disabled_torch_function
+
+    def _adopt(self, value: Any) -> None:
+        if not isinstance(value, FixedPrecisionTensor):
+            raise TypeError(
+                "the .data of a fixed-precision tensor can be set only to a fixed-precision "
+                f"tensor, got {type(value).__name__}; encode the value with fix_precision()"
+            )
+        self.encoded, self.encoder = value.encoded, value.encoder
+
+    data = data_property(_adopt)
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]

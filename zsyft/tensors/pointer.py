@@ -18,6 +18,7 @@ from zsyft.errors import PointerUsageError
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.remote.refs import RemoteRef, new_id
 from zsyft.tensors._torch_compat import (
+    data_property,
     disabled_torch_function,
     make_wrapper_subclass,
     unreferenced_base,
@@ -49,6 +50,16 @@ class PointerTensor(torch.Tensor):
         return tensor
 
     __torch_function__ = disabled_torch_function
+
+    def _adopt(self, value: Any) -> None:
+        if not isinstance(value, PointerTensor):
+            raise TypeError(
+                f"the .data of a pointer can be set only to a pointer, got "
+                f"{type(value).__name__}; send the value first, e.g. value.send(bob)"
+            )
+        self.ref = value.ref
+
+    data = data_property(_adopt)
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]

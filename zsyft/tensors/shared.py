@@ -53,13 +53,39 @@ from zsyft.mpc.sharing import reconstruct
 from zsyft.mpc.sharing import share as split
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import local_node
-from zsyft.tensors._torch_compat import disabled_torch_function, make_wrapper_subclass
+from zsyft.tensors._torch_compat import (
+    data_property,
+    disabled_torch_function,
+    make_wrapper_subclass,
+)
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain
 from zsyft.tensors.pointer import PointerTensor, deepcopy_by_clone, get_many
 from zsyft.tensors.transfer import send
 
 __all__ = ["SharedTensor", "check_sharing_options", "share"]
+
+
+def _align_party_order(args: Any) -> None:
+    """Put the shares of every shared operand in the order of the first one's parties when
+    they are the same workers in another order (`share(bob, alice)` with `share(alice,
+    bob)`): a share's position only picks its party's role in a protocol, and the sum of the
+    shares is the same in any order. Operands at other workers are left for the op to refuse."""
+    first: list[Any] | None = None
+    for arg in args:
+        for item in arg if isinstance(arg, list | tuple) else (arg,):
+            if not isinstance(item, SharedTensor):
+                continue
+            where = item.locations
+            if first is None:
+                first = where
+            elif where != first and len(where) == len(first) and all(
+                any(w is f for f in first) for w in where
+            ):
+                order = [next(i for i, w in enumerate(where) if w is f) for f in first]
+                item.shares = [item.shares[i] for i in order]
+                if item.positive_mask is not None:
+                    item.positive_mask = [item.positive_mask[i] for i in order]
 
 REVEAL_FIXED = "fixed"  # .get() returns a FixedPrecisionTensor
 REVEAL_PLAIN = "plain"  # .get() decodes to a plain tensor of the shared dtype
@@ -112,6 +138,19 @@ class SharedTensor(torch.Tensor):
 
     __torch_function__ = disabled_torch_function
 
+    def _adopt(self, value: Any) -> None:
+        if not isinstance(value, SharedTensor):
+            raise TypeError(
+                f"the .data of a shared tensor can be set only to a shared tensor, got "
+                f"{type(value).__name__}; share the value first, e.g. "
+                "value.fix_precision().share(bob, alice, crypto_provider=james)"
+            )
+        self.shares = list(value.shares)
+        self.encoder, self.crypto_provider = value.encoder, value.crypto_provider
+        self.reveal, self.positive_mask = value.reveal, value.positive_mask
+
+    data = data_property(_adopt)  # `p.data = p.data - lr * p.grad` as in torch
+
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]
         for kind in types:
@@ -123,6 +162,7 @@ class SharedTensor(torch.Tensor):
             if not issubclass(kind, SharedTensor | FixedPrecisionTensor):
                 return NotImplemented
         handler = SHARED_OPS.lookup(func)
+        _align_party_order(args)
         target = args[0] if args else None
         if isinstance(target, SharedTensor) and target.positive_mask is not None and (
             func._schema.is_mutable

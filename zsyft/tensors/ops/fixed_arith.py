@@ -133,6 +133,12 @@ def times_public(x: torch.Tensor, value: Any, encoder: FixedPointEncoder, func: 
     k = integral_value(value)
     if k is not None:
         return times_integer(x, k, encoder, func)
+    if is_plain(value) and value.dim() == 0 and value.is_floating_point():
+        value = value.item()
+    if isinstance(value, float):  # keeps FACTOR_BITS significant bits, as shared tensors do
+        factor, divisor = encoder.encode_factor(value)
+        check_bound(magnitude(x) * abs(factor), encoder, func, "a product before rescaling")
+        return div_round(x * factor, divisor)
     return times_fixed(x, encode_operand(value, encoder, func), encoder, func)
 
 

@@ -13,7 +13,8 @@ where `d_i` is the change of slope at knot `b_i`. All the `relu(x - b_i)` run as
 protocol op on the stacked differences (7 rounds; the knots are public), the weighted sum is
 local, and one truncation divides it back (1 round): 8 rounds in all, and per element the
 bytes of one ReLU times the number of knots. The slopes are encoded 2^16 times finer than the
-tensor (the truncation divides by that scale too), so their rounding costs nothing visible.
+tensor (the truncation divides by that scale too), so their rounding costs nothing visible;
+at very high precisions less fine, so that the weighted sum stays in the truncation's range.
 
 Largest error over the whole real line, from the knots below (`APPROXIMATIONS`): 0.0034 for
 the sigmoid (19 knots), 0.0041 for tanh (21 knots), plus a few units of the last place.
@@ -76,6 +77,14 @@ APPROXIMATIONS = {
 }
 
 
+def slope_encoding_scale(scale: int) -> int:
+    """The scale of the slopes: `SLOPE_SCALE` times the tensor's, unless the weighted sum,
+    about `scale * fine * (f(x) - f(b_1))` with `|f(x) - f(b_1)| <= 2`, would leave the
+    truncation's range (|x| < 2^62): at 7 decimal digits or 24 binary ones and above, the
+    slopes get the finest scale that keeps it within 2^61."""
+    return max(1, min(scale * SLOPE_SCALE, (1 << 60) // scale))
+
+
 @SHARED_OPS.register(aten.sigmoid.default, aten.tanh.default)
 def approximate(func: Any, args: tuple, kwargs: dict) -> Any:
     """`torch.sigmoid(x)`, `torch.tanh(x)`, `nn.Sigmoid`, `nn.Tanh` (see the module text)."""
@@ -92,7 +101,7 @@ def approximate(func: Any, args: tuple, kwargs: dict) -> Any:
     shifted = torch.sub(x.unsqueeze(0), knots)  # x - b_i for every knot, stacked
     shape = list(shifted.shape)
     ramps = run_protocol("relu", [shifted.shares], g.crypto_provider, {"shape": shape}, shape)
-    fine = g.encoder.scale * SLOPE_SCALE
+    fine = slope_encoding_scale(g.encoder.scale)
     weights = torch.tensor([round(d * fine) for d in curve.slope_changes], dtype=torch.int64)
     weights = weights.view(-1, *[1] * x.dim())
     sums = [torch.mul(ramp, weights).sum(0) for ramp in ramps]

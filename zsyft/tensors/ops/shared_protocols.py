@@ -113,8 +113,19 @@ def scale_by_public(g: linear.Group, x: SharedTensor, value: Any, func: Any) -> 
     factor = integral_value(value)
     if factor is not None:
         return g.result([torch.mul(s, factor) for s in x.shares])
-    encoded = linear.public_encoding(value, g, func)
-    return g.result(truncate(g, [torch.mul(s, encoded) for s in x.shares]))
+    encoded, divisor = public_factor(g, value, func)
+    return g.result(truncate(g, [torch.mul(s, encoded) for s in x.shares], divisor))
+
+
+def public_factor(g: linear.Group, value: Any, func: Any) -> tuple[Any, int]:
+    """A public fractional factor as (encoding, the divisor of its truncation): a number
+    keeps `FACTOR_BITS` significant bits (`FixedPointEncoder.encode_factor`), a tensor of
+    them is encoded at the tensor's precision."""
+    if is_plain(value) and value.dim() == 0 and value.is_floating_point():
+        value = value.item()
+    if isinstance(value, float) and g.dtype.is_floating_point:
+        return g.encoder.encode_factor(value)
+    return linear.public_encoding(value, g, func), g.encoder.scale
 
 
 def in_place(target: Any, result: SharedTensor) -> Any:
@@ -226,13 +237,13 @@ def foreach_add_(func: Any, args: tuple, kwargs: dict) -> Any:
             param.add_(other, alpha=alpha)
         return None
     g = linear.group(func, [params, others])
-    encoded = linear.public_encoding(alpha, g, func)
+    encoded, divisor = public_factor(g, alpha, func)
     products = [
         torch.mul(torch.cat([other.shares[i].reshape(-1) for other in others]), encoded)
         for i in range(len(g.parties))
     ]
     sizes = [other.numel() for other in others]
-    for i, flat in enumerate(truncate(g, products)):
+    for i, flat in enumerate(truncate(g, products, divisor)):
         for (param, other), piece in zip(pairs, torch.split(flat, sizes), strict=True):
             param.shares[i].add_(piece if other.dim() == 1 else piece.view(other.shape))
     return None
