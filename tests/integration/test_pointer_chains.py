@@ -206,3 +206,22 @@ def test_dead_middle_worker_gives_typed_error_naming_it(hook, bob):
     bob_objects = bob._objects
     for object_id in list(bob_objects):  # the data eve pointed at is orphaned at bob
         bob.fetch(object_id.to_bytes(16, "big"), delete=True)
+
+
+def test_getting_a_detached_alias_leaves_the_original_usable(bob, alice):
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True).send(bob)
+    loss = (x * x).sum()
+    assert loss.detach().get().item() == 14.0  # logging the loss, as in a training loop
+    loss.backward()
+    assert torch.equal(x.grad.get(), torch.tensor([2.0, 4.0, 6.0]))
+    w = torch.tensor([1.0, 2.0]).send(bob)
+    alias = w.data
+    assert torch.equal(alias.get(), torch.tensor([1.0, 2.0]))
+    with pytest.raises(sy.PointerUsageError, match="already retrieved"):
+        alias.get()
+    assert torch.equal((w + 1).get(), torch.tensor([2.0, 3.0]))
+    p2p = torch.tensor([4.0, 5.0]).send(bob).send(alice)
+    assert torch.equal(p2p.detach().get().get(), torch.tensor([4.0, 5.0]))
+    assert torch.equal((p2p + p2p).get().get(), torch.tensor([8.0, 10.0]))
+    assert len(bob._objects) == 4 and len(alice._objects) == 1  # x, loss, w, p2p data; p2p
+    del x, loss, w, p2p

@@ -11,7 +11,8 @@ that worker. No socket I/O ever happens inside `__del__`.
 from __future__ import annotations
 
 import os
-from typing import Protocol
+import weakref
+from typing import Any, Protocol
 
 from zsyft.errors import PointerUsageError
 
@@ -46,7 +47,8 @@ class Location(Protocol):
 class RemoteRef:
     """The client's claim on object `id` at `location`; deletes it remotely when dropped."""
 
-    __slots__ = ("__weakref__", "id", "location", "moved_to", "principal", "released")
+    __slots__ = ("__weakref__", "_holders", "id", "location", "moved_to", "principal",
+                 "released")
 
     def __init__(self, location: Location, object_id: bytes | None = None) -> None:
         self.location = location
@@ -56,6 +58,29 @@ class RemoteRef:
         # Whose object it is (in a worker: the client it was created for); its delete says so,
         # whenever garbage collection happens to run.
         self.principal = location.principal
+        self._holders: list[weakref.ref] = []  # the pointer tensors wrapping this claim
+
+    def hold(self, holder: Any) -> None:
+        """Note one more pointer tensor wrapping this claim (`detach()`, `.data` and `alias`
+        wrap the same remote object in a new pointer)."""
+        self._holders.append(weakref.ref(holder))
+
+    def drop(self, holder: Any) -> None:
+        """`holder` no longer wraps this claim."""
+        self._holders = [h for h in self._holders if h() is not None and h() is not holder]
+
+    def shared_beyond(self, holder: Any) -> bool:
+        """Whether a live pointer tensor other than `holder` wraps this claim: `holder.get()`
+        must then leave the remote object to it."""
+        return any(h() is not None and h() is not holder for h in self._holders)
+
+    @classmethod
+    def retrieved(cls, location: Location, object_id: bytes) -> RemoteRef:
+        """A claim on nothing, for a pointer whose value was retrieved while other pointers
+        keep the object: using it raises as after any `get()`."""
+        ref = cls(location, object_id)
+        ref.released = True
+        return ref
 
     def check_live(self) -> None:
         """Raise a clear error if the remote object was already retrieved or deleted."""

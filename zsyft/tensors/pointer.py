@@ -47,6 +47,7 @@ class PointerTensor(torch.Tensor):
     ) -> PointerTensor:
         tensor = make_wrapper_subclass(cls, shape, stride, dtype, storage_offset, requires_grad)
         tensor.ref = ref
+        ref.hold(tensor)
         return tensor
 
     __torch_function__ = disabled_torch_function
@@ -57,7 +58,9 @@ class PointerTensor(torch.Tensor):
                 f"the .data of a pointer can be set only to a pointer, got "
                 f"{type(value).__name__}; send the value first, e.g. value.send(bob)"
             )
+        self.ref.drop(self)
         self.ref = value.ref
+        self.ref.hold(self)
 
     data = data_property(_adopt)
 
@@ -224,18 +227,32 @@ def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
         pointer.ref.check_live()
     if pointers:
         pointers[0].location.node.raise_pending()  # a sync point, like every fetch
+    fetched = [_own_copy(pointer) for pointer in pointers]
     requests = [
-        (pointer, pointer.location.send_request(Kind.FETCH, [pointer.ref.id, True]))
-        for pointer in pointers
+        (pointer, own, pointer.location.send_request(Kind.FETCH, [own.ref.id, True]))
+        for pointer, own in zip(pointers, fetched, strict=True)
     ]
     values = []
     try:
-        for pointer, rid in requests:
+        for pointer, own, rid in requests:
             value = pointer.location.await_reply(rid)
-            pointer.ref.forget()
+            own.ref.forget()
+            if own is not pointer:  # the object stays with the other pointers to it
+                pointer.ref.drop(pointer)
+                pointer.ref = RemoteRef.retrieved(pointer.location, pointer.ref.id)
             _release_dropped_base(pointer)
             values.append(pointer._received(value))
     finally:
-        for pointer, rid in requests[len(values):]:
+        for pointer, _, rid in requests[len(values):]:
             pointer.location.abandon(rid)  # after an error: its reply is not wanted
     return values
+
+
+def _own_copy(pointer: PointerTensor) -> PointerTensor:
+    """What `pointer.get()` fetches and deletes: the pointed-at object itself, or a copy made
+    at its worker when another pointer wraps the same object (`x.detach().get()`,
+    `x.data.get()` must leave `x` usable, as in torch)."""
+    if not pointer.ref.shared_beyond(pointer):
+        return pointer
+    with torch.no_grad():
+        return torch.ops.aten.clone.default(pointer)

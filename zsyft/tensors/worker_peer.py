@@ -58,6 +58,9 @@ class WorkerPeer:
         return import_pointer(self.node, desc)
 
     def export_pointer(self, pointer: PointerTensor, transfer: bool) -> dict:
+        if transfer and pointer.ref.shared_beyond(pointer):  # a detached alias of a stored one
+            with torch.no_grad():
+                pointer = torch.ops.aten.clone.default(pointer)  # hand over a copy
         if transfer:
             fence(pointer.location)
         desc = descriptor(pointer, self.node.id)
