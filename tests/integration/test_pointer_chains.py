@@ -101,8 +101,8 @@ def test_cycle_me_bob_alice_bob_does_not_deadlock(bob, alice):
     p = torch.tensor([3.0, 4.0]).send(bob).send(alice).send(bob)
     q = p.pow(2)
     assert torch.equal(q.get().get().get(), torch.tensor([9.0, 16.0]))
-    p.remote_get()  # bob fetches through alice from bob
-    assert torch.equal(p.get().get(), torch.tensor([3.0, 4.0]))
+    p.remote_get()  # bob fetches through alice from bob: it holds the data itself again
+    assert torch.equal(p.get(), torch.tensor([3.0, 4.0]))
     assert time.monotonic() - started < 10
 
 
@@ -225,3 +225,34 @@ def test_getting_a_detached_alias_leaves_the_original_usable(bob, alice):
     assert torch.equal((p2p + p2p).get().get(), torch.tensor([8.0, 10.0]))
     assert len(bob._objects) == 4 and len(alice._objects) == 1  # x, loss, w, p2p data; p2p
     del x, loss, w, p2p
+
+
+@pytest.mark.parametrize("hops, to", [(2, "bob"), (3, "bob"), (3, "alice"), (2, "carol")])
+def test_move_of_a_chain_brings_the_data_itself_anywhere(bob, alice, carol, hops, to):
+    workers = {"bob": bob, "alice": alice, "carol": carol}
+    pointer = torch.tensor([1.0, 2.0]).send(bob)
+    for worker in (alice, carol)[: hops - 1]:
+        pointer = pointer.send(worker)
+    moved = pointer.move(workers[to])
+    held = {name: list(w._objects.values()) for name, w in workers.items()}
+    assert held[to] and all(not values for name, values in held.items() if name != to)
+    assert len(held[to]) == 1 and type(held[to][0]) is torch.Tensor  # no pointer to itself
+    assert torch.equal(moved.get(), torch.tensor([1.0, 2.0]))
+
+
+def test_remote_send_to_where_the_data_is_or_to_me_is_refused(bob):
+    x = torch.ones(2).send(bob)
+    with pytest.raises(sy.PointerUsageError, match="already at bob"):
+        x.remote_send(bob)
+    with pytest.raises(TypeError, match=r"\.get\(\)"):
+        x.remote_send(sy.local_worker)
+    assert torch.equal(x.get(), torch.ones(2))
+
+
+def test_a_failed_in_place_write_is_raised_by_the_next_get(bob, alice):
+    x = torch.zeros(3).send(bob)
+    x[torch.tensor([5])] = 1.0  # fails at bob: index 5 is out of bounds
+    with pytest.raises(sy.RemoteError, match="out of bounds"):
+        x.get()
+    y = torch.ones(2).send(bob)
+    assert torch.equal(y.get(), torch.ones(2))  # reported once, not again

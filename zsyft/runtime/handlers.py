@@ -154,19 +154,51 @@ def handle_store_pointer(worker: Worker, msg: Message) -> Reply:
     body = msg.body
     if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], dict)):
         raise TypeError("store-pointer body must be [id, descriptor]")
-    worker.store.put(_ref(body[0]), _peer(worker).import_pointer(body[1]))
+    worker.store.put(_ref(body[0]), _held_form(worker, body[1]))
     return None
 
 
+def _held_form(worker: Worker, desc: dict) -> Any:
+    """What this worker stores for a pointer descriptor it received: a pointer, or, for a
+    pointer to this very worker (a chain moved back to where its data is), the object itself
+    taken from under its old id, as PySyft does, rather than a pointer to ourselves."""
+    if not _points_here(worker, desc):
+        return _peer(worker).import_pointer(desc)
+    here = _ref(desc.get("id_at_location"))
+    value = worker.store.get(here)
+    worker.store.discard(here)
+    return value
+
+
+def _points_here(worker: Worker, desc: dict) -> bool:
+    """Whether a pointer descriptor names this worker: its name, and its key (unique to this
+    process; in-process test workers without keys compare their address)."""
+    if desc.get("location") != worker.name:
+        return False
+    if worker.public_key is not None:
+        return desc.get("key") == worker.public_key
+    return desc.get("address") == worker.address
+
+
 def handle_remote_get(worker: Worker, msg: Message) -> Reply:
-    if not (isinstance(msg.body, list) and len(msg.body) == 1):
-        raise TypeError("remote-get body must be [id]")
+    """Fetch the data a stored pointer points at, deleting it there: one hop (`[id]`, PySyft's
+    `remote_get`), or hop after hop until the data itself is here (`[id, True]`, for `move`)."""
+    if not (isinstance(msg.body, list) and len(msg.body) in (1, 2)):
+        raise TypeError("remote-get body must be [id] or [id, all the way]")
     object_id = _ref(msg.body[0])
-    value = worker.store.get(object_id)
+    walk = len(msg.body) == 2 and msg.body[1] is True
     peer = _peer(worker)
+    value = worker.store.get(object_id)
+    if isinstance(value, torch.Tensor) and not peer.is_pointer(value):
+        return Kind.OK, None  # the data is here already (e.g. a chain moved back home)
     if not peer.is_pointer(value):
-        raise TypeError(f"the object at {worker.name} is data, not a pointer: nothing to fetch")
-    worker.store.replace(object_id, peer.fetch(value))
+        raise TypeError(f"the object at {worker.name} is not a tensor: nothing to fetch")
+    while peer.is_pointer(value):
+        fetched = peer.fetch(value)
+        value = _held_form(worker, fetched) if isinstance(fetched, dict) else fetched
+        worker.store.replace(object_id, value)
+        if not walk:
+            break
     return Kind.OK, None
 
 

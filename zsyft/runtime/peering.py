@@ -27,7 +27,9 @@ class Peer(Protocol):
         (after every command this worker forwarded to the pointer's location has run)."""
 
     def fetch(self, pointer: Any) -> Any:
-        """The value the pointer points at, deleted at its location (waits, serving meanwhile)."""
+        """The value the pointer points at, deleted at its location (waits, serving
+        meanwhile): a tensor, or the descriptor of the pointer held there (`import_pointer`
+        makes it a pointer; it may point back at this worker)."""
 
     def send(self, value: Any, destination: Any, new_id: bytes) -> Any:
         """Send a stored value on to `destination` under `new_id`; returns the pointer to it."""

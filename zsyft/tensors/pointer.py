@@ -146,7 +146,9 @@ class PointerTensor(torch.Tensor):
         """
         if self.location is worker:
             return self
-        return self.send(worker).remote_get()
+        moved = self.send(worker)
+        moved.location.request(Kind.REMOTE_GET, [moved.ref.id, True])  # every hop of a chain
+        return moved
 
     def remote_get(self) -> PointerTensor:
         """Make the worker this pointer points at fetch the data from the end of its chain.
@@ -164,8 +166,19 @@ class PointerTensor(torch.Tensor):
         For `x` (me -> bob): bob sends the tensor to alice and holds a pointer to it, so the chain
         becomes me -> bob -> alice. Returns this pointer.
         """
+        from zsyft.remote.handle import WorkerHandle
         from zsyft.remote.refs import new_id
 
+        if not isinstance(worker, WorkerHandle):
+            raise TypeError(
+                f"remote_send() sends the data on to another worker, got "
+                f"{type(worker).__name__}; to bring the data here, call .get()"
+            )
+        if worker is self.location:
+            raise PointerUsageError(
+                f"the data is already at {worker.id}; remote_send() to where it is would "
+                "leave it a pointer to itself"
+            )
         self.ref.check_live()
         self.location.request(Kind.REMOTE_SEND, [self.ref.id, worker.endpoint(), new_id()])
         return self
@@ -245,6 +258,10 @@ def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
     finally:
         for pointer, _, rid in requests[len(values):]:
             pointer.location.abandon(rid)  # after an error: its reply is not wanted
+    if pointers:
+        # An op issued before this get() whose failure was reported just before the reply
+        # (an in-place write that failed at the worker leaves its target unchanged).
+        pointers[0].location.node.raise_pending()
     return values
 
 

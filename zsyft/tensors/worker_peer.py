@@ -23,7 +23,6 @@ from zsyft.tensors.transfer import (
     fence,
     handle_for,
     import_pointer,
-    is_descriptor,
     send,
 )
 
@@ -71,7 +70,7 @@ class WorkerPeer:
     def fetch(self, pointer: PointerTensor) -> Any:
         value = pointer.location.fetch(pointer.ref.id, delete=True)
         pointer.ref.forget()
-        return import_pointer(self.node, value) if is_descriptor(value) else value
+        return value
 
     def send(self, value: Any, destination: Any, new_id: bytes) -> Any:
         if not isinstance(destination, dict):
