@@ -45,6 +45,9 @@ CASES = [
     ("masked_fill", lambda a, b: a.masked_fill(b > 0, 0.0)),
     ("set_item", lambda a, b: _set_item(a.clone())),
     ("bincount", lambda a, b: torch.bincount((a > 0).long().flatten())),
+    ("ldexp_frexp", lambda a, b: torch.ldexp(torch.frexp(a)[0], torch.ones(3, 4))),
+    ("fft", lambda a, b: torch.fft.irfft(torch.fft.rfft(a), n=4) + torch.fft.fft(b).abs()),
+    ("put", lambda a, b: a.clone().put_(torch.tensor([1, 6]), torch.tensor([9.0, -9.0]))),
 ]
 
 
@@ -329,3 +332,22 @@ def test_python_numbers_of_another_type_give_the_right_result_dtype(hook, bob):
         y = x + scalar
         assert y.dtype == dtype
         assert y.get().dtype == dtype
+
+
+@pytest.mark.parametrize("sample", [
+    lambda t: torch.multinomial(t.abs().flatten() + 0.1, 3),
+    lambda t: t.clone().random_(0, 5), lambda t: torch.poisson(t.abs()),
+    lambda t: t.clone().geometric_(0.5), lambda t: t.clone().cauchy_(),
+    lambda t: t.clone().log_normal_(),
+], ids=["multinomial", "random_", "poisson", "geometric_", "cauchy_", "log_normal_"])
+def test_samplers_run_at_the_worker(bob, sample):
+    t = torch.randn(3, 4)
+    drawn = sample(t.send(bob))
+    assert drawn.shape == sample(t).shape and torch.isfinite(drawn.get().float()).all()
+
+
+def test_an_op_off_the_allowlist_is_refused_at_the_call_leaving_the_pointer_as_it_was(bob):
+    x = torch.zeros(6).send(bob)
+    with pytest.raises(sy.OpNotAllowedError, match=r"resize_.*allowlist"):
+        x.resize_(2, 3)
+    assert x.shape == (6,) and torch.equal(x.get(), torch.zeros(6))

@@ -12,8 +12,11 @@ and therefore refused by name.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
+
+from zsyft.errors import OpNotAllowedError
 
 POINTWISE = """
 abs absolute acos acosh add addcdiv addcmul angle asin asinh atan atan2 atanh bitwise_and
@@ -82,7 +85,8 @@ view_as_real view_as_complex unfold constant_pad_nd reflection_pad1d reflection_
 replication_pad1d replication_pad2d upsample_nearest2d upsample_bilinear2d pixel_shuffle
 slice_scatter select_scatter diagonal_scatter as_strided col2im im2col rot90 block_diag
 pixel_unshuffle reflection_pad3d replication_pad3d upsample_nearest1d upsample_nearest3d
-unsafe_split unsafe_split_with_sizes unsafe_chunk isin
+unsafe_split unsafe_split_with_sizes unsafe_chunk isin put ldexp frexp
+_fft_r2c _fft_c2c _fft_c2r
 upsample_linear1d upsample_bicubic2d upsample_trilinear3d _upsample_nearest_exact1d
 _upsample_nearest_exact2d _upsample_nearest_exact3d _upsample_bilinear2d_aa
 _upsample_bicubic2d_aa affine_grid_generator grid_sampler_2d grid_sampler_3d
@@ -94,6 +98,7 @@ native_batch_norm _native_batch_norm_legit _native_batch_norm_legit_no_training 
 native_group_norm _softmax _log_softmax nll_loss_forward nll_loss2d_forward mse_loss l1_loss
 binary_cross_entropy binary_cross_entropy_with_logits smooth_l1_loss huber_loss kl_div
 native_dropout bernoulli uniform normal rand_like randn_like randint_like exponential
+random multinomial geometric cauchy log_normal poisson
 avg_pool3d max_pool3d_with_indices adaptive_max_pool2d adaptive_max_pool3d _adaptive_avg_pool3d
 soft_margin_loss _cdist_forward _pdist_forward _embedding_bag _embedding_bag_forward_only
 _weight_norm_interface _scaled_dot_product_flash_attention_for_cpu mkldnn_rnn_layer
@@ -102,6 +107,17 @@ _weight_norm_interface _scaled_dot_product_flash_attention_for_cpu mkldnn_rnn_la
 ALLOWED_PACKETS = frozenset(
     " ".join((POINTWISE, BACKWARD, REDUCTIONS, LINALG, SHAPE_AND_INDEXING, NN)).split()
 )
+
+
+def refusal(op_name: Any, worker: str) -> OpNotAllowedError:
+    """The error for an op that is not listed (raised by the client before it sends the op,
+    and by the worker should one arrive anyway)."""
+    return OpNotAllowedError(
+        f"op {op_name!r} is not on {worker}'s allowlist of aten ops, so zsyft does not run it "
+        "remotely (never listed: file I/O, RNG state, reflection, out= variants, and ops that "
+        "expose raw memory such as resize_ and set_); compute it locally after .get()",
+        worker=worker,
+    )
 
 
 def _has_out_argument(op: torch._ops.OpOverload) -> bool:

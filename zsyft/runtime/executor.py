@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 
-from zsyft.errors import OpNotAllowedError
 from zsyft.runtime.allocation import check_allocation, default_cap_bytes
-from zsyft.runtime.allowlist import allowed_ops
+from zsyft.runtime.allowlist import allowed_ops, refusal
 from zsyft.runtime.store import Failed, ObjectStore
 from zsyft.wire.messages import is_object_id
 
@@ -61,11 +60,7 @@ class Executor:
         """The aten overload for a wire name; refuses anything not allowlisted."""
         op = self.ops.get(op_name) if isinstance(op_name, str) else None
         if op is None:
-            raise OpNotAllowedError(
-                f"op {op_name!r} is not on {self.worker}'s allowlist of aten ops; zsyft never "
-                "runs file I/O, RNG-state, reflection or out= ops remotely",
-                worker=self.worker,
-            )
+            raise refusal(op_name, self.worker)
         return op
 
     def resolve(self, value: Any) -> Any:

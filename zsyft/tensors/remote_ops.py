@@ -20,6 +20,7 @@ import torch
 from zsyft.errors import PointerUsageError
 from zsyft.remote.node import callsite
 from zsyft.remote.refs import RemoteRef
+from zsyft.runtime.allowlist import allowed_ops, refusal
 from zsyft.tensors._torch_compat import restride_wrapper, return_aliases
 from zsyft.tensors.pointer import PointerTensor
 
@@ -137,6 +138,8 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     wire_args = [_prepare(arg, key, pointers) for arg in args]
     wire_kwargs = _prepare(kwargs, key, pointers) if kwargs else {}
     location = _location_of(pointers, op_name)
+    if op_name not in allowed_ops():  # refused now, before any pointer's metadata changes
+        raise refusal(op_name, location.id)
     if func in ALIAS_OPS:
         src = args[0]
         return PointerTensor(src.ref, src.shape, src.stride(), src.dtype, src.storage_offset())
