@@ -23,6 +23,7 @@ from zsyft.nn import (
     fix_precision_module,
     float_precision_module,
     get_module,
+    move_module,
     send_module,
     share_module,
 )
@@ -142,6 +143,7 @@ class TorchHook:
         torch.Tensor.copy = _tensor_copy  # type: ignore[attr-defined]
         nn.Module.copy = _module_copy  # type: ignore[attr-defined]
         nn.Module.send = send_module  # type: ignore[attr-defined]
+        nn.Module.move = move_module  # type: ignore[attr-defined]
         nn.Module.get = get_module  # type: ignore[attr-defined]
         nn.Module.fix_precision = fix_precision_module  # type: ignore[attr-defined]
         nn.Module.fix_prec = fix_precision_module  # type: ignore[attr-defined]

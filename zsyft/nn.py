@@ -47,16 +47,38 @@ def _replace(module: nn.Module, convert: Any, want: Any) -> nn.Module:
 
 
 def send_module(module: nn.Module, worker: object) -> nn.Module:
-    """Replace every parameter and buffer of `module` by a pointer at `worker`; returns it."""
+    """Send every parameter and buffer of `module` to `worker`; returns it. Tensors become
+    pointers; a module already sent elsewhere becomes a chain of pointers, as with tensors
+    (`model.send(bob).send(alice)`: the data stays at bob, alice holds the pointers)."""
+    return _move_tensors(module, worker, lambda t: send(t.detach(), worker, local_node().id))
+
+
+def move_module(module: nn.Module, worker: object) -> nn.Module:
+    """PySyft's `model.move(worker)`: every parameter's data goes straight to `worker` (from
+    worker to worker, not through here; see `PointerTensor.move`); returns the module."""
+    return _move_tensors(module, worker, lambda t: t.detach().move(worker) if isinstance(
+        t, PointerTensor) else send(t.detach(), worker, local_node().id))
+
+
+def _move_tensors(module: nn.Module, worker: object, place: Any) -> nn.Module:
     for sub in module.modules():
         for name, param in list(sub._parameters.items()):
-            if param is not None and not isinstance(param, PointerTensor):
-                pointer = send(param.detach(), worker, local_node().id)
+            if param is not None and _to_place(param, worker):
+                pointer = place(param)
                 sub._parameters[name] = nn.Parameter(pointer, requires_grad=param.requires_grad)
         for name, buffer in list(sub._buffers.items()):
-            if buffer is not None and not isinstance(buffer, PointerTensor):
-                sub._buffers[name] = send(buffer, worker, local_node().id)
+            if buffer is not None and _to_place(buffer, worker):
+                sub._buffers[name] = place(buffer)
     return module
+
+
+def _to_place(t: torch.Tensor, worker: object) -> bool:
+    if isinstance(t, SharedTensor | FixedPrecisionTensor):
+        raise TypeError(
+            f"this module's tensors are {type(t).__name__}s: get() it (and float_precision()) "
+            "before sending or moving it"
+        )
+    return not (isinstance(t, PointerTensor) and t.location is worker)
 
 
 def get_module(module: nn.Module) -> nn.Module:

@@ -256,3 +256,18 @@ def test_a_failed_in_place_write_is_raised_by_the_next_get(bob, alice):
         x.get()
     y = torch.ones(2).send(bob)
     assert torch.equal(y.get(), torch.ones(2))  # reported once, not again
+
+
+def test_a_sent_model_sent_again_becomes_a_chain_and_move_moves_it(bob, alice):
+    model = torch.nn.Linear(2, 1)
+    weight = model.weight.detach().clone()
+    model.send(bob).send(alice)
+    assert model.weight.location is alice and len(bob._objects) == 2 == len(alice._objects)
+    model.send(alice)  # already there: nothing changes
+    assert len(alice._objects) == 2
+    model.get().get()
+    assert torch.equal(model.weight.data, weight) and bob._objects == {} == alice._objects
+    model.send(bob).move(alice)
+    assert model.weight.location is alice and bob._objects == {} and len(alice._objects) == 2
+    x = torch.ones(1, 2).send(alice)
+    assert torch.allclose(model(x).get(), torch.ones(1, 2) @ weight.T + model.bias.get().data)
