@@ -271,3 +271,17 @@ def test_a_sent_model_sent_again_becomes_a_chain_and_move_moves_it(bob, alice):
     assert model.weight.location is alice and bob._objects == {} and len(alice._objects) == 2
     x = torch.ones(1, 2).send(alice)
     assert torch.allclose(model(x).get(), torch.ones(1, 2) @ weight.T + model.bias.get().data)
+
+
+@pytest.mark.timeout(25)  # dialling the stopped worker used to wait out the 30 s connect timeout
+def test_a_chain_into_a_replaced_worker_fails_at_once_naming_it(hook, alice):
+    erin = _disposable(hook, "erin")
+    p = torch.ones(2).send(erin).send(alice)
+    erin = _disposable(hook, "erin")  # a notebook cell run again: the old erin is stopped
+    try:
+        with pytest.raises(sy.WorkerUnavailableError, match="erin.*shut down"):
+            p.get()
+        fresh = torch.ones(2).send(erin).send(alice)
+        assert torch.equal((fresh + 1).get().get(), torch.full((2,), 2.0))
+    finally:
+        _drop(erin)

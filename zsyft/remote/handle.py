@@ -407,4 +407,5 @@ class WorkerHandle:
                     pass  # the worker is gone: nothing to deliver
             self.link.close()
         if self.process is not None:
+            self.node.retired.add((self.address, self.public_key))
             self.process.stop()

@@ -57,6 +57,8 @@ class LocalNode:
         self.id = name
         self.workers: dict[str, WorkerHandle] = {}
         self.extra_handles: list[WorkerHandle] = []  # same name as a registered worker
+        # (address, key) of the worker processes this node stopped: never dialled again
+        self.retired: set[tuple[str, str | None]] = set()
         self._errors: list[WorkerError] = []
         self._lock = threading.Lock()
         # Set inside a worker process (pointer chains): keep serving while waiting, send

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from zsyft.errors import PointerUsageError, ProtocolError
+from zsyft.errors import PointerUsageError, ProtocolError, WorkerUnavailableError
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import LocalNode
 from zsyft.remote.refs import RemoteRef
@@ -60,6 +60,12 @@ def handle_for(node: LocalNode, name: Any, address: Any, key: Any) -> WorkerHand
     for handle in node.all_handles():
         if handle.address == address and handle.public_key == key and not handle.link.socket.closed:
             return handle
+    if (address, key) in node.retired:  # waiting for it to answer would take the full timeout
+        raise WorkerUnavailableError(
+            f"worker {name!r} at {address} was shut down by this program (a new worker named "
+            f"{name!r} may have replaced it); the objects it held are gone",
+            worker=name,
+        )
     handle = WorkerHandle(node, name, address, public_key=key)
     if name in node.workers:  # another worker of that name: keep both, register the first
         node.extra_handles.append(handle)
