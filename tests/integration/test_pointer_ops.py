@@ -351,3 +351,12 @@ def test_an_op_off_the_allowlist_is_refused_at_the_call_leaving_the_pointer_as_i
     with pytest.raises(sy.OpNotAllowedError, match=r"resize_.*allowlist"):
         x.resize_(2, 3)
     assert x.shape == (6,) and torch.equal(x.get(), torch.zeros(6))
+
+
+def test_new_tensor_and_mid_get_as_in_pysyft(bob, alice):
+    p = torch.ones(3).send(bob)
+    made = p.new_tensor([1.0, 2.0])
+    assert isinstance(made, sy.PointerTensor) and made.location is bob
+    assert torch.equal(made.get(), torch.tensor([1.0, 2.0]))
+    chain = torch.tensor([3.0]).send(bob).send(alice)
+    assert chain.mid_get() is chain and torch.equal(chain.get(), torch.tensor([3.0]))

@@ -183,6 +183,21 @@ class PointerTensor(torch.Tensor):
         self.location.request(Kind.REMOTE_SEND, [self.ref.id, worker.endpoint(), new_id()])
         return self
 
+    def mid_get(self) -> PointerTensor:
+        """PySyft's other name for `remote_get()`: the middle worker of a chain gets the data."""
+        return self.remote_get()
+
+    def new_tensor(  # type: ignore[override]
+        self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
+        **_layout: Any,
+    ) -> PointerTensor:
+        """A new tensor from `data` where this one is, like `new_zeros` (in torch: on this
+        tensor's device, with its dtype unless `dtype` is given): `data` is sent there."""
+        from zsyft.tensors.transfer import send
+
+        made = torch.as_tensor(data, dtype=dtype or self.dtype).clone()
+        return send(made.requires_grad_(requires_grad), self.location, self.owner.id)
+
     def copy(self) -> PointerTensor:
         """A pointer to a copy of the data, made at the same worker (PySyft's `ptr.copy()`)."""
         return self.clone()
