@@ -359,7 +359,8 @@ def test_a_second_launch_on_the_same_cluster_file_is_refused_even_while_the_firs
     launched,
 ):
     first = launched("one1")
-    # At once: the first is still importing torch and has not written its cluster file yet.
+    # Its worker is started (so its claim is held) but still importing torch: no file yet.
+    assert wait_until(lambda: len(_launched_by(first.proc.pid)) == 1, 10)
     second = run("launch", "two1", "--cluster-file", str(first.cluster_file))
     assert second.returncode == 1 and "another --cluster-file" in second.stderr
     recorded = first.wait_ready()
