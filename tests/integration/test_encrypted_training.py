@@ -121,6 +121,20 @@ def test_convolutional_network_trains_like_plaintext(bob, alice, james):
 
 
 @pytest.mark.timeout(300)
+def test_convolutional_network_with_max_pooling_trains_like_plaintext(bob, alice, james):
+    """Conv2d, ReLU, max pooling (its backward sends each window's gradient to the shared
+    maximum) and a linear head, trained on shared images."""
+    torch.manual_seed(7)
+    data = torch.randn(6, 1, 8, 8)
+    target = data[:, 0, 2:6, 2:6].mean((1, 2)).unsqueeze(1)
+    plain = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 1),
+    )  # fmt: skip
+    train_side_by_side((bob, alice, james), plain, F.mse_loss, data, target, lr=0.1, steps=4,
+                       param_atol=0.02)
+
+
+@pytest.mark.timeout(300)
 def test_leaky_relu_and_relu6_networks_train_like_plaintext(bob, alice, james):
     """LeakyReLU keeps its sign bit for the backward pass; ReLU6 is a hardtanh."""
     torch.manual_seed(9)

@@ -279,7 +279,7 @@ def test_a_chain_into_a_replaced_worker_fails_at_once_naming_it(hook, alice):
     p = torch.ones(2).send(erin).send(alice)
     erin = _disposable(hook, "erin")  # a notebook cell run again: the old erin is stopped
     try:
-        with pytest.raises(sy.WorkerUnavailableError, match="erin.*shut down"):
+        with pytest.raises(sy.WorkerUnavailableError, match=r"erin.*shut down"):
             p.get()
         fresh = torch.ones(2).send(erin).send(alice)
         assert torch.equal((fresh + 1).get().get(), torch.full((2,), 2.0))

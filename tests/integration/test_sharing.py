@@ -423,6 +423,19 @@ def test_max_pool2d_values_and_indices_like_torch(bob, alice, james, case, optio
     assert torch.equal(indices.get().float_precision().round().long(), expected_indices)
 
 
+@pytest.mark.parametrize(("case", "options"), MAX_POOLS, ids=[c[0] for c in MAX_POOLS])
+def test_max_pool2d_gradient_goes_to_each_windows_maximum_like_torch(bob, alice, james, case,
+                                                                       options):
+    torch.manual_seed(6)
+    x = torch.randn(2, 2, 6, 7, requires_grad=True)
+    weights = torch.randn(F.max_pool2d(x, **options).shape)
+    (F.max_pool2d(x, **options) * weights).sum().backward()
+    xs = x.detach().fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    (F.max_pool2d(xs, **options) * weights).sum().backward()
+    # up to 3 overlapping windows, each product with a public fraction rounded once
+    torch.testing.assert_close(xs.grad.get().float_precision(), x.grad, atol=0.005, rtol=0)
+
+
 def test_pooling_that_needs_unequal_windows_is_refused_by_name(bob, alice, james):
     xs = torch.randn(1, 2, 5, 5).fix_precision().share(bob, alice, crypto_provider=james)
     with pytest.raises(sy.UnsupportedOpError, match="count_include_pad=True"):

@@ -86,6 +86,8 @@ def _align_party_order(args: Any) -> None:
                 item.shares = [item.shares[i] for i in order]
                 if item.positive_mask is not None:
                     item.positive_mask = [item.positive_mask[i] for i in order]
+                if item.window_choice is not None:
+                    item.window_choice = [item.window_choice[i] for i in order]
 
 REVEAL_FIXED = "fixed"  # .get() returns a FixedPrecisionTensor
 REVEAL_PLAIN = "plain"  # .get() decodes to a plain tensor of the shared dtype
@@ -105,6 +107,9 @@ class SharedTensor(torch.Tensor):
     positive_mask: list[PointerTensor] | None = None
     """Shares of ``[value > 0]`` (0/1, unscaled) when the protocol that computed this tensor
     produced them: ReLU in training keeps them so its backward pass is one product."""
+    window_choice: list[PointerTensor] | None = None
+    """On the indices `max_pool2d` returns under autograd: shares of each window's one-hot
+    choice (0/1, unscaled), so the backward pass is one product, not another tournament."""
 
     @staticmethod
     def __new__(
@@ -148,6 +153,7 @@ class SharedTensor(torch.Tensor):
         self.shares = list(value.shares)
         self.encoder, self.crypto_provider = value.encoder, value.crypto_provider
         self.reveal, self.positive_mask = value.reveal, value.positive_mask
+        self.window_choice = value.window_choice
 
     data = data_property(_adopt)  # `p.data = p.data - lr * p.grad` as in torch
 
@@ -264,7 +270,7 @@ class SharedTensor(torch.Tensor):
         copying its own share."""
         return deepcopy_by_clone(
             self, memo, internal=("shares", "encoder", "crypto_provider", "reveal",
-                                  "positive_mask"),
+                                  "positive_mask", "window_choice"),
         )
 
     def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]

@@ -103,6 +103,7 @@ SHARED_OPS = OpTable(
         "zsyft.tensors.ops.shared_protocols",  # takes over the ops linear refused
         "zsyft.tensors.ops.shared_composites",  # built from the ones above
         "zsyft.tensors.ops.shared_selection",  # max, argmax ... from comparisons
+        "zsyft.tensors.ops.shared_pooling",  # max_pool2d and its backward
         "zsyft.tensors.ops.shared_approximations",  # sigmoid, tanh
         "zsyft.tensors.ops.shared_convolution",  # conv, average pooling
         "zsyft.tensors.ops.shared_piecewise",  # clamp, hardtanh, leaky_relu

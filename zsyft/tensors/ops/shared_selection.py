@@ -1,5 +1,5 @@
-"""`max`, `min`, `argmax`, `argmin`, `maximum`, `minimum`, `max_pool2d` of `SharedTensor`s,
-by comparisons.
+"""`max`, `min`, `argmax`, `argmin`, `maximum`, `minimum` of `SharedTensor`s, by comparisons
+(and the tournament `max_pool2d` runs, see `shared_pooling`).
 
 Nothing is revealed: which element wins stays secret, and so does its index.
 
@@ -11,9 +11,6 @@ Nothing is revealed: which element wins stays secret, and so does its index.
   with the difference of the pair's indices, exact), and the winners go on to the next level.
   A dimension of n elements costs ceil(log2 n) levels of 8 rounds. On equal values the
   earlier element wins, so `argmax` names the first maximum, as torch's does.
-- `max_pool2d` cuts each share into its windows (`unfold`, no message beyond the pointer op)
-  and runs the tournament over each window's elements; its index is the winner's position in
-  the input's plane, as torch's is, carried through the tournament as public positions.
 - The index is a shared value in the tensor's own encoding (like every value under
   `fix_precision()`), so `pred.eq(target)` against shared labels works as in PySyft; `.get()`
   then `.float_precision()` gives it as a float.
@@ -36,10 +33,13 @@ from zsyft.tensors.shared import SharedTensor
 aten = torch.ops.aten
 
 
-def _tournament(x: SharedTensor, dim: int, want_index: bool,
-                positions: torch.Tensor | None = None) -> tuple[Any, Any]:
+def tournament(x: SharedTensor, dim: int, want_index: bool,
+                positions: torch.Tensor | None = None,
+                want_choice: bool = False) -> tuple[Any, Any, Any]:
     """Maximum of `x` along `dim` (dimension removed), and its index (or None): the position
-    along `dim`, or the entry of the public `positions` (broadcast to `x` with `dim` last)."""
+    along `dim`, or the entry of the public `positions` (broadcast to `x` with `dim` last).
+    With `want_choice`, also each party's share of the one-hot choice (0/1, unscaled; the
+    dimension moved last), kept by `max_pool2d` for its backward pass; else None."""
     g = linear.group(aten.max.dim, [x])
     order = [d for d in range(x.dim()) if d != dim] + [dim]
     values = x.permute(order) if dim != x.dim() - 1 else x
@@ -48,6 +48,7 @@ def _tournament(x: SharedTensor, dim: int, want_index: bool,
         if positions is None:
             positions = torch.arange(values.shape[-1])
         indices = torch.add(torch.zeros_like(values), positions.to(values.dtype))
+    choice = _identity_choice(values) if want_choice else None
     while values.shape[-1] > 1:
         pairs = values.shape[-1] // 2
         a, b = values[..., 0:2 * pairs:2], values[..., 1:2 * pairs:2]
@@ -61,13 +62,51 @@ def _tournament(x: SharedTensor, dim: int, want_index: bool,
         stacked = torch.stack(chosen)
         mask = [torch.stack([piece] * len(chosen)) for piece in bit]
         both = list(stacked.shape)
-        picked = g.result(run_protocol("mul", [stacked.shares, mask], g.crypto_provider,
-                                       {"x_shape": both, "y_shape": both}, both))
+        if choice is None:
+            picked = g.result(run_protocol("mul", [stacked.shares, mask], g.crypto_provider,
+                                           {"x_shape": both, "y_shape": both}, both))
+        else:
+            picked, choice = _pick_with_choice(g, stacked, mask, bit, choice, pairs)
         odd = values.shape[-1] % 2  # the odd one out goes on to the next level as it is
         values = _winners(b, picked[0], values if odd else None)
         if indices is not None:
             indices = _winners(indices[..., 1:2 * pairs:2], picked[1], indices if odd else None)
-    return values.squeeze(-1), (indices.squeeze(-1) if indices is not None else None)
+    if choice is not None:
+        choice = [c.squeeze(-2) for c in choice]
+    return (values.squeeze(-1), indices.squeeze(-1) if indices is not None else None, choice)
+
+
+def _identity_choice(values: SharedTensor) -> list[Any]:
+    """Shares of each candidate's one-hot position: the identity at party 0, zeros elsewhere."""
+    k = values.shape[-1]
+    shape = [*values.shape, k]
+    shares = [piece.new_zeros(shape) for piece in values.shares]
+    shares[0] = torch.add(shares[0], torch.eye(k, dtype=torch.int64))
+    return shares
+
+
+def _pick_with_choice(g: Any, stacked: Any, mask: list[Any], bit: list[Any],
+                      choice: list[Any], pairs: int) -> tuple[Any, list[Any]]:
+    """One level's products with the shared bit, the one-hot choices' differences included
+    in the same protocol op (flattened together), and the choices that won."""
+    k = choice[0].shape[-1]
+    a_choice = [c[..., 0:2 * pairs:2, :] for c in choice]
+    b_choice = [c[..., 1:2 * pairs:2, :] for c in choice]
+    step = [torch.sub(a_c, b_c) for a_c, b_c in zip(a_choice, b_choice, strict=True)]
+    main = stacked.numel()
+    xs = [torch.cat([s.reshape(-1), d.reshape(-1)]) for s, d in zip(stacked.shares, step,
+                                                                    strict=True)]
+    ms = [torch.cat([m.reshape(-1), piece.unsqueeze(-1).expand(*piece.shape, k).reshape(-1)])
+          for m, piece in zip(mask, bit, strict=True)]
+    total = [xs[0].numel()]
+    flat = run_protocol("mul", [xs, ms], g.crypto_provider,
+                        {"x_shape": total, "y_shape": total}, total)
+    picked = g.result([f[:main].view(stacked.shape) for f in flat])
+    won = [torch.add(b_c, f[main:].view(b_c.shape)) for b_c, f in zip(b_choice, flat,
+                                                                      strict=True)]
+    if choice[0].shape[-2] % 2:
+        won = [torch.cat([w, c[..., -1:, :]], -2) for w, c in zip(won, choice, strict=True)]
+    return picked, won
 
 
 def _winners(b: Any, picked: Any, odd_from: Any) -> Any:
@@ -107,14 +146,14 @@ def _reduce(x: SharedTensor, dim: Any, keepdim: bool, want_index: bool,
             smallest: bool) -> tuple[Any, Any]:
     source = torch.neg(x) if smallest else x
     if dim is None:
-        values, indices = _tournament(source.view(-1), 0, want_index)
+        values, indices, _ = tournament(source.view(-1), 0, want_index)
         if keepdim:
             values = values.view([1] * x.dim())
             indices = indices.view([1] * x.dim()) if indices is not None else None
     else:
         dim = dim % max(x.dim(), 1)
-        values, indices = _tournament(source if x.dim() else source.view(1), dim,
-                                      want_index)
+        values, indices, _ = tournament(source if x.dim() else source.view(1), dim,
+                                         want_index)
         if keepdim:
             values = values.unsqueeze(dim)
             indices = indices.unsqueeze(dim) if indices is not None else None
@@ -161,43 +200,3 @@ def pairwise(func: Any, args: tuple, kwargs: dict) -> Any:
     if func.overloadpacket in (aten.maximum, aten.max):
         return torch.add(y, excess)
     return torch.sub(x, excess)
-
-
-@SHARED_OPS.register(aten.max_pool2d_with_indices.default)
-def max_pool2d(func: Any, args: tuple, kwargs: dict) -> Any:
-    """`F.max_pool2d` (`nn.MaxPool2d`): a tournament over each window's elements, with the
-    (shared) index of each maximum in the input's plane, as torch gives it. Windows are cut
-    share by share (`unfold`); padding is not supported (it pads with -inf)."""
-    _no_backward(func, args)
-    x = args[0]
-
-    def pair(position: int, default: Any) -> list[int]:
-        value = args[position] if len(args) > position and args[position] else default
-        return list(value) * 2 if len(value) == 1 else list(value)
-
-    kernel = pair(1, None)
-    stride, padding, dilation = pair(2, kernel), pair(3, [0]), pair(4, [1])
-    ceil_mode = len(args) > 5 and args[5]
-    height, width = x.shape[-2:]
-    sizes = [(n - d * (k - 1) - 1) // s + 1
-             for n, k, s, d in zip((height, width), kernel, stride, dilation, strict=True)]
-    if any(padding) or (ceil_mode and any(
-        (n - d * (k - 1) - 1) % s for n, k, s, d in zip((height, width), kernel, stride,
-                                                        dilation, strict=True)
-    )):
-        raise UnsupportedOpError(
-            "max_pool2d on shared tensors takes no padding and ceil_mode=False (padding "
-            "would need -inf); pad the input with F.pad(x, ..., value=<a low number>) first",
-            op="max_pool2d",
-        )
-    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
-    windows = x.unfold(-2, spans[0], stride[0]).unfold(-2, spans[1], stride[1])
-    if dilation != [1, 1]:
-        windows = windows[..., ::dilation[0], ::dilation[1]]
-    windows = windows.reshape(*windows.shape[:-2], kernel[0] * kernel[1])
-    rows = torch.arange(sizes[0]).view(-1, 1, 1, 1) * stride[0] + torch.arange(
-        0, spans[0], dilation[0]).view(1, 1, -1, 1)
-    cols = torch.arange(sizes[1]).view(1, -1, 1, 1) * stride[1] + torch.arange(
-        0, spans[1], dilation[1]).view(1, 1, 1, -1)
-    positions = (rows * width + cols).reshape(sizes[0], sizes[1], -1)
-    return _tournament(windows, windows.dim() - 1, True, positions)

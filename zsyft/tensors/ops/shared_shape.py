@@ -125,11 +125,12 @@ def in_place_view(func: Any, args: tuple, kwargs: dict) -> Any:
 def alias(func: Any, args: tuple, kwargs: dict) -> Any:
     """A new wrapper around the same shares (no message: nothing changes at the parties).
 
-    Autograd saves ReLU's output through `detach`, so the alias keeps its `positive_mask`.
+    Autograd saves ReLU's output through `detach`, so the alias keeps its `positive_mask`
+    (and max pooling's indices their `window_choice`).
     """
     x = args[0]
     alias = SharedTensor(x.shares, x.encoder, x.crypto_provider, x.dtype, x.reveal)
-    alias.positive_mask = x.positive_mask
+    alias.positive_mask, alias.window_choice = x.positive_mask, x.window_choice
     return alias
 
 
