@@ -285,3 +285,13 @@ def test_a_chain_into_a_replaced_worker_fails_at_once_naming_it(hook, alice):
         assert torch.equal((fresh + 1).get().get(), torch.full((2,), 2.0))
     finally:
         _drop(erin)
+
+
+def test_data_stored_at_a_worker_does_not_leave_it_along_a_chain_unasked(bob, alice):
+    chain = torch.ones(2).send(bob).send(alice)
+    local_to_alice = torch.tensor([5.0, 6.0]).send(alice)
+    with pytest.raises(sy.RemoteError, match="data stored at alice"):
+        (chain + local_to_alice).get()
+    assert torch.equal((chain + torch.ones(2)).get().get(), torch.full((2,), 2.0))  # mine
+    assert torch.equal(local_to_alice.get(), torch.tensor([5.0, 6.0]))
+    assert torch.equal(chain.get().get(), torch.ones(2))

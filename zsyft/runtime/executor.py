@@ -55,6 +55,7 @@ class Executor:
         self.worker = worker
         self.ops = allowed_ops()
         self.max_alloc_bytes = default_cap_bytes()  # per-op output cap, see `allocation`
+        self._stored: list[Any] = []  # the stored objects the running command names
 
     def lookup(self, op_name: Any) -> torch._ops.OpOverload:
         """The aten overload for a wire name; refuses anything not allowlisted."""
@@ -72,6 +73,7 @@ class Executor:
             obj = self.store.get(value)
             if isinstance(obj, Failed):
                 raise FailedInput(obj.error)
+            self._stored.append(obj)
             return obj
         if isinstance(value, list):
             return [self.resolve(item) for item in value]
@@ -88,8 +90,13 @@ class Executor:
             raise TypeError("keyword argument names must be strings")
         if not isinstance(result_ids, list):
             raise TypeError("result ids must be a list")
-        args = [self.resolve(arg) for arg in args]
-        kwargs = self.resolve(kwargs) if kwargs else kwargs
+        self._stored = []
+        try:
+            args = [self.resolve(arg) for arg in args]
+            kwargs = self.resolve(kwargs) if kwargs else kwargs
+            self._keep_stored_data_here(op_name)
+        finally:
+            self._stored = []  # holding them would keep deleted objects (and chains) alive
         check_allocation(op, args, kwargs, self.max_alloc_bytes, self.worker)
         outputs = flatten_outputs(op(*args, **kwargs))
         if op_name in UNINITIALIZED_OPS:
@@ -99,6 +106,20 @@ class Executor:
             if isinstance(output, torch.Tensor) and is_object_id(object_id):
                 self.store.put(object_id, output)
         return outputs
+
+    def _keep_stored_data_here(self, op_name: Any) -> None:
+        """Refuse an op that combines a stored pointer (to another worker) with a tensor
+        stored here: running it would send this worker's data along the pointer's chain,
+        which nobody asked for (values that came with the command are the client's own)."""
+        stored = self._stored
+        if any(type(v) is not torch.Tensor for v in stored) and any(
+            type(v) is torch.Tensor for v in stored
+        ):
+            raise TypeError(
+                f"{op_name} mixes a pointer held at {self.worker} with data stored at "
+                f"{self.worker}: the data would leave {self.worker} along the pointer's chain; "
+                "move one of them to the other's worker first"
+            )
 
     def fail(self, result_ids: Any, error: dict[str, Any]) -> None:
         """Mark the results of a failed command so later uses report the original error."""
