@@ -63,6 +63,8 @@ class RemoteRef:
     def hold(self, holder: Any) -> None:
         """Note one more pointer tensor wrapping this claim (`detach()`, `.data` and `alias`
         wrap the same remote object in a new pointer)."""
+        if len(self._holders) >= 8:  # aliases come and go (autograd detaches): drop dead ones
+            self._holders = [h for h in self._holders if h() is not None]
         self._holders.append(weakref.ref(holder))
 
     def drop(self, holder: Any) -> None:

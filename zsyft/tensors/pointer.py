@@ -142,7 +142,8 @@ class PointerTensor(torch.Tensor):
         """Move the data from its current worker straight to `worker` (not through here).
 
         The old copy is deleted and the returned pointer points at `worker`; moving to where the
-        data already is returns this pointer.
+        data already is returns this pointer. A chain pointer's data comes from the chain's
+        end, hop by hop, each hop's pointer deleted: `worker` then holds the data itself.
         """
         if self.location is worker:
             return self
