@@ -529,8 +529,15 @@ class Fuzzer:
             body[1] = rng.choice((-1, len(parties), 2**40, -(2**63), None, "0", 0.0, [0]))
         return self.message(Kind.MPC_SEED, body)
 
+    def id_list(self) -> list:
+        """A list where op ids (dealt ahead) belong: too long, empty, or with a bad entry."""
+        ids = [self.fresh_id() for _ in range(self.rng.choice((0, 2, 65)))]
+        if ids and self.rng.random() < 0.5:
+            ids[self.rng.randrange(len(ids))] = self.not_id()
+        return ids
+
     def deal(self) -> tuple:
-        variant = self.rng.randrange(5)
+        variant = self.rng.randrange(6)
         if variant == 0:
             body = self.not_list()
         elif variant == 1:
@@ -539,6 +546,8 @@ class Fuzzer:
             body = [self.not_id(), self.fresh_id(), self.junk(), self.junk()]
         elif variant == 3:
             body = [self.fresh_id(), self.not_id(), self.junk(), self.junk()]
+        elif variant == 4:
+            body = [self.fresh_id(), self.id_list(), self.junk(), self.junk()]
         else:  # well-formed, but no provider session exists
             name = self.rng.choice(("mul", "matmul", "truncate", "lt", self.text()))
             body = [self.fresh_id(), self.fresh_id(), name, {"shape": [2]}]
@@ -582,7 +591,11 @@ class Fuzzer:
         return self.message(Kind.MPC_MSG, body)
 
     def material(self) -> tuple:
-        variant = self.rng.randrange(5)
+        variant = self.rng.randrange(6)
+        if variant == 5:
+            ids = self.id_list()
+            tensors = [self.tensor() for _ in ids[: self.rng.randrange(len(ids) + 1)]]
+            return self.message(Kind.MATERIAL, [self.fresh_id(), ids, tensors])
         if variant == 0:
             body = self.not_list()
         elif variant == 1:

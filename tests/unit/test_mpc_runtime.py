@@ -56,8 +56,9 @@ def loops():
         inproc.close()
 
 
-def run(handles, session, name, inputs, params):
-    """Share `inputs` between bob and alice, run protocol `name`, return the opened output."""
+def run(handles, session, name, inputs, params, op_id=None):
+    """Share `inputs` between bob and alice, run protocol `name`, return the opened output
+    (with `op_id`, an op the provider was already asked to deal for: no DEAL is sent)."""
     parties, provider = handles[:2], handles[2]
     ids = []
     for value in inputs:
@@ -67,9 +68,11 @@ def run(handles, session, name, inputs, params):
             handle.store(object_id, piece)
             per_party.append(object_id)
         ids.append(per_party)
-    op_id, outputs = os.urandom(16), [os.urandom(16) for _ in parties]
-    provider.post(Kind.DEAL, [session, op_id, name, params])
-    provider.flush()
+    outputs = [os.urandom(16) for _ in parties]
+    if op_id is None:
+        op_id = os.urandom(16)
+        provider.post(Kind.DEAL, [session, op_id, name, params])
+        provider.flush()
     for i, handle in enumerate(parties):
         handle.post(Kind.MPC_RUN, [next(SEQ), session, op_id, name, [x[i] for x in ids],
                                    outputs[i], params])
@@ -183,3 +186,61 @@ def test_a_failed_op_leaves_nothing_in_the_parties_mailboxes(loops):
     for handle, ids in zip((bob, alice), inputs, strict=True):
         handle.post(Kind.DELETE, ids)
         handle.sync()
+
+
+def test_material_dealt_ahead_serves_later_ops_and_leaves_nothing_behind(loops):
+    """One DEAL naming several op ids: one MATERIAL message brings the last party every
+    correction, which waits under its op id until that op runs."""
+    _, handles, session, received, workers = loops
+    james = handles[2]
+    params = {"x_shape": [3], "y_shape": [3], "divisor": 1000}
+    op_ids = [os.urandom(16) for _ in range(5)]
+    james.post(Kind.DEAL, [session, op_ids, "fixed_mul", params])
+    james.sync()
+    handles[1].sync()  # the material has arrived at alice (the last party)
+    alice_box = workers[1].mpc.mailbox
+    assert sorted(alice_box) == sorted((session, op) for op in op_ids)
+    assert workers[0].mpc.mailbox == {}, "only the last party gets corrections"
+    enc = FixedPointEncoder()
+    for k, op_id in enumerate(op_ids):
+        a, b = torch.tensor([1.5, -2.0, 0.25 * k]), torch.tensor([2.0, 3.5, -4.0])
+        product = run(handles, session, "fixed_mul", [enc.encode(a), enc.encode(b)], params,
+                      op_id=op_id)
+        torch.testing.assert_close(enc.decode(product), a * b, atol=3e-3, rtol=0)
+    assert [w.mpc.mailbox for w in workers[:2]] == [{}, {}]
+    deals = [decode(frames) for frames in received if decode(frames).kind == Kind.DEAL]
+    assert len(deals) == 1, "the provider was asked once for all five ops"
+
+
+BAD_ID_LISTS = [
+    [],  # no op at all
+    [b"short"],
+    ["x" * 16, "y" * 16],
+    [os.urandom(16) for _ in range(65)],  # over MAX_DEALT
+]
+
+
+@pytest.mark.parametrize("ids", BAD_ID_LISTS)
+def test_malformed_deal_lists_are_refused_and_the_provider_keeps_serving(loops, ids):
+    node, handles, session, _, _ = loops
+    handles[2].post(Kind.DEAL, [session, ids, "mul", {"x_shape": [1], "y_shape": [1]}])
+    with pytest.raises(RemoteError, match="op id"):
+        node.sync()
+    assert handles[2].ping()["name"] == "james"
+
+
+ONE = torch.zeros(1, dtype=torch.int64)
+
+
+@pytest.mark.parametrize(
+    "ids, tensors",
+    [(ids, [ONE] * len(ids)) for ids in BAD_ID_LISTS]
+    + [([os.urandom(16), os.urandom(16)], [ONE]), ([os.urandom(16)], "not tensors")],
+)
+def test_malformed_material_lists_are_refused_and_the_party_keeps_serving(loops, ids, tensors):
+    node, handles, session, _, workers = loops
+    handles[1].post(Kind.MATERIAL, [session, ids, tensors])
+    with pytest.raises(RemoteError, match=r"op id|tensor per"):
+        node.sync()
+    assert workers[1].mpc.mailbox == {}
+    assert handles[1].ping()["name"] == "alice"

@@ -4,9 +4,11 @@ Setup (once per group of parties): the client asks the provider for a session; t
 draws one PRG seed per party and sends each party its seed and PRG scheme directly (the client
 never sees a seed), then answers. Per protocol op, with an op id the client chose:
 
-1. the client posts DEAL (metadata only: protocol, shapes) to the provider, which derives every
-   party's correlated randomness from the seeds and sends the one correction tensor the last
-   party needs straight to it (MATERIAL);
+1. the client posts DEAL (metadata only: protocol, shapes, and the op's id, or the ids of up to
+   `MAX_DEALT` ops of the same protocol and shapes it will run later) to the provider, which
+   derives every party's correlated randomness from the seeds and sends the one correction
+   tensor per op the last party needs straight to it (MATERIAL, one message for all the ids:
+   material dealt ahead of need waits in the party's mailbox under its op id);
 2. the client posts MPC_RUN to every party; each party derives its material from its seed
    (the last party waits for its correction), then runs the protocol's broadcast rounds,
    exchanging masked values directly with the other parties (MPC_MSG), and stores its output
@@ -40,6 +42,8 @@ from zsyft.wire.messages import Kind, is_object_id
 
 ABORT_ROUND = -1  # an MPC_MSG in this round says the sender gave up on the op
 CLOSED_OPS_KEPT = 4096  # ops remembered as over, so their late messages are dropped
+MAX_DEALT = 64  # op ids one DEAL (and its MATERIAL) may carry
+MATERIAL = "material"  # the mailbox entry of an op's correction from the provider
 
 if TYPE_CHECKING:
     from zsyft.runtime.worker import Worker
@@ -72,6 +76,14 @@ def _worker(value: Any) -> dict[str, Any]:
     return {"name": value["name"], "address": value["address"], "key": value.get("key")}
 
 
+def op_ids(value: Any) -> list[bytes]:
+    """The op ids a DEAL or MATERIAL names: one id, or a list of 1 to `MAX_DEALT` of them."""
+    ids = value if isinstance(value, list) else [value]
+    if not 1 <= len(ids) <= MAX_DEALT:
+        raise TypeError(f"a deal names 1 to {MAX_DEALT} op ids")
+    return [_session_id(i) for i in ids]
+
+
 def output_ids(value: Any) -> list[bytes]:
     """The output ids of an MPC_RUN: one id, or a list of them for several outputs."""
     ids = value if isinstance(value, list) else [value]
@@ -93,7 +105,8 @@ class MpcRuntime:
         self.worker = worker
         self.party_sessions: dict[bytes, PartySession] = {}
         self.provider_sessions: dict[bytes, tuple[list[dict[str, str]], list[Prg]]] = {}
-        self.mailbox: dict[tuple, torch.Tensor] = {}
+        # (session, op id) -> {MATERIAL | ("msg", round, sender) | "abort": what arrived}
+        self.mailbox: dict[tuple[bytes, bytes], dict[Any, Any]] = {}
         self.links: dict[tuple[str, str | None], Link] = {}
         self._rids = itertools.count(1)
         self._own_socket_poller = zmq.Poller()  # waits for peers' messages (`wait_for`)
@@ -139,16 +152,17 @@ class MpcRuntime:
             elif reply.kind == Kind.ERROR:
                 self.worker.log_peer_error(link.peer, reply.body)
 
-    def wait_for(self, key: tuple, waiting_on: Link, what: str) -> torch.Tensor:
-        """The mailbox entry `key` from `waiting_on`'s worker, serving this worker's socket
-        until it arrives; a typed error naming that worker if it dies or stays silent."""
+    def wait_for(self, op: tuple[bytes, bytes], entry: Any, waiting_on: Link, what: str) -> Any:
+        """The mailbox entry `entry` of `op` (session, op id) from `waiting_on`'s worker,
+        serving this worker's socket until it arrives; a typed error naming that worker if it
+        dies or stays silent."""
         deadline = time.monotonic() + SETTINGS.request_timeout_s
         poller = self._own_socket_poller
-        abort = ("abort", key[1], key[2])
         awake = self.worker.spin_s  # the peer's message usually comes within a round trip
-        while key not in self.mailbox:
-            if abort in self.mailbox:
-                culprit, reason = self.mailbox[abort]
+        box = self.mailbox.setdefault(op, {})
+        while entry not in box:
+            if "abort" in box:
+                culprit, reason = box["abort"]
                 raise WorkerUnavailableError(
                     f"a party abandoned this op ({what} will not come): {reason}", worker=culprit
                 )
@@ -159,7 +173,7 @@ class MpcRuntime:
                 )
             if poll_awake(poller, awake, 100):
                 self.worker.serve_one()
-        return self.mailbox.pop(key)
+        return box.pop(entry)
 
     # -- provider role --------------------------------------------------------------------
     def setup(self, body: Any) -> None:
@@ -186,15 +200,19 @@ class MpcRuntime:
             raise RuntimeError(f"party {peer} refused the crypto provider's seed: {why}")
 
     def deal(self, body: Any) -> None:
-        """DEAL: send the last party the one correction tensor this op needs."""
+        """DEAL: send the last party the one correction tensor each named op needs (ops dealt
+        ahead of need travel together, in one MATERIAL message)."""
         if not (isinstance(body, list) and len(body) == 4):
-            raise TypeError("deal body must be [session, op id, protocol, params]")
-        session, op_id = _session_id(body[0]), _session_id(body[1])
+            raise TypeError("deal body must be [session, op id(s), protocol, params]")
+        session, ids = _session_id(body[0]), op_ids(body[1])
         if session not in self.provider_sessions:
             raise LookupError("unknown session: set up the crypto provider first")
         parties, prgs = self.provider_sessions[session]
-        correction = protocol(body[2]).deal(prgs, op_id, body[3])
-        self.link(parties[-1]).send(encode(Kind.MATERIAL, 0, [session, op_id, correction]))
+        spec = protocol(body[2])
+        corrections = [spec.deal(prgs, op_id, body[3]) for op_id in ids]
+        material = [session, ids, corrections] if isinstance(body[1], list) else [
+            session, ids[0], corrections[0]]
+        self.link(parties[-1]).send(encode(Kind.MATERIAL, 0, material))
 
     # -- party role -----------------------------------------------------------------------
     def seed(self, body: Any) -> None:
@@ -213,36 +231,46 @@ class MpcRuntime:
         self.party_sessions[session] = PartySession(index, parties, provider, prg)
 
     def deposit(self, kind: int, body: Any) -> None:
-        """MPC_MSG / MATERIAL: keep a peer's round message or the provider's correction."""
+        """MPC_MSG / MATERIAL: keep a peer's round message or the provider's corrections."""
         if kind == Kind.MATERIAL:
-            if not (isinstance(body, list) and len(body) == 3):
-                raise TypeError("material body must be [session, op id, tensor]")
-            key: tuple = ("material", _session_id(body[0]), _session_id(body[1]))
-            self._check_sender(self._session(key[1]).provider, "the crypto provider")
-            value = body[2]
-        else:
-            if not (isinstance(body, list) and len(body) == 5):
-                raise TypeError("message body must be [session, op id, round, sender, tensor]")
-            if not (isinstance(body[2], int) and isinstance(body[3], int)):
-                raise TypeError("round and sender must be integers")
-            parties = self._session(_session_id(body[0])).parties
-            if not 0 <= body[3] < len(parties):
-                raise TypeError("sender index out of range")
-            self._check_sender(parties[body[3]], f"party {body[3]}")
-            if body[2] == ABORT_ROUND:  # a peer gave up on this op: [culprit, reason]
-                cause = body[4]
-                if not (isinstance(cause, list) and len(cause) == 2
-                        and all(isinstance(c, str) for c in cause)):
-                    raise TypeError("an abort carries [worker, reason]")
-                if (body[0], body[1]) not in self._closed:
-                    self.mailbox[("abort", _session_id(body[0]), _session_id(body[1]))] = cause
-                return
-            key = ("msg", _session_id(body[0]), _session_id(body[1]), body[2], body[3])
-            value = body[4]
-        if not isinstance(value, torch.Tensor):
+            self._deposit_material(body)
+            return
+        if not (isinstance(body, list) and len(body) == 5):
+            raise TypeError("message body must be [session, op id, round, sender, tensor]")
+        if not (isinstance(body[2], int) and isinstance(body[3], int)):
+            raise TypeError("round and sender must be integers")
+        parties = self._session(_session_id(body[0])).parties
+        if not 0 <= body[3] < len(parties):
+            raise TypeError("sender index out of range")
+        self._check_sender(parties[body[3]], f"party {body[3]}")
+        if body[2] == ABORT_ROUND:  # a peer gave up on this op: [culprit, reason]
+            cause = body[4]
+            if not (isinstance(cause, list) and len(cause) == 2
+                    and all(isinstance(c, str) for c in cause)):
+                raise TypeError("an abort carries [worker, reason]")
+            self._keep((_session_id(body[0]), _session_id(body[1])), "abort", cause)
+            return
+        if not isinstance(body[4], torch.Tensor):
             raise TypeError("protocol messages carry one tensor")
-        if (key[1], key[2]) not in self._closed:  # else too late: the op is over here
-            self.mailbox[key] = value
+        op = (_session_id(body[0]), _session_id(body[1]))
+        self._keep(op, ("msg", body[2], body[3]), body[4])
+
+    def _deposit_material(self, body: Any) -> None:
+        if not (isinstance(body, list) and len(body) == 3):
+            raise TypeError("material body must be [session, op id(s), tensor(s)]")
+        session, ids = _session_id(body[0]), op_ids(body[1])
+        tensors = body[2] if isinstance(body[1], list) else [body[2]]
+        if not (isinstance(tensors, list) and len(tensors) == len(ids)
+                and all(isinstance(t, torch.Tensor) for t in tensors)):
+            raise TypeError("material carries one tensor per op id")
+        self._check_sender(self._session(session).provider, "the crypto provider")
+        for op_id, tensor in zip(ids, tensors, strict=True):
+            self._keep((session, op_id), MATERIAL, tensor)
+
+    def _keep(self, op: tuple[bytes, bytes], entry: Any, value: Any) -> None:
+        """File a message for an op, unless the op is over here already (too late: dropped)."""
+        if op not in self._closed:
+            self.mailbox.setdefault(op, {})[entry] = value
 
     def _session(self, session_id: bytes) -> PartySession:
         session = self.party_sessions.get(session_id)
@@ -292,8 +320,7 @@ class MpcRuntime:
         self._closed[(session_id, op_id)] = None
         if len(self._closed) > CLOSED_OPS_KEPT:
             self._closed.popitem(last=False)
-        for key in [k for k in self.mailbox if k[1] == session_id and k[2] == op_id]:
-            del self.mailbox[key]
+        self.mailbox.pop((session_id, op_id), None)
 
     def _abort(
         self, session: PartySession, session_id: bytes, op_id: bytes, exc: Exception
@@ -322,8 +349,8 @@ class MpcRuntime:
         if me == n - 1:  # awaited when the protocol first needs it, not before it can start
 
             def correction() -> torch.Tensor:
-                return self.wait_for(("material", session_id, op_id),
-                                     self.link(session.provider), f"the material for {name}")
+                return self.wait_for((session_id, op_id), MATERIAL, self.link(session.provider),
+                                     f"the material for {name}")
 
         party = spec.party(session.prg, op_id, me, n, values, params, correction)
         message, round_no = party.first_message(), 0
@@ -334,7 +361,7 @@ class MpcRuntime:
                     self.link(peer).send(frames)
             messages = [
                 message if j == me else self.wait_for(
-                    ("msg", session_id, op_id, round_no, j), self.link(peer),
+                    (session_id, op_id), ("msg", round_no, j), self.link(peer),
                     f"its round-{round_no + 1} message of {name}",
                 )
                 for j, peer in enumerate(session.parties)

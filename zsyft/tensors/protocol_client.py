@@ -4,11 +4,19 @@ For one op (say, `z = x * y` on values shared between bob and alice with james a
 the client:
 
 1. makes sure james has seeded bob and alice for this group (`session`, once per group);
-2. picks a fresh op id, posts DEAL (protocol name and shapes) to james and sends it at
-   once: dealing and delivering the correction is the op's longest path;
+2. takes an op id james has already dealt for (`DealtAhead`), or picks fresh ones, posts DEAL
+   (protocol name, shapes, the ids) to james and sends it at once: dealing and delivering
+   the correction is the op's longest path;
 3. posts MPC_RUN (share ids, the output id it chose, the same metadata) to each party and
    flushes every link at once: a party waits for its peers, so none may sit in an outbox;
 4. returns pointers to the output shares, whose shapes it knows already.
+
+Dealing ahead: an op of a protocol and shapes seen before is dealt together with the next
+ones like it (2, 4, ... up to `AHEAD_OPS` at a time, small ops only), so a training loop's
+ops find their material waiting at the parties: one DEAL and one MATERIAL message serve many
+ops, and the provider is off the op's path. The material stays tied to op ids the client
+chose, so nothing about the protocols changes; what the client has not used yet is bounded
+(`AHEAD_ELEMENTS` per kind of op, `AHEAD_TOTAL` per provider).
 
 Nothing it sends contains data, and it receives nothing: the parties and the provider talk to
 each other directly. Errors come back at the next sync point, like any pipelined op.
@@ -17,10 +25,13 @@ each other directly. Errors come back at the next sync point, like any pipelined
 from __future__ import annotations
 
 import itertools
+import math
 import os
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import msgpack
 import torch
 
 from zsyft.errors import PointerUsageError
@@ -30,6 +41,61 @@ from zsyft.tensors.pointer import PointerTensor
 from zsyft.wire.messages import Kind
 
 _seqs = itertools.count(1)
+AHEAD_OPS = 32  # at most this many ops dealt in one DEAL
+AHEAD_ELEMENTS = 1 << 15  # ... and at most this many elements of material for them
+AHEAD_TOTAL = 1 << 20  # elements dealt ahead and not used yet, per provider
+
+
+class DealtAhead:
+    """Op ids a provider has been asked to deal for and no op has used yet, per session,
+    protocol and parameters, and how many to ask for next time.
+
+    The first op of a kind is dealt alone. From the second on, whenever fewer than half a
+    batch are left, the next batch (2, 4, ... up to `AHEAD_OPS` ops) is asked for at once, so
+    in a loop the material is dealt while earlier ops run, and an op finds its own waiting.
+    """
+
+    def __init__(self) -> None:
+        self.ready: dict[tuple[bytes, str, bytes], deque[bytes]] = {}
+        self.batch: dict[tuple[bytes, str, bytes], int] = {}
+        self.unused = 0  # elements of material asked for and not used yet
+
+    def op_id(
+        self, provider: WorkerHandle, session_id: bytes, name: str, params: Any, numel: int
+    ) -> bytes:
+        """An op id for one op of `name` with `params` whose DEAL has been posted."""
+        key = (session_id, name, msgpack.packb(params))
+        batch = self.batch.get(key)
+        ready = self.ready.setdefault(key, deque())
+        if batch is None:  # the first op of its kind
+            self.batch[key] = 2
+            self._deal(provider, key, ready, 1, numel)
+        elif len(ready) < batch // 2 or not ready:
+            if batch * numel > AHEAD_ELEMENTS or self.unused + batch * numel > AHEAD_TOTAL:
+                batch = 1
+            if len(ready) < batch // 2 or not ready:
+                self._deal(provider, key, ready, batch, numel)
+                self.batch[key] = min(2 * batch, AHEAD_OPS)
+        self.unused -= numel
+        return ready.popleft()
+
+    def _deal(
+        self, provider: WorkerHandle, key: tuple[bytes, str, bytes], ready: deque[bytes],
+        count: int, numel: int,
+    ) -> None:
+        ids = [os.urandom(16) for _ in range(count)]
+        provider.post(Kind.DEAL, [key[0], ids, key[1], msgpack.unpackb(key[2])])
+        provider.flush(deletes=False)  # first: dealing and delivering it is the longest path
+        ready.extend(ids)
+        self.unused += count * numel
+
+
+def dealt_ahead(provider: WorkerHandle) -> DealtAhead:
+    """The provider's `DealtAhead`, kept on its handle like its sessions."""
+    found = provider.__dict__.get("_mpc_dealt")
+    if found is None:
+        found = provider.__dict__["_mpc_dealt"] = DealtAhead()
+    return found
 
 
 def session(parties: Sequence[WorkerHandle], provider: WorkerHandle) -> bytes:
@@ -87,9 +153,8 @@ def run_protocol_outputs(
         for share in shares:
             share.ref.check_live()
     session_id = session(parties, provider)
-    op_id = os.urandom(16)
-    provider.post(Kind.DEAL, [session_id, op_id, name, params])
-    provider.flush(deletes=False)  # first: dealing and delivering it is the longest path
+    numel = max(math.prod(shape) for shape in [output_shape, *(s[0].shape for s in inputs)])
+    op_id = dealt_ahead(provider).op_id(provider, session_id, name, params, numel)
     layout = torch.empty(tuple(output_shape), dtype=torch.int64, device="meta")
     outputs: list[list[PointerTensor]] = [[] for _ in range(count)]
     for index, party in enumerate(parties):
