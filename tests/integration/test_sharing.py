@@ -720,3 +720,66 @@ def test_foreach_add_of_shared_tensors_matches_one_add_each(bob, alice, james):
     # the truncation is exact to within one unit of the last place (0.001 at precision 3)
     torch.testing.assert_close(zs[0].get().float_precision(), torch.tensor([3.75]),
                                atol=1.5e-3, rtol=0)
+
+
+def _count_protocol_ops(monkeypatch) -> list[str]:
+    import zsyft.tensors.protocol_client as client
+
+    ops: list[str] = []
+    real = client.run_protocol_outputs
+    monkeypatch.setattr(client, "run_protocol_outputs",
+                        lambda name, *a: ops.append(name) or real(name, *a))
+    return ops
+
+
+def test_products_with_a_shared_constant_need_no_protocol(bob, alice, james, monkeypatch):
+    """`ones_like` of a shared tensor is a shared constant whose value this client knows:
+    multiplying by it (or by a view of it) is share-wise, as autograd does with the gradient
+    `loss.backward()` starts from."""
+    x = torch.tensor([[1.5, -2.0], [0.25, 3.0]]).fix_precision().share(
+        bob, alice, crypto_provider=james)
+    ops = _count_protocol_ops(monkeypatch)
+    ones = torch.ones_like(x)
+    halves = x.new_full((2, 1), 0.5).expand(2, 2)
+    assert torch.equal(ones.public_value(), torch.ones(2, 2))
+    assert torch.equal(halves.public_value(), torch.full((2, 2), 0.5))
+    products = [x * ones, ones * x, x * halves.t(), x * ones.view(4).reshape(2, 2)]
+    assert ops == ["truncate"], "only the fractional constant needs a truncation"
+    want = torch.tensor([[1.5, -2.0], [0.25, 3.0]])
+    for got, scale in zip(products, [1, 1, 0.5, 1], strict=True):
+        torch.testing.assert_close(got.get().float_precision(), want * scale, atol=2e-3,
+                                   rtol=0)
+    for constant in (ones, halves):
+        assert constant.get().float_precision().eq(constant.public_value()).all()
+
+
+def test_a_constant_written_into_is_no_longer_public(bob, alice, james, monkeypatch):
+    x = torch.tensor([1.5, -2.0, 4.0]).fix_precision().share(bob, alice, crypto_provider=james)
+    c, d = torch.ones_like(x), torch.zeros_like(x)
+    c.add_(x)  # in place: c = 1 + x, no longer known here
+    d.view(3)[1:].add_(x[1:])  # through a view: d = [0, -2, 4]
+    assert c.public_value() is None and d.public_value() is None
+    ops = _count_protocol_ops(monkeypatch)
+    products = (x * c).get().float_precision(), (x * d).get().float_precision()
+    assert ops == ["fixed_mul", "fixed_mul"]
+    want = torch.tensor([1.5, -2.0, 4.0])
+    torch.testing.assert_close(products[0], want * (1 + want), atol=5e-3, rtol=0)
+    torch.testing.assert_close(products[1], want * torch.tensor([0, -2.0, 4.0]), atol=5e-3,
+                               rtol=0)
+
+
+def test_backward_of_a_square_loss_multiplies_by_the_known_start_gradient(
+    bob, alice, james, monkeypatch
+):
+    """`((pred - target) ** 2).sum().backward()`: the forward square is one product; its
+    backward multiplies by autograd's (known) ones, share-wise."""
+    pred = torch.tensor([[0.5], [-1.25]]).fix_precision().share(
+        bob, alice, crypto_provider=james, requires_grad=True)
+    target = torch.tensor([[1.0], [0.0]]).fix_precision().share(
+        bob, alice, crypto_provider=james)
+    ops = _count_protocol_ops(monkeypatch)
+    ((pred - target) ** 2).sum().backward()
+    assert ops == ["fixed_mul"]
+    torch.testing.assert_close(pred.grad.get().float_precision(),
+                               torch.tensor([[-1.0], [-2.5]]), atol=3e-3, rtol=0)
+    pred.get()

@@ -40,6 +40,17 @@ SERVER_MODULE = "zsyft.bench.bare_server"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
+_PLAIN_CONTEXT: list[zmq.Context] = []
+
+
+def _plain_context() -> zmq.Context:
+    """A ZeroMQ context of the bare side's own, as a plain pyzmq program has: not zsyft's,
+    whose I/O thread is scheduled differently (`transport.zmq.context`)."""
+    if not _PLAIN_CONTEXT:
+        _PLAIN_CONTEXT.append(zmq.Context())
+    return _PLAIN_CONTEXT[0]
+
+
 class BareServerError(RuntimeError):
     """The bare server could not be started or stopped answering."""
 
@@ -143,7 +154,7 @@ class BareClient:
         ctx: zmq.Context | None = None,
         spin_s: float = 0.0,
     ) -> None:
-        self.socket = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket = (ctx or _plain_context()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
         if server_key is not None:

@@ -202,13 +202,16 @@ class WorkerHandle:
             self._send(frames)
 
     # -- pipelined messages ---------------------------------------------------------------
-    def post(self, kind: int, body: Any) -> None:
-        """Send a message that expects no reply (errors come back as notices)."""
+    def post(self, kind: int, body: Any, send: bool = True) -> None:
+        """Send a message that expects no reply (errors come back as notices). With
+        `send=False` it waits in the outbox for the caller's `flush()` (or the next burst)."""
         frames = encode(kind, 0, body, self.node.principal)
         with self._lock:
             self._flush_deletes(DELETE_BATCH)
             idle = not self.dirty  # nothing sent since the worker's last reply: it waits for us
             self._queue(frames)
+            if not send:
+                return
             if (
                 idle
                 or len(self._outbox) >= OUTBOX_MESSAGES

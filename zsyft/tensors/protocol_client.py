@@ -155,17 +155,18 @@ def run_protocol_outputs(
     session_id = session(parties, provider)
     numel = max(math.prod(shape) for shape in [output_shape, *(s[0].shape for s in inputs)])
     op_id = dealt_ahead(provider).op_id(provider, session_id, name, params, numel)
-    layout = torch.empty(tuple(output_shape), dtype=torch.int64, device="meta")
-    outputs: list[list[PointerTensor]] = [[] for _ in range(count)]
-    for index, party in enumerate(parties):
-        refs = [RemoteRef(party) for _ in range(count)]
+    refs = [[RemoteRef(party) for _ in range(count)] for party in parties]
+    for index, party in enumerate(parties):  # every party's message first, then every send
         share_ids = [shares[index].ref.id for shares in inputs]
-        output_ids: Any = refs[0].id if count == 1 else [ref.id for ref in refs]
+        output_ids: Any = [ref.id for ref in refs[index]] if count > 1 else refs[index][0].id
         party.post(Kind.MPC_RUN, [next(_seqs), session_id, op_id, name, share_ids, output_ids,
-                                  params])
-        for k, ref in enumerate(refs):
-            outputs[k].append(PointerTensor(ref, layout.shape, layout.stride(), torch.int64))
+                                  params], send=False)
     for handle in parties:
         handle.flush(deletes=False)
-    return outputs
+    layout = torch.empty(tuple(output_shape), dtype=torch.int64, device="meta")
+    return [
+        [PointerTensor(party_refs[k], layout.shape, layout.stride(), torch.int64)
+         for party_refs in refs]
+        for k in range(count)
+    ]
 

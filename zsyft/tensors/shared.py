@@ -89,6 +89,15 @@ def _align_party_order(args: Any) -> None:
                 if item.window_choice is not None:
                     item.window_choice = [item.window_choice[i] for i in order]
 
+def _version(tensor: torch.Tensor) -> int | None:
+    """torch's in-place version counter of `tensor` (None for inference tensors, which have
+    none)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
+
+
 REVEAL_FIXED = "fixed"  # .get() returns a FixedPrecisionTensor
 REVEAL_PLAIN = "plain"  # .get() decodes to a plain tensor of the shared dtype
 
@@ -110,6 +119,9 @@ class SharedTensor(torch.Tensor):
     window_choice: list[PointerTensor] | None = None
     """On the indices `max_pool2d` returns under autograd: shares of each window's one-hot
     choice (0/1, unscaled), so the backward pass is one product, not another tournament."""
+    known: tuple[torch.Tensor, int] | None = None
+    """For a shared *constant* (`ones_like`, and views of it), which this client built from
+    public values only: its plaintext and the version it describes (`public_value`)."""
 
     @staticmethod
     def __new__(
@@ -153,7 +165,7 @@ class SharedTensor(torch.Tensor):
         self.shares = list(value.shares)
         self.encoder, self.crypto_provider = value.encoder, value.crypto_provider
         self.reveal, self.positive_mask = value.reveal, value.positive_mask
-        self.window_choice = value.window_choice
+        self.window_choice, self.known = value.window_choice, None
 
     data = data_property(_adopt)  # `p.data = p.data - lr * p.grad` as in torch
 
@@ -175,6 +187,27 @@ class SharedTensor(torch.Tensor):
         ):
             target.positive_mask = None  # its values change in place: the mask goes stale
         return handler(func, args, kwargs or {})
+
+    # -- a shared constant's public value -----------------------------------------------------
+    def public_value(self) -> torch.Tensor | None:
+        """The plaintext of a shared constant that nothing has written into since, else None.
+
+        Autograd starts `loss.backward()` from `ones_like(loss)`: a product with that
+        gradient (or a view of it) needs no protocol, since the client knows its value. Any
+        in-place op on this tensor or a view of it bumps torch's version counter, and the
+        value no longer counts as known.
+        """
+        known = self.known
+        if known is None or _version(self) != known[1]:
+            return None
+        return known[0]
+
+    def set_public_value(self, value: torch.Tensor) -> SharedTensor:
+        """Record `value` (a plain tensor of this shape) as this tensor's known plaintext."""
+        version = _version(self)
+        if version is not None and tuple(value.shape) == tuple(self.shape):
+            self.known = (value, version)
+        return self
 
     # -- attributes -------------------------------------------------------------------------
     @property
@@ -270,7 +303,7 @@ class SharedTensor(torch.Tensor):
         copying its own share."""
         return deepcopy_by_clone(
             self, memo, internal=("shares", "encoder", "crypto_provider", "reveal",
-                                  "positive_mask", "window_choice"),
+                                  "positive_mask", "window_choice", "known"),
         )
 
     def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]

