@@ -137,8 +137,9 @@ def batch_threads(thread_ids: set[str]) -> int:
     run at once on the sender's core, in the middle of its work: a send then costs two
     context switches (20-60 µs on a busy 2-core machine). A SCHED_BATCH thread still runs at
     once on an idle core, but on a busy one it waits until the sender blocks or yields, which
-    it does right after sending (it waits for the reply). Same priority, no privileges needed;
-    the tutorial loop of Part 12 ran ~10% faster. Off with `ZSYFT_IO_BATCH=0`.
+    it does right after sending (it waits for the reply). Same priority, no privileges needed.
+    In alternating `zsyft bench` runs a remote op's round trip went from 259-280 to 196-203 µs
+    and a 1-element encrypted mul from 1.4 to 1.2-1.3 ms. Off with `ZSYFT_IO_BATCH=0`.
     """
     policy = getattr(os, "SCHED_BATCH", None)
     changed = 0
