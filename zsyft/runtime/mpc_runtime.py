@@ -43,6 +43,7 @@ from zsyft.wire.messages import Kind, is_object_id
 ABORT_ROUND = -1  # an MPC_MSG in this round says the sender gave up on the op
 CLOSED_OPS_KEPT = 4096  # ops remembered as over, so their late messages are dropped
 MAX_DEALT = 64  # op ids one DEAL (and its MATERIAL) may carry
+LIVENESS_CHECK_S = 0.02  # how often a waiting party checks that the peer it waits for is up
 MATERIAL = "material"  # the mailbox entry of an op's correction from the provider
 
 if TYPE_CHECKING:
@@ -160,17 +161,21 @@ class MpcRuntime:
         poller = self._own_socket_poller
         awake = self.worker.spin_s  # the peer's message usually comes within a round trip
         box = self.mailbox.setdefault(op, {})
+        next_check = 0.0  # the peer's connection is checked this often, not per message
         while entry not in box:
             if "abort" in box:
                 culprit, reason = box["abort"]
                 raise WorkerUnavailableError(
                     f"a party abandoned this op ({what} will not come): {reason}", worker=culprit
                 )
-            waiting_on.check_alive()
-            if time.monotonic() > deadline:
-                raise WorkerUnavailableError(
-                    f"{waiting_on.peer} did not send {what} in time", worker=waiting_on.peer
-                )
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + LIVENESS_CHECK_S
+                waiting_on.check_alive()
+                if now > deadline:
+                    raise WorkerUnavailableError(
+                        f"{waiting_on.peer} did not send {what} in time", worker=waiting_on.peer
+                    )
             if poll_awake(poller, awake, 100):
                 self.worker.serve_one()
         return box.pop(entry)
