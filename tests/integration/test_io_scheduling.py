@@ -61,3 +61,28 @@ def test_a_workers_io_thread_runs_batch(bob):
     policies = _policies(bob.pid)
     assert policies["ZMQbg/IO/0"] == {os.SCHED_BATCH}
     assert policies["zsyft-worker"] == {os.SCHED_OTHER}
+
+
+STARTED_BEFORE = """
+import os, time
+import zmq
+zmq.Context.instance().socket(zmq.PAIR).close(0)
+time.sleep(0.1)
+from zsyft.transport.zmq import context
+start = time.monotonic()
+context()
+print("took", time.monotonic() - start)
+for tid in sorted(os.listdir("/proc/self/task")):
+    with open(f"/proc/self/task/{tid}/comm") as comm:
+        print(comm.read().strip(), os.sched_getscheduler(int(tid)))
+"""
+
+
+def test_zeromq_threads_started_before_zsyft_are_left_alone():
+    """A program (a Jupyter kernel) that started the shared context before zsyft: its
+    threads keep their scheduling, and zsyft does not wait for threads that will not come."""
+    out = subprocess.run([sys.executable, "-c", STARTED_BEFORE], capture_output=True,
+                         text=True, timeout=60, check=True).stdout.splitlines()
+    took = next(line for line in out if line.startswith("took"))
+    assert float(took.split()[1]) < 0.15
+    assert f"ZMQbg/IO/0 {os.SCHED_OTHER}" in out

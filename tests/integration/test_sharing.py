@@ -783,3 +783,11 @@ def test_backward_of_a_square_loss_multiplies_by_the_known_start_gradient(
     torch.testing.assert_close(pred.grad.get().float_precision(),
                                torch.tensor([[-1.0], [-2.5]]), atol=3e-3, rtol=0)
     pred.get()
+
+
+def test_products_of_empty_shared_tensors_repeat(bob, alice, james):
+    """Empty operands, again and again (their material is dealt ahead like any other's)."""
+    x = torch.ones(0, 2).fix_precision().share(bob, alice, crypto_provider=james)
+    for _ in range(4):
+        assert (x * x).get().float_precision().shape == (0, 2)
+        assert (x @ x.t()).get().float_precision().shape == (0, 0)

@@ -81,10 +81,13 @@ def test_ops_of_other_kinds_or_shapes_are_dealt_apart():
     assert provider.deals[-2][3]["x_shape"] == [3, 2]
 
 
-def test_large_ops_are_dealt_one_at_a_time():
+def test_large_ops_are_dealt_one_at_a_time_and_medium_ones_in_batches_that_fit():
     provider = RecordingProvider()
     take(DealtAhead(), provider, 10, numel=AHEAD_ELEMENTS)
     assert [len(body[1]) for body in provider.deals] == [1] * 10
+    provider = RecordingProvider()
+    take(DealtAhead(), provider, 40, numel=AHEAD_ELEMENTS // 4)
+    assert max(len(body[1]) for body in provider.deals) == 4
 
 
 def test_material_not_used_yet_stays_within_the_providers_budget(monkeypatch):

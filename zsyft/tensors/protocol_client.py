@@ -65,19 +65,28 @@ class DealtAhead:
     ) -> bytes:
         """An op id for one op of `name` with `params` whose DEAL has been posted."""
         key = (session_id, name, msgpack.packb(params))
-        batch = self.batch.get(key)
         ready = self.ready.setdefault(key, deque())
-        if batch is None:  # the first op of its kind
-            self.batch[key] = 2
-            self._deal(provider, key, ready, 1, numel)
-        elif len(ready) < batch // 2 or not ready:
-            if batch * numel > AHEAD_ELEMENTS or self.unused + batch * numel > AHEAD_TOTAL:
-                batch = 1
-            if len(ready) < batch // 2 or not ready:
-                self._deal(provider, key, ready, batch, numel)
-                self.batch[key] = min(2 * batch, AHEAD_OPS)
+        count = self._to_deal(key, len(ready), numel)
+        if count:
+            self._deal(provider, key, ready, count, numel)
         self.unused -= numel
         return ready.popleft()
+
+    def _to_deal(self, key: tuple[bytes, str, bytes], left: int, numel: int) -> int:
+        """How many ops of this kind to ask for now: none while half a batch is left; the
+        first op of a kind alone; then batches that double, cut to fit the bounds (when not
+        even two fit, one op, once none is left)."""
+        batch = self.batch.get(key)
+        if batch is None:
+            self.batch[key] = 2
+            return 1
+        if left >= batch // 2:
+            return 0
+        fits = min(batch, AHEAD_ELEMENTS // numel, (AHEAD_TOTAL - self.unused) // numel)
+        if fits < 2:
+            return 0 if left else 1
+        self.batch[key] = min(2 * batch, AHEAD_OPS)
+        return fits
 
     def _deal(
         self, provider: WorkerHandle, key: tuple[bytes, str, bytes], ready: deque[bytes],
@@ -153,7 +162,7 @@ def run_protocol_outputs(
         for share in shares:
             share.ref.check_live()
     session_id = session(parties, provider)
-    numel = max(math.prod(shape) for shape in [output_shape, *(s[0].shape for s in inputs)])
+    numel = max(1, *(math.prod(shape) for shape in [output_shape, *(s[0].shape for s in inputs)]))
     op_id = dealt_ahead(provider).op_id(provider, session_id, name, params, numel)
     refs = [[RemoteRef(party) for _ in range(count)] for party in parties]
     for index, party in enumerate(parties):  # every party's message first, then every send

@@ -116,10 +116,22 @@ def context() -> zmq.Context:
     return ctx
 
 
+def _thread_name(tid: str) -> str:
+    try:
+        with open(f"{_TASKS}/{tid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
+
+
 def _start_threads(ctx: zmq.Context) -> set[str]:
     """libzmq starts its reaper and I/O threads with a context's first socket: make one and
-    return the ids of the threads that appeared (none if the context was started before)."""
+    return the ids of the threads that appeared. None if ZeroMQ threads run already (another
+    part of the program started the shared context, as Jupyter's kernel does): those are left
+    as they are."""
     before = set(os.listdir(_TASKS))
+    if any(_thread_name(tid).startswith("ZMQbg/") for tid in before):
+        return set()
     ctx.socket(zmq.PAIR).close(0)
     deadline = time.monotonic() + 0.2
     while True:
