@@ -13,6 +13,7 @@ then they first wait for each message awake, for as long as zsyft does (`ZSYFT_S
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import selectors
@@ -40,15 +41,11 @@ SERVER_MODULE = "zsyft.bench.bare_server"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-_PLAIN_CONTEXT: list[zmq.Context] = []
-
-
+@functools.cache
 def _plain_context() -> zmq.Context:
     """A ZeroMQ context of the bare side's own, as a plain pyzmq program has: not zsyft's,
     whose I/O thread is scheduled differently (`transport.zmq.context`)."""
-    if not _PLAIN_CONTEXT:
-        _PLAIN_CONTEXT.append(zmq.Context())
-    return _PLAIN_CONTEXT[0]
+    return zmq.Context()
 
 
 class BareServerError(RuntimeError):

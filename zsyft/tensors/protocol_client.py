@@ -68,7 +68,7 @@ class DealtAhead:
         ready = self.ready.setdefault(key, deque())
         count = self._to_deal(key, len(ready), numel)
         if count:
-            self._deal(provider, key, ready, count, numel)
+            self._deal(provider, key, params, count, numel)
         self.unused -= numel
         return ready.popleft()
 
@@ -89,13 +89,13 @@ class DealtAhead:
         return fits
 
     def _deal(
-        self, provider: WorkerHandle, key: tuple[bytes, str, bytes], ready: deque[bytes],
-        count: int, numel: int,
+        self, provider: WorkerHandle, key: tuple[bytes, str, bytes], params: Any, count: int,
+        numel: int,
     ) -> None:
         ids = [os.urandom(16) for _ in range(count)]
-        provider.post(Kind.DEAL, [key[0], ids, key[1], msgpack.unpackb(key[2])])
+        provider.post(Kind.DEAL, [key[0], ids, key[1], params])
         provider.flush(deletes=False)  # first: dealing and delivering it is the longest path
-        ready.extend(ids)
+        self.ready[key].extend(ids)
         self.unused += count * numel
 
 

@@ -89,6 +89,7 @@ def _align_party_order(args: Any) -> None:
                 if item.window_choice is not None:
                     item.window_choice = [item.window_choice[i] for i in order]
 
+
 def _version(tensor: torch.Tensor) -> int | None:
     """torch's in-place version counter of `tensor` (None for inference tensors, which have
     none)."""
