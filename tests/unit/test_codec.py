@@ -47,6 +47,21 @@ def test_non_contiguous_and_empty_and_scalar_tensors():
         assert torch.equal(decode(encode(Kind.DATA, 1, x)).body, x)
 
 
+def test_lazily_conjugated_or_negated_tensors_travel_with_their_values():
+    z = torch.tensor([1 + 2j, -3j])
+    for x in (z.conj(), torch._neg_view(z), torch._neg_view(z.conj())):
+        assert x.is_conj() or x.is_neg()
+        got = decode(encode(Kind.DATA, 1, x)).body
+        assert not (got.is_conj() or got.is_neg())
+        assert torch.equal(got, x.resolve_conj().resolve_neg())
+
+
+def test_tensors_that_require_grad_travel_as_their_values():
+    x = torch.tensor([1.5, -2.0], requires_grad=True)
+    got = decode(encode(Kind.DATA, 1, x)).body
+    assert not got.requires_grad and torch.equal(got, x.detach())
+
+
 def test_unsupported_values_are_refused_when_encoding():
     with pytest.raises(ProtocolError, match="object"):
         encode(Kind.DATA, 1, object())

@@ -70,11 +70,15 @@ def tensor_buffer(tensor: torch.Tensor) -> memoryview | bytes:
 
 
 def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor whose memory holds `tensor`'s values in order: itself when it is dense and
+    contiguous (every protocol message and reply: no new tensor objects), else a copy."""
     if type(tensor) is not torch.Tensor and not isinstance(tensor, torch.nn.Parameter):
         raise ProtocolError(f"cannot serialize a {type(tensor).__name__} as plain tensor data")
-    if tensor.layout != torch.strided or tensor.device.type != "cpu":
+    if tensor.layout is not torch.strided or not tensor.is_cpu:
         raise ProtocolError("only dense CPU tensors can be sent; call .to_dense().cpu() first")
-    return tensor.detach().resolve_conj().resolve_neg().contiguous()
+    if tensor.is_conj() or tensor.is_neg():  # lazy conjugation/negation: materialize it
+        tensor = tensor.resolve_conj().resolve_neg()
+    return tensor.contiguous()  # bytes are read through data_ptr: no detach needed
 
 
 class _Encoder:
