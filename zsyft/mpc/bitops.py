@@ -24,10 +24,12 @@ from .ring import wrap
 
 __all__ = [
     "dtype_for_width",
+    "from_byte_rows",
     "from_bytes",
     "packed_nbytes",
     "permute_bits",
     "split_halves",
+    "to_byte_rows",
     "to_bytes",
     "width_mask",
 ]
@@ -114,13 +116,20 @@ def to_bytes(x: torch.Tensor, width: int) -> torch.Tensor:
     """Serialize flat words of ``width`` bits into a flat uint8 tensor (packed if < 8)."""
     if width >= 8:
         return x.contiguous().reshape(-1).view(torch.uint8)
-    per_byte = 8 // width
-    x = x.reshape(-1)
-    pad = (-x.numel()) % per_byte
+    return to_byte_rows(x.reshape(1, -1), width).reshape(-1)
+
+
+def to_byte_rows(x: torch.Tensor, width: int) -> torch.Tensor:
+    """:func:`to_bytes` of each row of a 2-D tensor of words: ``(rows, packed bytes)``. Each
+    row is packed on its own (narrow words never share a byte with the next row's)."""
+    if width >= 8:
+        return x.contiguous().view(torch.uint8)
+    rows, per_byte = x.shape[0], 8 // width
+    pad = (-x.shape[1]) % per_byte
     if pad:
-        x = torch.cat([x, x.new_zeros(pad)])
-    shifted = x.view(-1, per_byte) << _PACK_SHIFTS[width]
-    return shifted.sum(dim=1, dtype=torch.uint8)  # the words' bits do not overlap: sum is OR
+        x = torch.cat([x, x.new_zeros(rows, pad)], dim=1)
+    shifted = x.reshape(rows, x.shape[1] // per_byte, per_byte) << _PACK_SHIFTS[width]
+    return shifted.sum(dim=2, dtype=torch.uint8)  # the words' bits do not overlap: sum is OR
 
 
 def from_bytes(buf: torch.Tensor, width: int, numel: int) -> torch.Tensor:
@@ -136,3 +145,15 @@ def from_bytes(buf: torch.Tensor, width: int, numel: int) -> torch.Tensor:
             buf = buf.clone()
         return buf.view(_DTYPES[width])
     return _UNPACK[width].index_select(0, buf.to(torch.int32)).reshape(-1)[:numel]
+
+
+def from_byte_rows(buf: torch.Tensor, width: int, numel: int) -> torch.Tensor:
+    """Inverse of :func:`to_byte_rows`: ``(rows, numel)`` words from ``(rows, packed bytes)``
+    (contiguous uint8)."""
+    if width >= 8:
+        if buf.storage_offset() % (width // 8) or not buf.is_contiguous():
+            buf = buf.clone()
+        return buf.view(_DTYPES[width])
+    rows, packed = buf.shape
+    words = _UNPACK[width].index_select(0, buf.reshape(-1).to(torch.int32))
+    return words.reshape(rows, packed * (8 // width))[:, :numel]

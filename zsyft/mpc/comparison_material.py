@@ -37,6 +37,7 @@ __all__ = [
     "LevelMaterial",
     "comparison_spec",
     "deal_comparison",
+    "deal_comparisons",
     "party_comparison",
 ]
 
@@ -144,9 +145,17 @@ def deal_comparison(
     prgs: Sequence[Prg | bytes], op_id: OpId, name: str, shape: Sequence[int]
 ) -> torch.Tensor:
     """Provider: the flat uint8 correction of comparison ``name`` on a tensor of ``shape``."""
+    return deal_comparisons(prgs, [op_id], name, shape)[0]
+
+
+def deal_comparisons(
+    prgs: Sequence[Prg | bytes], op_ids: Sequence[OpId], name: str, shape: Sequence[int]
+) -> list[torch.Tensor]:
+    """`deal_comparison` for several ops of the same shape, dealt together (all the material
+    is elementwise: the batch is dealt as one long tensor)."""
     spec = comparison_spec(name)
     flat = (_numel(shape),)
-    d = DealerStreams(prgs, op_id)
+    d = DealerStreams(prgs, op_ids)
     r = d.random_arith("cmp.r", flat)
     t = d.random_xor("cmp.t_bit", flat, 1).to(torch.int64)
     d.arith("cmp.t", t)
@@ -172,7 +181,7 @@ def deal_comparison(
         d.xor("cmp.z1", a_lo & r63, 1)
         d.xor("cmp.z2", a_hi & r63, 1)
         d.xor("cmp.z3", a_hi & a_lo & r63, 1)
-    return d.correction()
+    return d.corrections()
 
 
 def party_comparison(

@@ -44,7 +44,7 @@ from .provider import (
     DealerStreams,
     PartyStreams,
     Shape,
-    bilinear_op,
+    batched_bilinear,
     bilinear_output_shape,
     check_divisor,
     draw_truncation,
@@ -53,7 +53,30 @@ from .provider import (
 )
 from .truncation import TruncationParty
 
-__all__ = ["deal_fixed_product", "fixed_product_party", "run_local_fixed_product"]
+__all__ = [
+    "deal_fixed_product", "deal_fixed_products", "fixed_product_party", "run_local_fixed_product"
+]
+
+
+def deal_fixed_products(
+    prgs: Sequence[Prg | bytes],
+    op_ids: Sequence[OpId],
+    kind: BilinearKind,
+    x_shape: Shape,
+    y_shape: Shape,
+    divisor: int,
+) -> list[torch.Tensor]:
+    """Provider: the last party's correction for ``op(x, y) / divisor`` (flat int64) for
+    each op, dealt together: its shares of ``floor(r* / D)`` and of the top bit of
+    ``r* = r - op(a, b)``."""
+    check_divisor(divisor)
+    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
+    dealer = DealerStreams(prgs, op_ids)
+    a = dealer.random_arith("triple.a", x_shape)
+    b = dealer.random_arith("triple.b", y_shape)
+    unshared = batched_bilinear(kind, a, b, dealer.ops, x_shape, y_shape)
+    draw_truncation(dealer, out_shape, divisor, unshared=unshared)
+    return [c.view(torch.int64) for c in dealer.corrections()]
 
 
 def deal_fixed_product(
@@ -64,15 +87,8 @@ def deal_fixed_product(
     y_shape: Shape,
     divisor: int,
 ) -> torch.Tensor:
-    """Provider: the last party's correction for ``op(x, y) / divisor`` (flat int64): its
-    shares of ``floor(r* / D)`` and of the top bit of ``r* = r - op(a, b)``."""
-    check_divisor(divisor)
-    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
-    dealer = DealerStreams(prgs, op_id)
-    a = dealer.random_arith("triple.a", x_shape)
-    b = dealer.random_arith("triple.b", y_shape)
-    draw_truncation(dealer, out_shape, divisor, unshared=bilinear_op(kind)(a, b))
-    return dealer.correction().view(torch.int64)
+    """`deal_fixed_products` for one op."""
+    return deal_fixed_products(prgs, [op_id], kind, x_shape, y_shape, divisor)[0]
 
 
 def fixed_product_party(

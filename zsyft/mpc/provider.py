@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .bitops import dtype_for_width, from_bytes, packed_nbytes, to_bytes
+from .bitops import dtype_for_width, from_byte_rows, from_bytes, packed_nbytes, to_byte_rows
 from .convolution import Convolution
 from .prg import OpId, Prg
 from .ring import top_bit, unsigned_floordiv
@@ -41,11 +41,14 @@ __all__ = [
     "PartyStreams",
     "TruncationMaterial",
     "as_prgs",
+    "batched_bilinear",
     "bilinear_op",
     "bilinear_output_shape",
     "check_divisor",
     "deal_triple",
+    "deal_triples",
     "deal_truncation",
+    "deal_truncations",
     "draw_triple",
     "draw_truncation",
     "party_triple",
@@ -92,46 +95,81 @@ def prgs_for_pairs(
 
 
 class DealerStreams:
-    """Provider side: re-derive all parties' streams and collect the last party's shares."""
+    """Provider side: re-derive all parties' streams and collect the last party's shares.
 
-    def __init__(self, prgs: Sequence[Prg | bytes], op_id: OpId) -> None:
+    One dealer serves a batch of ops with the same protocol and shapes (``op_ids``; one op is
+    a batch of one). Every value it draws or is given holds the ops' values one op after
+    another, flat: the dealing arithmetic runs once per batch, not once per op, and
+    :meth:`corrections` cuts the result back into one correction per op, each the same bytes
+    as a batch of one would give.
+    """
+
+    def __init__(self, prgs: Sequence[Prg | bytes], op_ids: Sequence[OpId]) -> None:
+        if not op_ids:
+            raise ValueError("a dealer needs at least one op id")
         self.prgs = as_prgs(prgs)
-        self.op_id = op_id
-        self._parts: list[torch.Tensor] = []
+        self.op_ids = list(op_ids)
+        self._parts: list[torch.Tensor] = []  # (ops, bytes) each
+
+    @property
+    def ops(self) -> int:
+        """The number of ops dealt for together."""
+        return len(self.op_ids)
+
+    def _draw(self, prg: Prg, purpose: str, shape: Shape, width: int) -> torch.Tensor:
+        """One party's seeded ``width``-bit words of every op, op after op (flat)."""
+        numel = 1
+        for d in shape:
+            numel *= int(d)
+        nbytes = packed_nbytes(numel, width)
+        data = bytearray().join(prg.random_bytes(op, purpose, nbytes) for op in self.op_ids)
+        if not data:
+            return torch.empty(0, dtype=dtype_for_width(width))
+        raw = torch.frombuffer(data, dtype=torch.uint8).view(self.ops, nbytes)
+        return from_byte_rows(raw, width, numel).reshape(-1)
 
     def random_arith(self, purpose: str, shape: Shape) -> torch.Tensor:
         """The value defined by the parties' seeded additive shares."""
-        total = self.prgs[0].int64(self.op_id, purpose, shape)
+        total = self._draw(self.prgs[0], purpose, shape, 64)
         for p in self.prgs[1:]:
-            total += p.int64(self.op_id, purpose, shape)
+            total += self._draw(p, purpose, shape, 64)
         return total
 
     def random_xor(self, purpose: str, shape: Shape, width: int) -> torch.Tensor:
         """The value defined by the parties' seeded XOR shares."""
-        total = _bits(self.prgs[0], self.op_id, purpose, shape, width)
+        total = self._draw(self.prgs[0], purpose, shape, width)
         for p in self.prgs[1:]:
-            total ^= _bits(p, self.op_id, purpose, shape, width)
+            total ^= self._draw(p, purpose, shape, width)
         return total
 
     def arith(self, purpose: str, value: torch.Tensor) -> None:
         """Additively share ``value``: the correction is the last party's share."""
-        corr = value.clone()
+        corr = value.reshape(-1).clone()
+        per_op = (corr.numel() // self.ops,)
         for p in self.prgs[:-1]:
-            corr -= p.int64(self.op_id, purpose, value.shape)
-        self._parts.append(to_bytes(corr, 64))
+            corr -= self._draw(p, purpose, per_op, 64)
+        self._parts.append(to_byte_rows(corr.view(self.ops, per_op[0]), 64))
 
     def xor(self, purpose: str, value: torch.Tensor, width: int) -> None:
         """XOR-share ``width``-bit words ``value``; the correction is the last party's share."""
-        corr = value.clone()
+        corr = value.reshape(-1).clone()
+        per_op = (corr.numel() // self.ops,)
         for p in self.prgs[:-1]:
-            corr ^= _bits(p, self.op_id, purpose, value.shape, width)
-        self._parts.append(to_bytes(corr, width))
+            corr ^= self._draw(p, purpose, per_op, width)
+        self._parts.append(to_byte_rows(corr.view(self.ops, per_op[0]), width))
+
+    def corrections(self) -> list[torch.Tensor]:
+        """Each op's corrections, concatenated as one flat uint8 tensor (for the last party)."""
+        joined = torch.cat(self._parts, dim=1) if self._parts else None
+        if joined is None or not joined.shape[1]:  # an empty op: nothing to correct
+            return [torch.empty(0, dtype=torch.uint8) for _ in self.op_ids]
+        return list(joined.unbind(0))  # int64 corrections: rows of whole int64s, aligned
 
     def correction(self) -> torch.Tensor:
-        """All corrections, concatenated as one flat uint8 tensor (sent to the last party)."""
-        if not self._parts:
-            return torch.empty(0, dtype=torch.uint8)
-        return torch.cat(self._parts) if len(self._parts) > 1 else self._parts[0]
+        """The one op's corrections (a dealer for a single op)."""
+        if self.ops != 1:
+            raise ValueError(f"this dealer serves {self.ops} ops: take their corrections()")
+        return self.corrections()[0]
 
 
 class PartyStreams:
@@ -266,26 +304,55 @@ class BeaverTriple:
         return self._c
 
 
+def batched_bilinear(
+    kind: BilinearKind, a: torch.Tensor, b: torch.Tensor, ops: int, x_shape: Shape,
+    y_shape: Shape,
+) -> torch.Tensor:
+    """``op(a_i, b_i)`` for each op i of a dealer's batch, flat and op after op (``a`` and
+    ``b`` are flat too): one broadcast product or batched matmul, else one op at a time."""
+    op = bilinear_op(kind)
+    xs, ys = tuple(int(d) for d in x_shape), tuple(int(d) for d in y_shape)
+    if kind == "mul" or (kind == "matmul" and len(xs) >= 2 and len(ys) >= 2):
+        rank = max(len(xs), len(ys))  # the ops' own dims align to the right, after the batch
+        a = a.view(ops, *(1,) * (rank - len(xs)), *xs)
+        b = b.view(ops, *(1,) * (rank - len(ys)), *ys)
+        return op(a, b).reshape(-1)
+    a_rows, b_rows = a.view(ops, a.numel() // ops), b.view(ops, b.numel() // ops)
+    return torch.cat([
+        op(a_i.view(xs), b_i.view(ys)).reshape(-1)
+        for a_i, b_i in zip(a_rows, b_rows, strict=True)
+    ])
+
+
 def draw_triple(
     dealer: DealerStreams, kind: BilinearKind, x_shape: Shape, y_shape: Shape
 ) -> None:
     """Provider: add a triple's correction (the last party's share of ``c``) to ``dealer``."""
     a = dealer.random_arith("triple.a", x_shape)
     b = dealer.random_arith("triple.b", y_shape)
-    dealer.arith("triple.c", bilinear_op(kind)(a, b))
+    dealer.arith("triple.c", batched_bilinear(kind, a, b, dealer.ops, x_shape, y_shape))
+
+
+def deal_triples(
+    prgs: Sequence[Prg | bytes], op_ids: Sequence[OpId], kind: BilinearKind, x_shape: Shape,
+    y_shape: Shape,
+) -> list[torch.Tensor]:
+    """Provider: the last party's share of ``c = op(a, b)`` for each op (int64, shape of
+    ``op(x, y)``), dealt together.
+
+    ``a`` (shape of x) and ``b`` (shape of y) are the sums of the parties' seeded shares.
+    """
+    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
+    dealer = DealerStreams(prgs, op_ids)
+    draw_triple(dealer, kind, x_shape, y_shape)
+    return [c.view(torch.int64).reshape(out_shape) for c in dealer.corrections()]
 
 
 def deal_triple(
     prgs: Sequence[Prg | bytes], op_id: OpId, kind: BilinearKind, x_shape: Shape, y_shape: Shape
 ) -> torch.Tensor:
-    """Provider: the last party's share of ``c = op(a, b)`` (int64, shape of ``op(x, y)``).
-
-    ``a`` (shape of x) and ``b`` (shape of y) are the sums of the parties' seeded shares.
-    """
-    out_shape = bilinear_output_shape(kind, x_shape, y_shape)
-    dealer = DealerStreams(prgs, op_id)
-    draw_triple(dealer, kind, x_shape, y_shape)
-    return dealer.correction().view(torch.int64).reshape(out_shape)
+    """`deal_triples` for one op."""
+    return deal_triples(prgs, [op_id], kind, x_shape, y_shape)[0]
 
 
 def take_triple(
@@ -389,18 +456,26 @@ def draw_truncation(
     check_divisor(divisor)
     r = dealer.random_arith("trunc.r", shape)
     if unshared is not None:
-        r -= unshared
+        r -= unshared.reshape(-1)
     dealer.arith("trunc.r_div", unsigned_floordiv(r, divisor))
     dealer.arith("trunc.r_top", top_bit(r))
+
+
+def deal_truncations(
+    prgs: Sequence[Prg | bytes], op_ids: Sequence[OpId], shape: Shape, divisor: int
+) -> list[torch.Tensor]:
+    """Provider: corrections ``(r_div, r_top)`` for the last party, int64 ``(2, *shape)``,
+    for each op (dealt together)."""
+    dealer = DealerStreams(prgs, op_ids)
+    draw_truncation(dealer, shape, divisor)
+    return [c.view(torch.int64).reshape(2, *shape) for c in dealer.corrections()]
 
 
 def deal_truncation(
     prgs: Sequence[Prg | bytes], op_id: OpId, shape: Shape, divisor: int
 ) -> torch.Tensor:
-    """Provider: corrections ``(r_div, r_top)`` for the last party, int64 ``(2, *shape)``."""
-    dealer = DealerStreams(prgs, op_id)
-    draw_truncation(dealer, shape, divisor)
-    return dealer.correction().view(torch.int64).reshape(2, *shape)
+    """`deal_truncations` for one op."""
+    return deal_truncations(prgs, [op_id], shape, divisor)[0]
 
 
 def take_truncation(src: PartyStreams, shape: Shape, divisor: int) -> TruncationMaterial:

@@ -214,7 +214,7 @@ class MpcRuntime:
             raise LookupError("unknown session: set up the crypto provider first")
         parties, prgs = self.provider_sessions[session]
         spec = protocol(body[2])
-        corrections = [spec.deal(prgs, op_id, body[3]) for op_id in ids]
+        corrections = spec.deal(prgs, ids, body[3])  # the whole batch at once
         material = [session, ids, corrections] if isinstance(body[1], list) else [
             session, ids[0], corrections[0]]
         self.link(parties[-1]).send(encode(Kind.MATERIAL, 0, material))

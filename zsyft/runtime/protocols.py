@@ -16,15 +16,15 @@ import torch
 
 from zsyft.mpc.beaver import BeaverParty
 from zsyft.mpc.comparison import ComparisonParty
-from zsyft.mpc.comparison_material import COMPARISONS, deal_comparison, party_comparison
+from zsyft.mpc.comparison_material import COMPARISONS, deal_comparisons, party_comparison
 from zsyft.mpc.convolution import Convolution
-from zsyft.mpc.fixed_product import deal_fixed_product, fixed_product_party
+from zsyft.mpc.fixed_product import deal_fixed_products, fixed_product_party
 from zsyft.mpc.prg import Prg
 from zsyft.mpc.protocol import PartyProtocol
 from zsyft.mpc.provider import (
     BilinearKind,
-    deal_triple,
-    deal_truncation,
+    deal_triples,
+    deal_truncations,
     party_triple,
     party_truncation,
 )
@@ -53,7 +53,8 @@ def int_param(params: Any, name: str) -> int:
     return value
 
 
-Deal = Callable[[list[Prg], bytes, Any], torch.Tensor]
+# The dealer's step for a batch of ops with the same parameters: one correction per op id.
+Deal = Callable[[list[Prg], list[bytes], Any], list[torch.Tensor]]
 # A party's side; the last party's `correction` is a function that waits for the provider's
 # material, so a protocol can start on its seeded parts before the material has arrived.
 MakeParty = Callable[[Prg, bytes, int, int, Sequence[torch.Tensor], Any, Any], PartyProtocol]
@@ -94,9 +95,9 @@ def _convolution(params: Any) -> BilinearKind:
 
 
 def _bilinear(kind_of: KindOf) -> Protocol:
-    def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
-        return deal_triple(prgs, op_id, kind_of(p), shape_param(p, "x_shape"),
-                           shape_param(p, "y_shape"))
+    def deal(prgs: list[Prg], op_ids: list[bytes], p: Any) -> list[torch.Tensor]:
+        return deal_triples(prgs, op_ids, kind_of(p), shape_param(p, "x_shape"),
+                            shape_param(p, "y_shape"))
 
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
         kind = kind_of(p)
@@ -110,9 +111,9 @@ def _bilinear(kind_of: KindOf) -> Protocol:
 def _fixed_product(kind_of: KindOf) -> Protocol:
     """A Beaver product and its truncation as one op (one control message per party)."""
 
-    def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
-        return deal_fixed_product(prgs, op_id, kind_of(p), shape_param(p, "x_shape"),
-                                  shape_param(p, "y_shape"), int_param(p, "divisor"))
+    def deal(prgs: list[Prg], op_ids: list[bytes], p: Any) -> list[torch.Tensor]:
+        return deal_fixed_products(prgs, op_ids, kind_of(p), shape_param(p, "x_shape"),
+                                   shape_param(p, "y_shape"), int_param(p, "divisor"))
 
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
         dealt = [shape_param(p, "x_shape"), shape_param(p, "y_shape")]
@@ -126,8 +127,8 @@ def _fixed_product(kind_of: KindOf) -> Protocol:
 
 
 def _truncation() -> Protocol:
-    def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
-        return deal_truncation(prgs, op_id, shape_param(p, "shape"), int_param(p, "divisor"))
+    def deal(prgs: list[Prg], op_ids: list[bytes], p: Any) -> list[torch.Tensor]:
+        return deal_truncations(prgs, op_ids, shape_param(p, "shape"), int_param(p, "divisor"))
 
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
         divisor = int_param(p, "divisor")
@@ -139,8 +140,8 @@ def _truncation() -> Protocol:
 
 
 def _comparison(name: str) -> Protocol:
-    def deal(prgs: list[Prg], op_id: bytes, p: Any) -> torch.Tensor:
-        return deal_comparison(prgs, op_id, name, shape_param(p, "shape"))
+    def deal(prgs: list[Prg], op_ids: list[bytes], p: Any) -> list[torch.Tensor]:
+        return deal_comparisons(prgs, op_ids, name, shape_param(p, "shape"))
 
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
         material = party_comparison(prg, op_id, i, n, name, shape_param(p, "shape"),
