@@ -74,3 +74,25 @@ def test_pointer_repr_and_attributes(ann):
     assert repr(x) == f"(Wrapper)>[PointerTensor | me:{x.id} -> ann:{x.id_at_location}]"
     assert str(x) == repr(x)
     assert x.location is ann
+
+
+def test_call_remote_gives_what_torch_dispatch_gives_and_keeps_autograd(ann):
+    from zsyft.tensors.remote_ops import call_remote
+
+    aten = torch.ops.aten
+    x = torch.arange(6.0).reshape(2, 3).send(ann)
+    for func, args in [
+        (aten.add.Tensor, (x, x)),
+        (aten.mul.Tensor, (x, 3)),  # a Python number stays a number on the wire
+        (aten.t.default, (x,)),  # a view
+        (aten.expand.default, (x[0], [4, 3])),
+        (aten.sum.dim_IntList, (x, [1])),
+        (aten.reshape.default, (x, [3, 2])),  # composite: torch decomposes it first
+    ]:
+        direct, dispatched = call_remote(func, *args), func(*args)
+        assert (direct.shape, direct.stride(), direct.dtype) == (
+            dispatched.shape, dispatched.stride(), dispatched.dtype)
+        assert torch.equal(direct.get(), dispatched.get())
+    w = torch.ones(3, requires_grad=True).send(ann)
+    call_remote(aten.mul.Tensor, w, 2.0).sum().backward()  # under autograd: torch's own way
+    assert torch.equal(w.grad.get(), torch.full((3,), 2.0))

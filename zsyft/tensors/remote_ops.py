@@ -177,6 +177,35 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     return results[0]
 
 
+_DECOMPOSED: dict[Any, bool] = {}  # op -> whether torch decomposes it before a subclass sees it
+
+
+def _holds_pointer(args: tuple) -> bool:
+    for arg in args:
+        if isinstance(arg, PointerTensor):
+            return True
+        if isinstance(arg, list | tuple) and any(isinstance(a, PointerTensor) for a in arg):
+            return True
+    return False
+
+
+def call_remote(func: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
+    """`func(*args, **kwargs)` on pointers that do not require grad (the shares of a secret),
+    as one command: what torch would hand `PointerTensor.__torch_dispatch__`, without the
+    round trip through torch's dispatcher, which costs the client about as much as the rest
+    of a pipelined op. Ops torch decomposes before they reach a tensor subclass (composite
+    ones, such as `reshape`) and pointers under autograd take torch's own way."""
+    decomposed = _DECOMPOSED.get(func)
+    if decomposed is None:
+        decomposed = _DECOMPOSED[func] = torch._C._dispatch_has_kernel_for_dispatch_key(
+            func.name(), "CompositeImplicitAutograd")
+    if decomposed or not _holds_pointer(args) or any(
+        isinstance(a, torch.Tensor) and a.requires_grad for a in args
+    ):
+        return func(*args, **kwargs)
+    return run_remote(func, args, kwargs)
+
+
 def _restrided(pointer: PointerTensor, meta: Any) -> PointerTensor:
     """`pointer`, with the shape and strides an in-place op gave its remote tensor (`t_`,
     `unsqueeze_`, `as_strided_`, ...); the Python object keeps its `ref` and autograd identity."""

@@ -35,6 +35,7 @@ from zsyft.tensors.ops import (
     op_name,
 )
 from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.remote_ops import call_remote
 from zsyft.tensors.shared import REVEAL_FIXED, REVEAL_PLAIN, SharedTensor
 
 aten = torch.ops.aten
@@ -136,12 +137,12 @@ def scalar_factor(func: Any, value: Any, what: str) -> int:
 def _scaled(share: PointerTensor, c: int, shape: torch.Size) -> PointerTensor:
     """A fresh `c * share` broadcast to `shape` (a party's part of `c*x + public`)."""
     if share.shape != shape:
-        share = share.expand(shape)
+        share = call_remote(aten.expand.default, share, list(shape))
     if c == 1:
-        return share.clone()
+        return call_remote(aten.clone.default, share)
     if c == -1:
-        return torch.neg(share)
-    return torch.mul(share, c)
+        return call_remote(aten.neg.default, share)
+    return call_remote(aten.mul.Tensor, share, c)
 
 
 # -- linear ops ------------------------------------------------------------------------------
@@ -158,13 +159,13 @@ def add_sub(func: Any, args: tuple, kwargs: dict) -> Any:
             f"{op_name(func)} would write a shared value into a public tensor", op=op_name(func)
         )
     if isinstance(a, SharedTensor) and isinstance(b, SharedTensor):
-        outs = [func(x, y, **extra) for x, y in zip(a.shares, b.shares, strict=True)]
+        outs = [call_remote(func, x, y, **extra) for x, y in zip(a.shares, b.shares, strict=True)]
         return a if in_place else g.result(outs)
     a_shared = isinstance(a, SharedTensor)
     shared = a if a_shared else b
     public = public_encoding(b if a_shared else a, g, func)
-    first = func(shared.shares[0], public, **extra) if a_shared else func(
-        public, shared.shares[0], **extra)
+    first = call_remote(func, shared.shares[0], public, **extra) if a_shared else call_remote(
+        func, public, shared.shares[0], **extra)
     if in_place:  # only party 0 changes: x_0 += C
         return a
     if packet is aten.rsub:
@@ -180,7 +181,7 @@ def add_sub(func: Any, args: tuple, kwargs: dict) -> Any:
 @SHARED_OPS.register(aten.neg, aten.neg_)
 def neg(func: Any, args: tuple, kwargs: dict) -> Any:
     x = args[0]
-    outs = [func(piece) for piece in x.shares]
+    outs = [call_remote(func, piece) for piece in x.shares]
     return x if func.overloadpacket is aten.neg_ else group(func, args).result(outs)
 
 
@@ -207,7 +208,10 @@ def mul(func: Any, args: tuple, kwargs: dict) -> Any:
     if func.overloadpacket is aten.mul_ and not a_shared:
         raise UnsupportedOpError("mul_ would write a shared value into a public tensor", op="mul")
     k = integral_value(public)
-    outs = [func(piece, k) if a_shared else func(k, piece) for piece in shared.shares]
+    outs = [
+        call_remote(func, piece, k) if a_shared else call_remote(func, k, piece)
+        for piece in shared.shares
+    ]
     return a if func.overloadpacket is aten.mul_ else g.result(outs)
 
 
@@ -220,7 +224,7 @@ def sum_(func: Any, args: tuple, kwargs: dict) -> Any:
     ):
         raise UnsupportedOpError(f"sum to {dtype} is not supported on shared tensors", op="sum")
     rest = {k: v for k, v in kwargs.items() if k != "dtype"}
-    outs = [func(piece, *args[1:], **rest) for piece in args[0].shares]
+    outs = [call_remote(func, piece, *args[1:], **rest) for piece in args[0].shares]
     return g.result(outs, dtype if dtype is not None else None)
 
 

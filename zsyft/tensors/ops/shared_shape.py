@@ -19,6 +19,7 @@ from zsyft.tensors._torch_compat import restride_wrapper
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain, op_name
 from zsyft.tensors.ops.shared_linear import group, public_encoding
 from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.remote_ops import call_remote
 from zsyft.tensors.shared import SharedTensor
 
 aten = torch.ops.aten
@@ -67,7 +68,7 @@ def _run(func: Any, args: tuple, kwargs: dict) -> tuple[Any, list[Any]]:
     """The operands' group, and the op's output at each party."""
     g = group(func, args)
     outs = [
-        func(*_party_args(func, args, i), **_party_args(func, kwargs, i))
+        call_remote(func, *_party_args(func, args, i), **_party_args(func, kwargs, i))
         for i in range(len(g.parties))
     ]
     return g, outs
