@@ -109,12 +109,8 @@ class DealerStreams:
             raise ValueError("a dealer needs at least one op id")
         self.prgs = as_prgs(prgs)
         self.op_ids = list(op_ids)
+        self.ops = len(self.op_ids)  # the number of ops dealt for together
         self._parts: list[torch.Tensor] = []  # (ops, bytes) each
-
-    @property
-    def ops(self) -> int:
-        """The number of ops dealt for together."""
-        return len(self.op_ids)
 
     def _draw(self, prg: Prg, purpose: str, shape: Shape, width: int) -> torch.Tensor:
         """One party's seeded ``width``-bit words of every op, op after op (flat)."""
@@ -122,11 +118,15 @@ class DealerStreams:
         for d in shape:
             numel *= int(d)
         nbytes = packed_nbytes(numel, width)
-        data = bytearray().join(prg.random_bytes(op, purpose, nbytes) for op in self.op_ids)
+        data = bytearray().join([prg.random_bytes(op, purpose, nbytes) for op in self.op_ids])
         if not data:
             return torch.empty(0, dtype=dtype_for_width(width))
-        raw = torch.frombuffer(data, dtype=torch.uint8).view(self.ops, nbytes)
-        return from_byte_rows(raw, width, numel).reshape(-1)
+        if width >= 8:  # whole words: the ops' streams, one after another, are the words
+            return torch.frombuffer(data, dtype=dtype_for_width(width))
+        raw = torch.frombuffer(data, dtype=torch.uint8)
+        if self.ops == 1:
+            return from_bytes(raw, width, numel)
+        return from_byte_rows(raw.view(self.ops, nbytes), width, numel).reshape(-1)
 
     def random_arith(self, purpose: str, shape: Shape) -> torch.Tensor:
         """The value defined by the parties' seeded additive shares."""
@@ -143,16 +143,18 @@ class DealerStreams:
         return total
 
     def arith(self, purpose: str, value: torch.Tensor) -> None:
-        """Additively share ``value``: the correction is the last party's share."""
-        corr = value.reshape(-1).clone()
+        """Additively share ``value`` (flat, as drawn): the correction is the last party's
+        share."""
+        corr = value.clone()
         per_op = (corr.numel() // self.ops,)
         for p in self.prgs[:-1]:
             corr -= self._draw(p, purpose, per_op, 64)
         self._parts.append(to_byte_rows(corr.view(self.ops, per_op[0]), 64))
 
     def xor(self, purpose: str, value: torch.Tensor, width: int) -> None:
-        """XOR-share ``width``-bit words ``value``; the correction is the last party's share."""
-        corr = value.reshape(-1).clone()
+        """XOR-share ``width``-bit words ``value`` (flat, as drawn); the correction is the
+        last party's share."""
+        corr = value.clone()
         per_op = (corr.numel() // self.ops,)
         for p in self.prgs[:-1]:
             corr ^= self._draw(p, purpose, per_op, width)
