@@ -115,6 +115,9 @@ class BeaverParty(PartyProtocol):
         eps_i, delta_i = beaver_masked(self.x_i, self.y_i, self.triple)
         return torch.cat([eps_i.reshape(-1), delta_i.reshape(-1)])
 
+    def prepare(self) -> None:
+        self.triple.c  # noqa: B018 - derives c (the last party: takes the correction) now
+
     def receive(self, messages: Sequence[torch.Tensor]) -> None:
         self._check_messages(messages)
         opened = open_sum(messages)

@@ -40,6 +40,7 @@ from .bitops import from_bytes, packed_nbytes, permute_bits, split_halves, to_by
 from .comparison_material import (
     LEVEL_WIDTHS,
     ComparisonMaterial,
+    PartyComparisonMaterial,
     comparison_spec,
     deal_comparison,
     party_comparison,
@@ -105,7 +106,7 @@ class ComparisonParty(PartyProtocol):
         party_index: int,
         n_parties: int,
         inputs: Sequence[torch.Tensor],
-        material: ComparisonMaterial,
+        material: ComparisonMaterial | PartyComparisonMaterial,
     ) -> None:
         super().__init__(party_index, n_parties)
         self.spec = spec = comparison_spec(name)
@@ -125,21 +126,42 @@ class ComparisonParty(PartyProtocol):
         self.n = self.v.numel()
         if material.r.numel() != self.n:
             raise ValueError("material was dealt for a different number of elements")
-        self.m = material
+        self._first = material  # r and mask, for the first message
+        self._m = material if isinstance(material, ComparisonMaterial) else None
         self._stage = 0
         self._mask: torch.Tensor | None = None
+        self._a_halves: tuple[torch.Tensor, torch.Tensor] | None = None  # this level's mask
+        self._g_hi: torch.Tensor | None = None  # high half of G, split for the level message
+
+    @property
+    def m(self) -> ComparisonMaterial:
+        """All of the material (derived from a `PartyComparisonMaterial` on first use)."""
+        if self._m is None:
+            assert isinstance(self._first, PartyComparisonMaterial)
+            self._m = self._first.complete()
+        return self._m
 
     # ---------------------------------------------------------------- messages
     def first_message(self) -> torch.Tensor:
-        c_i = self.v + self.m.r
+        c_i = self.v + self._first.r
         if self.y is None:
             return c_i
-        assert self.m.mask is not None
-        return torch.cat([c_i, self.y - self.m.mask])
+        assert self._first.mask is not None
+        return torch.cat([c_i, self.y - self._first.mask])
+
+    def prepare(self) -> None:
+        """The rest of the material once the first message is out; before an AND level, the
+        halves of its mask (neither depends on the coming messages)."""
+        level = self._stage - 1
+        if 0 <= level < len(LEVEL_WIDTHS):
+            if self._a_halves is None:
+                self._a_halves = split_halves(self.m.levels[level].a, LEVEL_WIDTHS[level])
+        else:
+            self.m  # noqa: B018 - derives the material now
 
     def _level_message(self, j: int) -> torch.Tensor:
         width, lvl = LEVEL_WIDTHS[j], self.m.levels[j]
-        _, g_lo = split_halves(self.G, width)
+        self._g_hi, g_lo = split_halves(self.G, width)
         return torch.cat([to_bytes(self.P ^ lvl.a, width), to_bytes(g_lo ^ lvl.b, width // 2)])
 
     def receive(self, messages: Sequence[torch.Tensor]) -> torch.Tensor | None:
@@ -182,8 +204,9 @@ class ComparisonParty(PartyProtocol):
         d = from_bytes(opened[:split], width, self.n)  # P ^ a
         f = from_bytes(opened[split:], width // 2, self.n)  # G_lo ^ b
         d_hi, d_lo = split_halves(d, width)
-        a_hi, a_lo = split_halves(lvl.a, width)
-        g_hi, _ = split_halves(self.G, width)
+        a_hi, a_lo = self._a_halves or split_halves(lvl.a, width)
+        g_hi, self._a_halves, self._g_hi = self._g_hi, None, None
+        assert g_hi is not None  # set by the level's message
         pg = (d_hi & lvl.b) ^ (f & a_hi) ^ lvl.c_pg
         if self.is_first:
             pg ^= d_hi & f

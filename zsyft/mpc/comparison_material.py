@@ -26,7 +26,7 @@ import torch
 
 from .bitops import permute_bits, split_halves
 from .prg import OpId, Prg
-from .provider import DealerStreams, PartyStreams
+from .provider import Correction, DealerStreams, PartyStreams
 from .ring import INT64_MAX, top_bit
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "ComparisonMaterial",
     "ComparisonSpec",
     "LevelMaterial",
+    "PartyComparisonMaterial",
     "comparison_spec",
     "deal_comparison",
     "deal_comparisons",
@@ -184,6 +185,62 @@ def deal_comparisons(
     return d.corrections()
 
 
+class PartyComparisonMaterial:
+    """A party's comparison material, derived in two steps: at once the masks its first
+    message needs (``r``, and ``mask`` when the result multiplies another tensor), and the
+    rest on :meth:`complete`, which a party calls while the first messages travel (the last
+    party first needs the provider's correction there, so it may be a function that waits
+    for it)."""
+
+    def __init__(
+        self,
+        prg: Prg,
+        op_id: OpId,
+        party_index: int,
+        n_parties: int,
+        name: str,
+        shape: Sequence[int],
+        correction: Correction | None = None,
+    ) -> None:
+        self.spec = comparison_spec(name)
+        self.flat = (_numel(shape),)
+        self._src = PartyStreams(prg, op_id, party_index, n_parties, correction)
+        self.r = self._src.random_arith("cmp.r", self.flat)
+        self.mask = (self._src.random_arith("cmp.mask", self.flat)
+                     if self.spec.multiply == "other" else None)
+        self._complete: ComparisonMaterial | None = None
+
+    def complete(self) -> ComparisonMaterial:
+        """All of the material (derived on the first call)."""
+        if self._complete is None:
+            self._complete = self._derive_rest()
+        return self._complete
+
+    def _derive_rest(self) -> ComparisonMaterial:
+        src, spec, flat = self._src, self.spec, self.flat
+        t_bit = src.random_xor("cmp.t_bit", flat, 1)
+        t = src.arith("cmp.t", flat)
+        product = src.arith("cmp.product", flat) if spec.multiply != "none" else None
+        r_bits = src.xor("cmp.r_bits", flat, 64)
+        r_pairs = src.xor("cmp.r_pairs", flat, 32)
+        levels = []
+        for j, width in enumerate(LEVEL_WIDTHS):
+            a = src.random_xor(f"cmp.l{j}.a", flat, width)
+            b = src.random_xor(f"cmp.l{j}.b", flat, width // 2)
+            c_pg = src.xor(f"cmp.l{j}.c_pg", flat, width // 2)
+            c_pp = None
+            if j < len(LEVEL_WIDTHS) - 1 or spec.zero_test:
+                c_pp = src.xor(f"cmp.l{j}.c_pp", flat, width // 2)
+            levels.append(LevelMaterial(a, b, c_pg, c_pp))
+        zero = None
+        if spec.zero_test:
+            zero = (src.xor("cmp.z1", flat, 1), src.xor("cmp.z2", flat, 1),
+                    src.xor("cmp.z3", flat, 1))
+        src.finish()
+        return ComparisonMaterial(self.r, r_bits, r_pairs, tuple(levels), zero, t_bit, t,
+                                  self.mask, product)
+
+
 def party_comparison(
     prg: Prg,
     op_id: OpId,
@@ -194,31 +251,5 @@ def party_comparison(
     correction: torch.Tensor | None = None,
 ) -> ComparisonMaterial:
     """Party ``party_index``'s comparison material; the last party passes the correction."""
-    spec = comparison_spec(name)
-    flat = (_numel(shape),)
-    src = PartyStreams(prg, op_id, party_index, n_parties, correction)
-    r = src.random_arith("cmp.r", flat)
-    t_bit = src.random_xor("cmp.t_bit", flat, 1)
-    t = src.arith("cmp.t", flat)
-    mask = product = None
-    if spec.multiply == "input":
-        product = src.arith("cmp.product", flat)
-    elif spec.multiply == "other":
-        mask = src.random_arith("cmp.mask", flat)
-        product = src.arith("cmp.product", flat)
-    r_bits = src.xor("cmp.r_bits", flat, 64)
-    r_pairs = src.xor("cmp.r_pairs", flat, 32)
-    levels = []
-    for j, width in enumerate(LEVEL_WIDTHS):
-        a = src.random_xor(f"cmp.l{j}.a", flat, width)
-        b = src.random_xor(f"cmp.l{j}.b", flat, width // 2)
-        c_pg = src.xor(f"cmp.l{j}.c_pg", flat, width // 2)
-        c_pp = None
-        if j < len(LEVEL_WIDTHS) - 1 or spec.zero_test:
-            c_pp = src.xor(f"cmp.l{j}.c_pp", flat, width // 2)
-        levels.append(LevelMaterial(a, b, c_pg, c_pp))
-    zero = None
-    if spec.zero_test:
-        zero = (src.xor("cmp.z1", flat, 1), src.xor("cmp.z2", flat, 1), src.xor("cmp.z3", flat, 1))
-    src.finish()
-    return ComparisonMaterial(r, r_bits, r_pairs, tuple(levels), zero, t_bit, t, mask, product)
+    return PartyComparisonMaterial(
+        prg, op_id, party_index, n_parties, name, shape, correction).complete()

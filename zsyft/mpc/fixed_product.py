@@ -44,6 +44,7 @@ from .provider import (
     DealerStreams,
     PartyStreams,
     Shape,
+    TruncationMaterial,
     batched_bilinear,
     bilinear_output_shape,
     check_divisor,
@@ -112,12 +113,18 @@ def fixed_product_party(
     a = src.random_arith("triple.a", x_i.shape)
     b = src.random_arith("triple.b", y_i.shape)
     beaver = BeaverParty(kind, party_index, n_parties, x_i, y_i, BeaverTriple(a, b, None))
+    drawn: list[TruncationMaterial] = []
+
+    def draw_truncation_mask() -> None:  # while the Beaver round's messages travel
+        if not drawn:
+            drawn.append(take_truncation(src, bilinear_output_shape(kind, a.shape, b.shape),
+                                         divisor))
 
     def truncate(product: torch.Tensor) -> PartyProtocol:
-        material = take_truncation(src, product.shape, divisor)
-        return TruncationParty(party_index, n_parties, product, material, divisor)
+        draw_truncation_mask()
+        return TruncationParty(party_index, n_parties, product, drawn[0], divisor)
 
-    return Sequential(beaver, truncate)
+    return Sequential(beaver, truncate, draw_truncation_mask)
 
 
 def run_local_fixed_product(

@@ -80,6 +80,13 @@ class PartyProtocol(ABC):
         Returns the next message to broadcast, or ``None`` once the output is ready.
         """
 
+    def prepare(self) -> None:
+        """Do now what the next :meth:`receive` needs and no other party's message does
+        (deriving material, splitting masks). A runtime calls it once its message is on
+        the way: the work then overlaps the other parties' and the network's, instead of
+        following the round's last message. Optional: `receive` does what was not done."""
+        return None
+
     def output(self) -> torch.Tensor:
         """This party's share of the result (available after the last round)."""
         if self._output is None:
@@ -100,14 +107,23 @@ class Sequential(PartyProtocol):
     """
 
     def __init__(
-        self, first: PartyProtocol, then: Callable[[torch.Tensor], PartyProtocol]
+        self,
+        first: PartyProtocol,
+        then: Callable[[torch.Tensor], PartyProtocol],
+        prepare_then: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(first.party_index, first.n_parties)
         self.current = first
         self._then: Callable[[torch.Tensor], PartyProtocol] | None = then
+        self._prepare_then = prepare_then  # what `then` needs that its input does not
 
     def first_message(self) -> torch.Tensor:
         return self.current.first_message()
+
+    def prepare(self) -> None:
+        self.current.prepare()
+        if self._then is not None and self._prepare_then is not None:
+            self._prepare_then()
 
     def receive(self, messages: Sequence[torch.Tensor]) -> torch.Tensor | None:
         message = self.current.receive(messages)
@@ -140,6 +156,8 @@ def run_local(
     while True:
         if transcript is not None:
             transcript.rounds.append(list(messages))
+        for p in parties:  # as a runtime does while the messages travel
+            p.prepare()
         nxt = [p.receive(messages) for p in parties]
         done = [m is None for m in nxt]
         if all(done):

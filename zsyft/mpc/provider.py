@@ -428,20 +428,21 @@ class TruncationMaterial:
             raise ValueError("give either r_div and r_top, or late (a function returning both)")
         self.r, self._r_div, self._r_top, self._late = r, r_div, r_top, late
 
-    def _arrive(self) -> None:
+    def arrive(self) -> None:
+        """Take ``r_div`` and ``r_top`` now (waiting for a late correction)."""
         if self._late is not None:
             self._r_div, self._r_top = self._late()
             self._late = None
 
     @property
     def r_div(self) -> torch.Tensor:
-        self._arrive()
+        self.arrive()
         assert self._r_div is not None
         return self._r_div
 
     @property
     def r_top(self) -> torch.Tensor:
-        self._arrive()
+        self.arrive()
         assert self._r_top is not None
         return self._r_top
 

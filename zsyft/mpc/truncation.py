@@ -132,6 +132,9 @@ class TruncationParty(PartyProtocol):
             c_i += self.shift
         return c_i
 
+    def prepare(self) -> None:
+        self.material.arrive()  # the last party's correction, the others' seeded shares
+
     def receive(self, messages: Sequence[torch.Tensor]) -> None:
         self._check_messages(messages)
         c = open_sum(messages)

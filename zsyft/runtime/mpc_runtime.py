@@ -364,6 +364,7 @@ class MpcRuntime:
                 if j != me:
                     frames = encode(Kind.MPC_MSG, 0, [session_id, op_id, round_no, me, message])
                     self.link(peer).send(frames)
+            party.prepare()  # while the other parties' messages are on their way
             messages = [
                 message if j == me else self.wait_for(
                     (session_id, op_id), ("msg", round_no, j), self.link(peer),

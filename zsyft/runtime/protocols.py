@@ -16,7 +16,11 @@ import torch
 
 from zsyft.mpc.beaver import BeaverParty
 from zsyft.mpc.comparison import ComparisonParty
-from zsyft.mpc.comparison_material import COMPARISONS, deal_comparisons, party_comparison
+from zsyft.mpc.comparison_material import (
+    COMPARISONS,
+    PartyComparisonMaterial,
+    deal_comparisons,
+)
 from zsyft.mpc.convolution import Convolution
 from zsyft.mpc.fixed_product import deal_fixed_products, fixed_product_party
 from zsyft.mpc.prg import Prg
@@ -58,11 +62,6 @@ Deal = Callable[[list[Prg], list[bytes], Any], list[torch.Tensor]]
 # A party's side; the last party's `correction` is a function that waits for the provider's
 # material, so a protocol can start on its seeded parts before the material has arrived.
 MakeParty = Callable[[Prg, bytes, int, int, Sequence[torch.Tensor], Any, Any], PartyProtocol]
-
-
-def _now(correction: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
-    """The provider's correction (waiting for it), for protocols that need it at once."""
-    return correction() if correction is not None else None
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,8 @@ def _comparison(name: str) -> Protocol:
         return deal_comparisons(prgs, op_ids, name, shape_param(p, "shape"))
 
     def party(prg, op_id, i, n, inputs, p, correction):  # type: ignore[no-untyped-def]
-        material = party_comparison(prg, op_id, i, n, name, shape_param(p, "shape"),
-                                    _now(correction))
+        material = PartyComparisonMaterial(prg, op_id, i, n, name, shape_param(p, "shape"),
+                                           correction)  # the rest, once the first message is out
         return ComparisonParty(name, i, n, list(inputs), material)
 
     spec = COMPARISONS[name]
