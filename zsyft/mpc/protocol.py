@@ -31,16 +31,16 @@ __all__ = ["PartyProtocol", "Sequential", "Transcript", "open_sum", "open_xor", 
 
 def open_sum(messages: Sequence[torch.Tensor]) -> torch.Tensor:
     """Reconstruct an additively shared value from all parties' messages (mod 2^64)."""
-    out = messages[0].clone()
-    for m in messages[1:]:
+    out = messages[0] + messages[1]  # a new tensor: no message is changed
+    for m in messages[2:]:
         out += m
     return out
 
 
 def open_xor(messages: Sequence[torch.Tensor]) -> torch.Tensor:
     """Reconstruct an XOR-shared value from all parties' messages."""
-    out = messages[0].clone()
-    for m in messages[1:]:
+    out = messages[0] ^ messages[1]
+    for m in messages[2:]:
         out ^= m
     return out
 

@@ -97,8 +97,7 @@ class _Encoder:
             if tensor.dtype not in _DTYPE_CODE:
                 raise ProtocolError(f"dtype {tensor.dtype} cannot be sent")
             self.buffers.append(tensor_buffer(tensor))
-            meta = msgpack.packb([len(self.buffers), _DTYPE_CODE[tensor.dtype], list(tensor.shape)])
-            return msgpack.ExtType(_EXT_TENSOR, meta)
+            return _tensor_ext(len(self.buffers), _DTYPE_CODE[tensor.dtype], tensor.shape)
         if isinstance(obj, torch.dtype):
             return msgpack.ExtType(_EXT_DTYPE, bytes([_DTYPE_CODE[obj]]))
         if isinstance(obj, torch.device):
@@ -110,6 +109,13 @@ class _Encoder:
         if isinstance(obj, complex):
             return msgpack.ExtType(_EXT_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
         raise ProtocolError(f"cannot serialize a value of type {type(obj).__name__}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _tensor_ext(index: int, dtype_code: int, shape: torch.Size) -> msgpack.ExtType:
+    """A tensor's descriptor `[buffer index, dtype code, shape]` (a protocol's messages repeat
+    a few of them)."""
+    return msgpack.ExtType(_EXT_TENSOR, msgpack.packb([index, dtype_code, list(shape)]))
 
 
 _spare = threading.local()  # .encoder: this thread's `_Encoder` when not in use
@@ -165,20 +171,9 @@ class _Decoder:
         raise ProtocolError(f"unknown extension code {code}")
 
     def _tensor(self, data: bytes) -> torch.Tensor:
-        meta = msgpack.unpackb(data, max_array_len=64, max_map_len=0, max_str_len=0)
-        if not (isinstance(meta, list) and len(meta) == 3 and isinstance(meta[2], list)):
-            raise ProtocolError("tensor descriptor must be [buffer, dtype, shape]")
-        index, dtype_code, shape = meta
-        if not (isinstance(index, int) and 1 <= index <= len(self.buffers)):
+        index, dtype, shape, numel = _tensor_descriptor(data)
+        if index > len(self.buffers):
             raise ProtocolError(f"tensor refers to missing buffer frame {index}")
-        if not (isinstance(dtype_code, int) and 0 <= dtype_code < len(DTYPES)):
-            raise ProtocolError(f"unknown dtype code {dtype_code}")
-        if not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise ProtocolError(f"invalid tensor shape {shape}")
-        dtype = DTYPES[dtype_code]
-        numel = 1
-        for n in shape:
-            numel *= n
         if numel > self.limits.max_tensor_numel:
             raise ProtocolError(f"tensor of {numel} elements exceeds the limit")
         buffer = self.buffers[index - 1]
@@ -200,6 +195,26 @@ class _Decoder:
                 raw = raw.clone()  # misaligned for this dtype: one copy
             flat = raw.view(dtype)
         return flat if len(shape) == 1 else flat.reshape(shape)  # 1-d: already its shape
+
+
+@functools.lru_cache(maxsize=1024)
+def _tensor_descriptor(data: bytes) -> tuple[int, torch.dtype, tuple[int, ...], int]:
+    """A tensor descriptor's (buffer index >= 1, dtype, shape, element count), checked (the
+    checks that depend on the message, its frames and limits, are the caller's)."""
+    meta = msgpack.unpackb(data, max_array_len=64, max_map_len=0, max_str_len=0)
+    if not (isinstance(meta, list) and len(meta) == 3 and isinstance(meta[2], list)):
+        raise ProtocolError("tensor descriptor must be [buffer, dtype, shape]")
+    index, dtype_code, shape = meta
+    if not (type(index) is int and index >= 1):
+        raise ProtocolError(f"tensor refers to missing buffer frame {index}")
+    if not (type(dtype_code) is int and 0 <= dtype_code < len(DTYPES)):
+        raise ProtocolError(f"unknown dtype code {dtype_code}")
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise ProtocolError(f"invalid tensor shape {shape}")
+    numel = 1
+    for n in shape:
+        numel *= n
+    return index, DTYPES[dtype_code], tuple(shape), numel
 
 
 # Bytes that may open a msgpack container (fixmap, fixarray, array16/32, map16/32). A header
