@@ -791,3 +791,26 @@ def test_products_of_empty_shared_tensors_repeat(bob, alice, james):
     for _ in range(4):
         assert (x * x).get().float_precision().shape == (0, 2)
         assert (x @ x.t()).get().float_precision().shape == (0, 0)
+
+
+def test_results_of_protocol_ops_can_be_written_into(bob, alice, james):
+    """Parties compute protocol ops without autograd bookkeeping; what they store is an
+    ordinary tensor, which later in-place ops (an optimizer's step, a gradient accumulated,
+    zero_grad(set_to_none=False)) may change."""
+    x = torch.tensor([1.5, -2.0, 3.0]).fix_precision().share(bob, alice, crypto_provider=james)
+    y = torch.tensor([2.0, 0.5, -1.0]).fix_precision().share(bob, alice, crypto_provider=james)
+    for z, expected in [(x * y, [3.0, -1.0, -3.0]), (torch.relu(x), [1.5, 0.0, 3.0]),
+                        (x @ y, -1.0), (x / 4, [0.375, -0.5, 0.75])]:
+        z.add_(torch.ones_like(z))  # every party writes into its share (party 0 adds the 1)
+        z.mul_(2)
+        torch.testing.assert_close(
+            z.get().float_precision(), (torch.tensor(expected) + 1) * 2, atol=0.02, rtol=0)
+    w = nn.Linear(3, 1).fix_precision().share(bob, alice, crypto_provider=james,
+                                              requires_grad=True)
+    opt = torch.optim.SGD(w.parameters(), lr=0.1).fix_precision()
+    for _ in range(2):
+        opt.zero_grad(set_to_none=False)  # zeroes the gradients' shares in place
+        w(x.unsqueeze(0)).sum().backward()
+        opt.step()
+    assert w.weight.grad is not None
+    del w, opt

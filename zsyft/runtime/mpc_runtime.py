@@ -177,7 +177,8 @@ class MpcRuntime:
                         f"{waiting_on.peer} did not send {what} in time", worker=waiting_on.peer
                     )
             if poll_awake(poller, awake, 100):
-                self.worker.serve_one()
+                with torch.inference_mode(False):  # other messages get torch's usual mode
+                    self.worker.serve_one()
         return box.pop(entry)
 
     # -- provider role --------------------------------------------------------------------
@@ -214,7 +215,8 @@ class MpcRuntime:
             raise LookupError("unknown session: set up the crypto provider first")
         parties, prgs = self.provider_sessions[session]
         spec = protocol(body[2])
-        corrections = spec.deal(prgs, ids, body[3])  # the whole batch at once
+        with torch.inference_mode():  # see `run`
+            corrections = spec.deal(prgs, ids, body[3])  # the whole batch at once
         material = [session, ids, corrections] if isinstance(body[1], list) else [
             session, ids[0], corrections[0]]
         self.link(parties[-1]).send(encode(Kind.MATERIAL, 0, material))
@@ -313,7 +315,14 @@ class MpcRuntime:
                     raise FailedInput(value.error)  # an input is the result of a failed op
             if not all(isinstance(v, torch.Tensor) and v.dtype == torch.int64 for v in values):
                 raise TypeError(f"{name} runs on int64 shares")
-            self._run_party(session, session_id, op_id, spec, name, values, outputs, params)
+            # No autograd bookkeeping on the protocol's many small ops (a fifth to a third
+            # of their cost); the outputs are stored as normal tensors, which later in-place
+            # ops (SGD's step, gradient accumulation) may change.
+            with torch.inference_mode():
+                shares = self._run_party(session, session_id, op_id, spec, name, values,
+                                         params)
+            for object_id, share in zip(outputs, shares, strict=True):
+                self.worker.store.put(object_id, share.clone())
         except Exception as exc:
             self._abort(session, session_id, op_id, exc)
             raise
@@ -347,8 +356,9 @@ class MpcRuntime:
 
     def _run_party(
         self, session: PartySession, session_id: bytes, op_id: bytes, spec: Any, name: str,
-        values: list[torch.Tensor], outputs: list[bytes], params: Any,
-    ) -> None:
+        values: list[torch.Tensor], params: Any,
+    ) -> list[torch.Tensor]:
+        """This party's side of the protocol's rounds; its output shares."""
         n, me = len(session.parties), session.index
         correction = None
         if me == n - 1:  # awaited when the protocol first needs it, not before it can start
@@ -373,8 +383,7 @@ class MpcRuntime:
                 for j, peer in enumerate(session.parties)
             ]
             message, round_no = party.receive(messages), round_no + 1
-        for object_id, share in zip(outputs, party.outputs(), strict=True):
-            self.worker.store.put(object_id, share)
+        return party.outputs()
 
     def close(self) -> None:
         for link in self.links.values():
