@@ -167,12 +167,6 @@ class DealerStreams:
             return [torch.empty(0, dtype=torch.uint8) for _ in self.op_ids]
         return list(joined.unbind(0))  # int64 corrections: rows of whole int64s, aligned
 
-    def correction(self) -> torch.Tensor:
-        """The one op's corrections (a dealer for a single op)."""
-        if self.ops != 1:
-            raise ValueError(f"this dealer serves {self.ops} ops: take their corrections()")
-        return self.corrections()[0]
-
 
 class PartyStreams:
     """Party side: its seeded shares, or (last party) the matching pieces of the correction."""
