@@ -96,3 +96,6 @@ def test_call_remote_gives_what_torch_dispatch_gives_and_keeps_autograd(ann):
     w = torch.ones(3, requires_grad=True).send(ann)
     call_remote(aten.mul.Tensor, w, 2.0).sum().backward()  # under autograd: torch's own way
     assert torch.equal(w.grad.get(), torch.full((3,), 2.0))
+    v = torch.ones(2, requires_grad=True).send(ann)  # ... also inside a list of tensors
+    call_remote(aten.cat.default, [v, v]).sum().backward()
+    assert torch.equal(v.grad.get(), torch.full((2,), 2.0))

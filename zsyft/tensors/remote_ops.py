@@ -180,13 +180,16 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
 _DECOMPOSED: dict[Any, bool] = {}  # op -> whether torch decomposes it before a subclass sees it
 
 
-def _holds_pointer(args: tuple) -> bool:
+def _pointers_outside_autograd(args: tuple) -> bool:
+    """Whether `args` hold a pointer and no tensor in them (lists too) requires grad."""
+    found = False
     for arg in args:
-        if isinstance(arg, PointerTensor):
-            return True
-        if isinstance(arg, list | tuple) and any(isinstance(a, PointerTensor) for a in arg):
-            return True
-    return False
+        for item in arg if isinstance(arg, list | tuple) else (arg,):
+            if isinstance(item, torch.Tensor):
+                if item.requires_grad:
+                    return False
+                found = found or isinstance(item, PointerTensor)
+    return found
 
 
 def call_remote(func: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
@@ -199,9 +202,7 @@ def call_remote(func: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
     if decomposed is None:
         decomposed = _DECOMPOSED[func] = torch._C._dispatch_has_kernel_for_dispatch_key(
             func.name(), "CompositeImplicitAutograd")
-    if decomposed or not _holds_pointer(args) or any(
-        isinstance(a, torch.Tensor) and a.requires_grad for a in args
-    ):
+    if decomposed or not _pointers_outside_autograd(args):
         return func(*args, **kwargs)
     return run_remote(func, args, kwargs)
 
