@@ -63,17 +63,38 @@ Correction = torch.Tensor | Callable[[], torch.Tensor]
 start on the seeded parts of an op before the correction has arrived)."""
 
 
-def _bits(prg: Prg, op_id: OpId, purpose: str, shape: Shape, width: int) -> torch.Tensor:
-    """Uniform ``width``-bit words from a party's stream (dtype per width)."""
-    if width >= 8:
-        return prg.tensor(op_id, purpose, shape, dtype_for_width(width))
-    # Narrow words are drawn packed (8 // width per byte), then unpacked.
+def _count(shape: Shape) -> int:
     numel = 1
     for d in shape:
         numel *= int(d)
-    raw = prg.tensor(op_id, purpose, (packed_nbytes(numel, width),), torch.uint8)
-    words = from_bytes(raw, width, numel)
-    return words if len(shape) == 1 else words.reshape(tuple(shape))
+    return numel
+
+
+def _words(
+    prg: Prg, op_ids: Sequence[OpId], purpose: str, numel: int, width: int
+) -> torch.Tensor:
+    """Uniform ``width``-bit words (dtype per width) from a party's streams of ``op_ids``:
+    ``numel`` of them per op, one op after another, flat. Narrow words are drawn packed
+    (8 // width per byte, each op's stream whole bytes), then unpacked."""
+    nbytes = packed_nbytes(numel, width)
+    if len(op_ids) == 1:  # a party's own draw: its stream as it comes
+        data = bytearray(prg.random_bytes(op_ids[0], purpose, nbytes))
+    else:
+        data = bytearray().join([prg.random_bytes(op, purpose, nbytes) for op in op_ids])
+    if not data:
+        return torch.empty(0, dtype=dtype_for_width(width))
+    if width >= 8:  # whole words: the ops' streams, one after another, are the words
+        return torch.frombuffer(data, dtype=dtype_for_width(width))
+    raw = torch.frombuffer(data, dtype=torch.uint8)
+    if len(op_ids) == 1:
+        return from_bytes(raw, width, numel)
+    return from_byte_rows(raw.view(len(op_ids), nbytes), width, numel).reshape(-1)
+
+
+def _bits(prg: Prg, op_id: OpId, purpose: str, shape: Shape, width: int) -> torch.Tensor:
+    """Uniform ``width``-bit words of ``shape`` from a party's stream of one op."""
+    words = _words(prg, (op_id,), purpose, _count(shape), width)
+    return words if len(shape) == 1 else words.reshape(tuple(int(d) for d in shape))
 
 
 def as_prgs(prgs: Sequence[Prg | bytes]) -> list[Prg]:
@@ -114,19 +135,7 @@ class DealerStreams:
 
     def _draw(self, prg: Prg, purpose: str, shape: Shape, width: int) -> torch.Tensor:
         """One party's seeded ``width``-bit words of every op, op after op (flat)."""
-        numel = 1
-        for d in shape:
-            numel *= int(d)
-        nbytes = packed_nbytes(numel, width)
-        data = bytearray().join([prg.random_bytes(op, purpose, nbytes) for op in self.op_ids])
-        if not data:
-            return torch.empty(0, dtype=dtype_for_width(width))
-        if width >= 8:  # whole words: the ops' streams, one after another, are the words
-            return torch.frombuffer(data, dtype=dtype_for_width(width))
-        raw = torch.frombuffer(data, dtype=torch.uint8)
-        if self.ops == 1:
-            return from_bytes(raw, width, numel)
-        return from_byte_rows(raw.view(self.ops, nbytes), width, numel).reshape(-1)
+        return _words(prg, self.op_ids, purpose, _count(shape), width)
 
     def random_arith(self, purpose: str, shape: Shape) -> torch.Tensor:
         """The value defined by the parties' seeded additive shares."""
