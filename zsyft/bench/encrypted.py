@@ -36,11 +36,12 @@ BEAVER_MIN = 16.0  # B per element one party sends for a Beaver mul: eps and del
 TRUNCATION_MIN = 8.0  # B per element one party sends for a truncation
 
 
-def cost(protocol: str, minimum: float | None = None) -> str:
-    """`protocol`'s rounds and bytes per party per element, with the ratio to `minimum`."""
+def cost(protocol: str, minimum: float | None = None, numel: int = 64) -> str:
+    """`protocol`'s rounds and bytes per party per element on tensors of `numel` elements
+    (a comparison's borrow tree depends on it), with the ratio to `minimum`."""
     from zsyft.mpc.costs import protocol_cost
 
-    found = protocol_cost(protocol)
+    found = protocol_cost(protocol, numel)
     sent = found.bytes_per_party(len(PARTIES))
     rounds = f"{found.rounds} round{'s' if found.rounds != 1 else ''}"
     text = f"{protocol} {rounds}, {sent:g} B/element per party"
@@ -49,12 +50,15 @@ def cost(protocol: str, minimum: float | None = None) -> str:
     return text
 
 
-TRAINING_COSTS = (
-    f"protocols: {cost('fixed_mul', BEAVER_MIN + TRUNCATION_MIN)} for * and @ (per output "
-    f"element; @ sends {cost('matmul', BEAVER_MIN / 2)} of its operands instead of the mul's "
-    f"16 B, then truncates), {cost('relu_with_mask')} (ReLU keeping its mask [x > 0]), its "
-    f"backward {cost('mul')} (the gradient times the kept mask)"
-)
+def training_costs(relu_numel: int) -> str:
+    """The protocols of a training step whose ReLU takes `relu_numel` elements."""
+    return (
+        f"protocols: {cost('fixed_mul', BEAVER_MIN + TRUNCATION_MIN)} for * and @ (per "
+        f"output element; @ sends {cost('matmul', BEAVER_MIN / 2)} of its operands instead of "
+        f"the mul's 16 B, then truncates), {cost('relu_with_mask', numel=relu_numel)} (ReLU "
+        f"keeping its mask [x > 0], on {relu_numel:,} elements), its backward {cost('mul')} "
+        "(the gradient times the kept mask)"
+    )
 
 
 class EncryptedCase(Case):
@@ -211,9 +215,10 @@ class EncryptedRelu(EncryptedCase):
     def what(self) -> str:
         from zsyft.mpc.costs import protocol_cost
 
-        sent = protocol_cost("relu").bytes_per_party(len(PARTIES))
+        sent = protocol_cost("relu", self.NUMEL).bytes_per_party(len(PARTIES))
         return (
-            f"z = F.relu(x); bob.sync(); alice.sync(); {cost('relu')} (no minimum stated for "
+            f"z = F.relu(x); bob.sync(); alice.sync(); {cost('relu', numel=self.NUMEL)} (no "
+            "minimum stated for "
             f"comparisons: {sent / BEAVER_MIN:.2f}x one Beaver mul's {BEAVER_MIN:g} B); "
             "no baseline"
         )
@@ -315,7 +320,7 @@ class Part12Loop(EncryptedTraining):
         return (
             "examples/12: Net 2-2-1, 4 samples, SGD lr 0.1, 20 x (zero_grad, forward, "
             "((pred - target)**2).sum(), backward, step, loss.get().float_precision()); "
-            f"{TRAINING_COSTS}; no baseline"
+            f"{training_costs(4 * 2)}; no baseline"
         )
 
 
@@ -341,5 +346,5 @@ class MlpStep(EncryptedTraining):
     def what(self) -> str:
         return (
             f"zero_grad, forward, ((pred - target)**2).sum(), backward, SGD step (lr "
-            f"{self.lr:g}); bob.sync(); alice.sync(); {TRAINING_COSTS}; no baseline"
+            f"{self.lr:g}); bob.sync(); alice.sync(); {training_costs(64 * 128)}; no baseline"
         )

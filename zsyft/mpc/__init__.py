@@ -12,8 +12,9 @@ Modules: :mod:`.prg` (CSPRNG), :mod:`.ring` (Z/2^64 helpers), :mod:`.encoding`
 :mod:`.provider` and :mod:`.comparison_material` (dealt correlated randomness),
 :mod:`.beaver` (multiplication), :mod:`.convolution` (convolutions as Beaver kinds),
 :mod:`.fixed_product` (a product and its truncation as one op), :mod:`.truncation` (division
-by a public divisor), :mod:`.comparison` (comparison, ReLU), :mod:`.costs` (rounds and
-bytes), :mod:`.bitops` (bit-sliced helpers).
+by a public divisor), :mod:`.comparison` (comparison, ReLU) with its borrow circuits
+:mod:`.borrow_tree` and :mod:`.lookahead`, :mod:`.costs` (rounds and bytes), :mod:`.bitops`
+(bit-sliced helpers).
 """
 
 from .beaver import (

@@ -1,33 +1,25 @@
 """Secure comparison, ReLU and ReLU backward on additively shared int64 values.
 
-Protocol: dealer-assisted *masked comparison* with a *carry-lookahead borrow circuit* on
-XOR shares.  The input is opened under a uniform mask as in Rabbit (Makri, Rotaru,
+Protocol: dealer-assisted *masked comparison* with a *borrow-lookahead circuit* on XOR
+shares.  The input is opened under a uniform mask as in Rabbit (Makri, Rotaru,
 Vercauteren, Wouters, "Rabbit: Efficient Comparison for Secure Multi-Party Computation",
 FC 2021); the remaining comparison between the public masked value and the XOR-shared
-mask bits is a parallel-prefix borrow computation (the generate/propagate operator of
-Kogge-Stone / carry-lookahead adders) evaluated with dealt boolean Beaver triples, as in
-ABY (Demmler, Schneider, Zohner, NDSS 2015) and CrypTen (Knott et al., NeurIPS 2021).
-Results are exact for every 64-bit input: there is no statistical slack and no failure
-probability.
+mask is a parallel-prefix borrow computation (the generate/propagate operator of
+Kogge-Stone / carry-lookahead adders) evaluated with dealt masks and mask products, the
+boolean Beaver triples of ABY (Demmler, Schneider, Zohner, NDSS 2015) and CrypTen (Knott
+et al., NeurIPS 2021) generalised to four groups per round for small tensors
+(:mod:`.borrow_tree`).  Results are exact for every 64-bit input: there is no statistical
+slack and no failure probability.
 
 Sign of ``v`` in Z/2^64 (``v = x``, or ``v = x - y`` for binary comparisons): with
 ``c = v + r`` public, ``v = c - r`` and
 
     msb(v) = c_63 XOR r_63 XOR [c mod 2^63 < r mod 2^63]
 
-(the bracket is the borrow into bit 63 of ``c - r``).  The borrow is the group-generate
-bit of the 63-bit subtraction, with per-bit generate ``g = ~c & r`` and propagate
-``p = ~(c XOR r)`` (both linear in the XOR shares of ``r`` since ``c`` is public), and
-groups combine as ``(G, P) = (G_hi ^ (P_hi & G_lo), P_hi & P_lo)`` (``G`` and ``P`` of
-a group are never both 1, so OR is XOR).  Only the top group is needed, so the circuit is a
-binary tree rather than a full prefix: in the bit-reversal layout of
-:func:`~zsyft.mpc.bitops.permute_bits` each level combines the high half of a word with
-its low half, halving the word width (64 -> 32 -> ... -> 1).  The first level is local
-thanks to dealt shares of ``R_hi & R_lo``; the other five cost one round each.  The same
-tree yields the group-propagate bit ``[c mod 2^63 == r mod 2^63]``; combined with bit 63
-(via dealt products with ``r_63``, no extra round) it gives ``[v == 0]`` exactly, hence
-``[v > 0] = NOT msb(v) XOR [v == 0]`` - correct even for ``v = INT64_MIN``, where the
-usual ``msb(-v)`` is wrong.
+(the bracket is the borrow into bit 63 of ``c - r``, the borrow tree's output).  The tree
+also yields ``[c mod 2^63 == r mod 2^63]`` and its product with ``r_63``, hence
+``[v == 0]`` exactly and ``[v > 0] = NOT msb(v) XOR [v == 0]`` - correct even for
+``v = INT64_MIN``, where the usual ``msb(-v)`` is wrong.
 """
 
 from __future__ import annotations
@@ -36,23 +28,25 @@ from collections.abc import Sequence
 
 import torch
 
-from .bitops import from_bytes, packed_nbytes, permute_bits, split_halves, to_bytes
+from .bitops import from_bytes, packed_nbytes, to_bytes
+from .borrow_tree import BorrowTree
 from .comparison_material import (
-    LEVEL_WIDTHS,
     ComparisonMaterial,
     PartyComparisonMaterial,
     comparison_spec,
     deal_comparison,
     party_comparison,
+    tree_for,
 )
 from .prg import OpId, Prg
 from .protocol import PartyProtocol, Transcript, open_sum, open_xor, run_local
 from .provider import as_prgs
-from .ring import INT64_MAX, check_int64, top_bit
+from .ring import check_int64, top_bit
 
 __all__ = [
     "ComparisonParty",
     "comparison_message_bytes",
+    "comparison_rounds",
     "run_local_comparison",
     "run_local_gt",
     "run_local_lt",
@@ -61,7 +55,12 @@ __all__ = [
     "run_local_relu_backward",
 ]
 
-_LAST = len(LEVEL_WIDTHS) - 1
+
+def comparison_rounds(numel: int) -> int:
+    """Rounds of a comparison on ``numel`` elements: the opening of ``c``, the borrow
+    tree's (2 up to `~.comparison_material.RADIX_FOUR_MAX` elements, else 5), the final
+    opening."""
+    return 2 + tree_for(numel).rounds
 
 
 class ComparisonParty(PartyProtocol):
@@ -76,29 +75,26 @@ class ComparisonParty(PartyProtocol):
     Steps (every message is broadcast to the other ``n - 1`` parties):
 
     1. Open ``c = v + r`` (int64; for ``relu_backward`` also ``eps = grad - m``):
-       8 (16) bytes per element.  Locally: ``C = permute_bits(c)``, per-bit ``g``/``p``
-       and the first tree level (64 -> 32 bits) from the dealt ``R_hi & R_lo``.
-    2. - 6. One AND level per round for word widths W = 32, 16, 8, 4, 2: broadcast
-       ``P XOR a`` (W bits) and ``G_lo XOR b`` (W/2 bits); both ANDs of the level
-       (``P_hi & G_lo`` and ``P_hi & P_lo``) reuse these two openings.  Bytes per
-       element: 6, 3, 1.5, 0.75, 0.375 (narrow words are bit-packed).
-    7. With the XOR-shared result bit ``s``, open ``e = s XOR t`` for the dealt random bit
+       8 (16) bytes per element; the borrow tree's first level is local.
+    2. The borrow tree's interactive levels, one round each: two radix-4 levels of 4 and
+       1 bytes per element up to 4096 elements, else five AND levels of 6, 3, 1.5, 0.75
+       and 0.375 bytes (:mod:`.borrow_tree`).
+    3. With the XOR-shared result bit ``s``, open ``e = s XOR t`` for the dealt random bit
        ``t`` (1 bit per element).  Then ``[s] = e + (1 - 2e) [t]`` arithmetically, and
        a product with a shared ``y`` is ``e [y] + (1 - 2e) [y t]`` where ``[y t]`` comes
        from the round-1 opening: ``c [t] - [r t]`` for ReLU (``y = v``: the comparison
        mask doubles as Beaver mask), ``eps [t] + [m t]`` otherwise.
 
-    Cost: 7 rounds; per element and per other party 19.75 bytes (``ltz``, ``lt``,
-    ``relu`` ...) or 27.75 bytes (``relu_backward``, which also opens ``eps``).  ReLU needs
-    no separate Beaver round.  Provider: 28-36 bytes per element to the last party.
+    Cost: 4 rounds and 13.125 bytes per element and per other party (``ltz``, ``lt``,
+    ``relu`` ...; 21.125 for ``relu_backward``, which also opens ``eps``) up to 4096
+    elements, else 7 rounds and 19.75 (27.75) bytes.  ReLU needs no separate Beaver
+    round.  Provider: :func:`zsyft.mpc.costs.comparison_correction_bytes`.
 
     Security (semi-honest parties, non-colluding provider): every opened value is a secret
-    XORed or added with a fresh uniform mask that no party knows (``r``, the level masks
-    ``a``/``b``, ``t``, ``m``), so each party's view is uniform and independent of the
-    inputs; all other operations are local.
+    XORed or added with a fresh uniform mask that no party knows (``r``, the tree's level
+    masks, ``t``, ``m``), so each party's view is uniform and independent of the inputs;
+    all other operations are local.
     """
-
-    rounds = 2 + len(LEVEL_WIDTHS)
 
     def __init__(
         self,
@@ -126,12 +122,12 @@ class ComparisonParty(PartyProtocol):
         self.n = self.v.numel()
         if material.r.numel() != self.n:
             raise ValueError("material was dealt for a different number of elements")
+        self.rounds = comparison_rounds(self.n)
         self._first = material  # r and mask, for the first message
         self._m = material if isinstance(material, ComparisonMaterial) else None
+        self._tree: BorrowTree | None = None
         self._stage = 0
         self._mask: torch.Tensor | None = None
-        self._a_halves: tuple[torch.Tensor, torch.Tensor] | None = None  # this level's mask
-        self._g_hi: torch.Tensor | None = None  # high half of G, split for the level message
 
     @property
     def m(self) -> ComparisonMaterial:
@@ -140,6 +136,14 @@ class ComparisonParty(PartyProtocol):
             assert isinstance(self._first, PartyComparisonMaterial)
             self._m = self._first.complete()
         return self._m
+
+    @property
+    def tree(self) -> BorrowTree:
+        """This party's borrow tree (built with the rest of the material)."""
+        if self._tree is None:
+            self._tree = tree_for(self.n)(self.m.tree, self.n, self.is_first,
+                                          self.spec.zero_test)
+        return self._tree
 
     # ---------------------------------------------------------------- messages
     def first_message(self) -> torch.Tensor:
@@ -150,19 +154,10 @@ class ComparisonParty(PartyProtocol):
         return torch.cat([c_i, self.y - self._first.mask])
 
     def prepare(self) -> None:
-        """The rest of the material once the first message is out; before an AND level, the
-        halves of its mask (neither depends on the coming messages)."""
-        level = self._stage - 1
-        if 0 <= level < len(LEVEL_WIDTHS):
-            if self._a_halves is None:
-                self._a_halves = split_halves(self.m.levels[level].a, LEVEL_WIDTHS[level])
-        else:
-            self.m  # noqa: B018 - derives the material now
-
-    def _level_message(self, j: int) -> torch.Tensor:
-        width, lvl = LEVEL_WIDTHS[j], self.m.levels[j]
-        self._g_hi, g_lo = split_halves(self.G, width)
-        return torch.cat([to_bytes(self.P ^ lvl.a, width), to_bytes(g_lo ^ lvl.b, width // 2)])
+        """The rest of the material once the first message is out, and the borrow tree's
+        work for its coming level (none of it depends on the coming messages)."""
+        if self._stage <= self.tree.rounds:
+            self.tree.prepare()
 
     def receive(self, messages: Sequence[torch.Tensor]) -> torch.Tensor | None:
         self._check_messages(messages)
@@ -170,73 +165,33 @@ class ComparisonParty(PartyProtocol):
         if stage == 0:
             opened = open_sum(messages)
             self.c, self.eps = opened[: self.n], opened[self.n :]
-            self._first_level()
-            return self._level_message(0)
-        if stage <= len(LEVEL_WIDTHS):
-            self._and_level(stage - 1, open_xor(messages))
-            if stage - 1 < _LAST:
-                return self._level_message(stage)
+            return self.tree.start(self.c)
+        if stage <= self.tree.rounds:
+            message = self.tree.step(open_xor(messages))
+            if message is not None:
+                return message
             return to_bytes(self._result_bit() ^ self.m.t_bit, 1)
-        if stage == len(LEVEL_WIDTHS) + 1:
+        if stage == self.tree.rounds + 1:
             self._finish(from_bytes(open_xor(messages), 1, self.n).to(torch.bool))
             return None
         raise RuntimeError("comparison already finished")
 
     # ---------------------------------------------------------------- local steps
-    def _first_level(self) -> None:
-        """Level 64 -> 32, local: pairs (2k+1, 2k) sit at (k+32, k) after permute_bits."""
-        public = permute_bits(self.c) & INT64_MAX  # bit 63 cleared: neutral (g=0, p=1)
-        n_hi, n_lo = split_halves(~public, 64)
-        r_hi, r_lo = split_halves(self.m.r_bits & INT64_MAX, 64)
-        nr = n_hi & r_lo
-        q = self.m.r_pairs  # shares of R_hi & R_lo
-        # G = g_hi ^ p_hi g_lo with g = ~c r, p = ~c ^ r:  p_hi g_lo = n_lo (n_hi r_lo ^ r_hi r_lo)
-        self.G = (n_hi & r_hi) ^ (n_lo & (nr ^ q))
-        # P = p_hi p_lo = n_hi n_lo ^ n_hi r_lo ^ r_hi n_lo ^ r_hi r_lo
-        self.P = nr ^ (n_lo & r_hi) ^ q
-        if self.is_first:
-            self.P ^= n_hi & n_lo
-
-    def _and_level(self, j: int, opened: torch.Tensor) -> None:
-        """Boolean Beaver ANDs ``P_hi & G_lo`` and ``P_hi & P_lo`` from the opened masks."""
-        width, lvl = LEVEL_WIDTHS[j], self.m.levels[j]
-        split = packed_nbytes(self.n, width)
-        d = from_bytes(opened[:split], width, self.n)  # P ^ a
-        f = from_bytes(opened[split:], width // 2, self.n)  # G_lo ^ b
-        d_hi, d_lo = split_halves(d, width)
-        a_hi, a_lo = self._a_halves or split_halves(lvl.a, width)
-        g_hi, self._a_halves, self._g_hi = self._g_hi, None, None
-        assert g_hi is not None  # set by the level's message
-        pg = (d_hi & lvl.b) ^ (f & a_hi) ^ lvl.c_pg
-        if self.is_first:
-            pg ^= d_hi & f
-        self.G = g_hi ^ pg
-        if lvl.c_pp is not None:
-            pp = (d_hi & a_lo) ^ (d_lo & a_hi) ^ lvl.c_pp
-            if self.is_first:
-                pp ^= d_hi & d_lo
-            self.P = pp
-        if j == _LAST:
-            self._d_last = (d_hi, d_lo)
-
     def _result_bit(self) -> torch.Tensor:
         """XOR share of the predicate bit (uint8 0/1 per element)."""
-        r63 = top_bit(self.m.r_bits).to(torch.uint8)
+        tree = self.tree
+        r63 = tree.r63
         c63 = top_bit(self.c).to(torch.uint8)
         first = 1 if self.is_first else 0
-        msb = self.G ^ r63 ^ (c63 if self.is_first else 0)
+        msb = tree.generate ^ r63 ^ (c63 if self.is_first else 0)
         pred = self.spec.predicate
         if pred == "ltz":
             return msb
         if pred == "gez":
             return msb ^ first
-        # [v == 0] = [low 63 bits equal] & (~c63 ^ r63); the product with the dealt r63
-        # uses the last level's openings: (d_hi^a_hi)(d_lo^a_lo) r63.
-        assert self.m.zero is not None
-        z1, z2, z3 = self.m.zero
-        d_hi, d_lo = self._d_last
-        eq_r63 = (d_hi & d_lo & r63) ^ (d_hi & z1) ^ (d_lo & z2) ^ z3
-        zero = ((c63 ^ 1) & self.P) ^ eq_r63
+        # [v == 0] = [low 63 bits equal] & (~c63 ^ r63) = P ~c63 ^ P r63
+        assert tree.propagate is not None and tree.zero_product is not None
+        zero = ((c63 ^ 1) & tree.propagate) ^ tree.zero_product
         if pred == "eqz":
             return zero
         if pred == "gtz":
@@ -284,8 +239,7 @@ def comparison_message_bytes(name: str, numel: int) -> list[int]:
     """Bytes each party sends to each other party in every round, for ``numel`` elements."""
     spec = comparison_spec(name)
     first = 8 * numel * (2 if spec.multiply == "other" else 1)
-    levels = [packed_nbytes(numel, w) + packed_nbytes(numel, w // 2) for w in LEVEL_WIDTHS]
-    return [first, *levels, packed_nbytes(numel, 1)]
+    return [first, *tree_for(numel).message_bytes(numel), packed_nbytes(numel, 1)]
 
 
 def run_local_comparison(

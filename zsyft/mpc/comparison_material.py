@@ -4,17 +4,11 @@ For an input ``x`` (n elements) the provider deals, using the seed mechanism of
 :mod:`zsyft.mpc.provider` (one flat uint8 correction tensor for the last party):
 
 * ``r``: a uniform mask in Z/2^64, additively shared (purely seeded, free);
-* XOR shares of ``R = permute_bits(r)`` (the bit-reversal layout of :mod:`bitops`), and of
-  ``R_hi & R_lo`` (halves of ``R`` with bit 63 cleared) so that the first carry-lookahead
-  level is evaluated without interaction;
-* for each of the five interactive AND levels (word widths 32, 16, 8, 4, 2): seeded masks
-  ``a`` (for the propagate word) and ``b`` (for the low half of the generate word) and
-  shares of the boolean Beaver products ``a_hi & b`` and ``a_hi & a_lo``;
-* for predicates that need ``[x == 0]``: shares of ``a_lo & r63``, ``a_hi & r63`` and
-  ``a_hi & a_lo & r63`` at the last level (products with a dealt bit need no opening);
 * a random bit ``t``, XOR-shared (seeded) and additively shared (corrected), for the final
   bit-to-arithmetic conversion, plus ``r * t`` (ReLU) or a mask ``m`` and ``m * t`` (when
-  the bit multiplies another shared tensor).
+  the bit multiplies another shared tensor);
+* the material of the borrow tree that compares the opened ``c = x + r`` with ``r``
+  (:mod:`.borrow_tree`; which tree follows from the number of elements: `tree_for`).
 """
 
 from __future__ import annotations
@@ -24,26 +18,34 @@ from dataclasses import dataclass
 
 import torch
 
-from .bitops import permute_bits, split_halves
+from .binary_tree import BinaryMaterial, BinaryTree
+from .borrow_tree import BorrowTree
+from .lookahead import RadixFourMaterial, RadixFourTree
 from .prg import OpId, Prg
 from .provider import Correction, DealerStreams, PartyStreams
-from .ring import INT64_MAX, top_bit
 
 __all__ = [
     "COMPARISONS",
-    "LEVEL_WIDTHS",
+    "RADIX_FOUR_MAX",
     "ComparisonMaterial",
     "ComparisonSpec",
-    "LevelMaterial",
     "PartyComparisonMaterial",
     "comparison_spec",
     "deal_comparison",
     "deal_comparisons",
     "party_comparison",
+    "tree_for",
 ]
 
-LEVEL_WIDTHS = (32, 16, 8, 4, 2)
-"""Word widths entering the interactive AND levels (the 64 -> 32 level is local)."""
+RADIX_FOUR_MAX = 4096
+"""Comparisons on up to this many elements use the radix-4 borrow tree (4 rounds instead of
+7); larger ones the binary tree, whose work and material per element are about half."""
+
+
+def tree_for(numel: int) -> type[BorrowTree]:
+    """The borrow tree of a comparison on ``numel`` elements (the provider and every party
+    derive it from the public shape)."""
+    return RadixFourTree if numel <= RADIX_FOUR_MAX else BinaryTree
 
 
 @dataclass(frozen=True)
@@ -110,25 +112,14 @@ def comparison_spec(name: str) -> ComparisonSpec:
         ) from None
 
 
-@dataclass(frozen=True)
-class LevelMaterial:
-    """One AND level: masks ``a`` (width W), ``b`` (W/2) and shares of the products."""
-
-    a: torch.Tensor
-    b: torch.Tensor
-    c_pg: torch.Tensor
-    c_pp: torch.Tensor | None
-
 
 @dataclass(frozen=True)
 class ComparisonMaterial:
-    """One party's flat (1-D) shares of the comparison material described above."""
+    """One party's shares of the comparison material described above (``tree``: the
+    material of its borrow tree)."""
 
     r: torch.Tensor
-    r_bits: torch.Tensor
-    r_pairs: torch.Tensor
-    levels: tuple[LevelMaterial, ...]
-    zero: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+    tree: RadixFourMaterial | BinaryMaterial
     t_bit: torch.Tensor
     t: torch.Tensor
     mask: torch.Tensor | None
@@ -155,33 +146,16 @@ def deal_comparisons(
     """`deal_comparison` for several ops of the same shape, dealt together (all the material
     is elementwise: the batch is dealt as one long tensor)."""
     spec = comparison_spec(name)
-    flat = (_numel(shape),)
+    n = _numel(shape)
     d = DealerStreams(prgs, op_ids)
-    r = d.random_arith("cmp.r", flat)
-    t = d.random_xor("cmp.t_bit", flat, 1).to(torch.int64)
+    r = d.random_arith("cmp.r", (n,))
+    t = d.random_xor("cmp.t_bit", (n,), 1).to(torch.int64)
     d.arith("cmp.t", t)
     if spec.multiply == "input":
         d.arith("cmp.product", r * t)
     elif spec.multiply == "other":
-        d.arith("cmp.product", d.random_arith("cmp.mask", flat) * t)
-    bits = permute_bits(r)
-    d.xor("cmp.r_bits", bits, 64)
-    hi, lo = split_halves(bits & INT64_MAX, 64)
-    d.xor("cmp.r_pairs", hi & lo, 32)
-    a_hi = a_lo = None
-    for j, width in enumerate(LEVEL_WIDTHS):
-        a = d.random_xor(f"cmp.l{j}.a", flat, width)
-        b = d.random_xor(f"cmp.l{j}.b", flat, width // 2)
-        a_hi, a_lo = split_halves(a, width)
-        d.xor(f"cmp.l{j}.c_pg", a_hi & b, width // 2)
-        if j < len(LEVEL_WIDTHS) - 1 or spec.zero_test:
-            d.xor(f"cmp.l{j}.c_pp", a_hi & a_lo, width // 2)
-    if spec.zero_test:
-        assert a_hi is not None and a_lo is not None
-        r63 = top_bit(bits).to(torch.uint8)  # bit 63 is a fixed point of permute_bits
-        d.xor("cmp.z1", a_lo & r63, 1)
-        d.xor("cmp.z2", a_hi & r63, 1)
-        d.xor("cmp.z3", a_hi & a_lo & r63, 1)
+        d.arith("cmp.product", d.random_arith("cmp.mask", (n,)) * t)
+    tree_for(n).deal(d, r, spec.zero_test)
     return d.corrections()
 
 
@@ -203,10 +177,10 @@ class PartyComparisonMaterial:
         correction: Correction | None = None,
     ) -> None:
         self.spec = comparison_spec(name)
-        self.flat = (_numel(shape),)
+        self.n = _numel(shape)
         self._src = PartyStreams(prg, op_id, party_index, n_parties, correction)
-        self.r = self._src.random_arith("cmp.r", self.flat)
-        self.mask = (self._src.random_arith("cmp.mask", self.flat)
+        self.r = self._src.random_arith("cmp.r", (self.n,))
+        self.mask = (self._src.random_arith("cmp.mask", (self.n,))
                      if self.spec.multiply == "other" else None)
         self._complete: ComparisonMaterial | None = None
 
@@ -217,28 +191,13 @@ class PartyComparisonMaterial:
         return self._complete
 
     def _derive_rest(self) -> ComparisonMaterial:
-        src, spec, flat = self._src, self.spec, self.flat
-        t_bit = src.random_xor("cmp.t_bit", flat, 1)
-        t = src.arith("cmp.t", flat)
-        product = src.arith("cmp.product", flat) if spec.multiply != "none" else None
-        r_bits = src.xor("cmp.r_bits", flat, 64)
-        r_pairs = src.xor("cmp.r_pairs", flat, 32)
-        levels = []
-        for j, width in enumerate(LEVEL_WIDTHS):
-            a = src.random_xor(f"cmp.l{j}.a", flat, width)
-            b = src.random_xor(f"cmp.l{j}.b", flat, width // 2)
-            c_pg = src.xor(f"cmp.l{j}.c_pg", flat, width // 2)
-            c_pp = None
-            if j < len(LEVEL_WIDTHS) - 1 or spec.zero_test:
-                c_pp = src.xor(f"cmp.l{j}.c_pp", flat, width // 2)
-            levels.append(LevelMaterial(a, b, c_pg, c_pp))
-        zero = None
-        if spec.zero_test:
-            zero = (src.xor("cmp.z1", flat, 1), src.xor("cmp.z2", flat, 1),
-                    src.xor("cmp.z3", flat, 1))
+        src, spec, n = self._src, self.spec, self.n
+        t_bit = src.random_xor("cmp.t_bit", (n,), 1)
+        t = src.arith("cmp.t", (n,))
+        product = src.arith("cmp.product", (n,)) if spec.multiply != "none" else None
+        tree = tree_for(n).take(src, n, spec.zero_test)
         src.finish()
-        return ComparisonMaterial(self.r, r_bits, r_pairs, tuple(levels), zero, t_bit, t,
-                                  self.mask, product)
+        return ComparisonMaterial(self.r, tree, t_bit, t, self.mask, product)
 
 
 def party_comparison(

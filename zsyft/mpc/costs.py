@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bitops import packed_nbytes
 from .comparison import comparison_message_bytes
-from .comparison_material import COMPARISONS, LEVEL_WIDTHS, comparison_spec
+from .comparison_material import COMPARISONS, RADIX_FOUR_MAX, comparison_spec, tree_for
 from .truncation import truncation_message_bytes
 
 __all__ = [
@@ -49,17 +48,13 @@ def comparison_correction_bytes(name: str, numel: int) -> int:
     """Size of the provider's correction for comparison ``name`` on ``numel`` elements."""
     spec = comparison_spec(name)
     total = 8 * numel * (1 + (spec.multiply != "none"))  # [t], and [r t] or [m t]
-    total += 8 * numel + 4 * numel  # XOR shares of permuted r and of its half products
-    for j, width in enumerate(LEVEL_WIDTHS):
-        products = 2 if j < len(LEVEL_WIDTHS) - 1 or spec.zero_test else 1
-        total += products * packed_nbytes(numel, width // 2)
-    if spec.zero_test:
-        total += 3 * packed_nbytes(numel, 1)
-    return total
+    return total + tree_for(numel).correction_bytes(numel, spec.zero_test)
 
 
-def protocol_costs() -> dict[str, ProtocolCost]:
-    """Costs of all protocols, keyed by name."""
+def protocol_costs(numel: int = _SAMPLE) -> dict[str, ProtocolCost]:
+    """Costs of all protocols, keyed by name, for tensors of about ``numel`` elements (the
+    comparisons' borrow tree depends on it)."""
+    sample = _SAMPLE if numel <= RADIX_FOUR_MAX else RADIX_FOUR_MAX + _SAMPLE
     costs = {
         "mul": ProtocolCost("mul", 1, 16.0, 8.0, "output element (operands of equal shape)"),
         "matmul": ProtocolCost(
@@ -73,20 +68,21 @@ def protocol_costs() -> dict[str, ProtocolCost]:
         ),
     }
     for name in COMPARISONS:
-        sent = comparison_message_bytes(name, _SAMPLE)
+        sent = comparison_message_bytes(name, sample)
         costs[name] = ProtocolCost(
             name,
             len(sent),
-            sum(sent) / _SAMPLE,
-            comparison_correction_bytes(name, _SAMPLE) / _SAMPLE,
+            sum(sent) / sample,
+            comparison_correction_bytes(name, sample) / sample,
             "element",
         )
     return costs
 
 
-def protocol_cost(protocol: str) -> ProtocolCost:
-    """Cost of one protocol (``mul``, ``matmul``, ``truncation``, ``fixed_mul``, ``relu`` ...)."""
-    costs = protocol_costs()
+def protocol_cost(protocol: str, numel: int = _SAMPLE) -> ProtocolCost:
+    """Cost of one protocol (``mul``, ``matmul``, ``truncation``, ``fixed_mul``, ``relu`` ...)
+    on tensors of about ``numel`` elements."""
+    costs = protocol_costs(numel)
     try:
         return costs[protocol]
     except KeyError:

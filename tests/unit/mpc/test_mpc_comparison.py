@@ -23,6 +23,8 @@ from zsyft.mpc import (
     run_local_relu_backward,
     share,
 )
+from zsyft.mpc.comparison import comparison_rounds
+from zsyft.mpc.comparison_material import RADIX_FOUR_MAX
 from zsyft.mpc.ring import INT64_MAX, INT64_MIN
 
 EDGES = [0, 1, -1, 2, -2, INT64_MIN, INT64_MAX, INT64_MIN + 1, INT64_MAX - 1]
@@ -45,9 +47,20 @@ def _values(n_random: int) -> torch.Tensor:
     return torch.cat([torch.tensor(EDGES), rand, small, torch.tensor(EDGES) ^ INT64_MIN])
 
 
+TREES = pytest.mark.parametrize("small", [True, False], ids=["radix4", "binary"])
+"""Each protocol test runs on a tensor small enough for the radix-4 borrow tree and on one
+large enough for the binary tree."""
+
+
+def _size(small: bool, large: int) -> int:
+    return min(large, 3000) if small else max(large, RADIX_FOUR_MAX + 100)
+
+
+@TREES
 @pytest.mark.parametrize("name", sorted(PREDICATES))
-def test_unary_predicates_exact_on_edges(prgs: list[Prg], name: str) -> None:
-    x = _values(2000)
+def test_unary_predicates_exact_on_edges(prgs: list[Prg], name: str, small: bool) -> None:
+    x = _values(_size(small, 5000))
+    assert (x.numel() <= RADIX_FOUR_MAX) == small
     z = reconstruct(run_local_comparison(name, [share(x, len(prgs))], prgs, name))
     assert torch.equal(z, PREDICATES[name](x).to(torch.int64))
 
@@ -58,17 +71,21 @@ def test_ltz_random_100k(prgs2: list[Prg]) -> None:
     assert torch.equal(z, (x < 0).to(torch.int64))
 
 
-def test_relu_matches_plaintext(prgs: list[Prg]) -> None:
+@TREES
+def test_relu_matches_plaintext(prgs: list[Prg], small: bool) -> None:
     n = len(prgs)
-    x = _values(100_000)
+    x = _values(_size(small, 100_000))
     z = reconstruct(run_local_relu(share(x, n), prgs, b"relu"))
     assert torch.equal(z, torch.relu(x))
     assert torch.equal(z, torch.where(x >= 0, x, 0))
 
 
-def test_relu_with_mask_outputs_relu_and_the_mask_its_backward_needs(prgs: list[Prg]) -> None:
+@TREES
+def test_relu_with_mask_outputs_relu_and_the_mask_its_backward_needs(
+    prgs: list[Prg], small: bool
+) -> None:
     n = len(prgs)
-    x = _values(5000)
+    x = _values(_size(small, 5000))
     xs = share(x, n)
     correction = deal_comparison(prgs, b"m", "relu_with_mask", x.shape)
     parties = [
@@ -84,9 +101,10 @@ def test_relu_with_mask_outputs_relu_and_the_mask_its_backward_needs(prgs: list[
     assert COMPARISONS["relu"].outputs == 1 and COMPARISONS["relu_with_mask"].outputs == 2
 
 
-def test_relu_backward_threshold_semantics(prgs: list[Prg]) -> None:
+@TREES
+def test_relu_backward_threshold_semantics(prgs: list[Prg], small: bool) -> None:
     n = len(prgs)
-    x = _values(20_000)
+    x = _values(_size(small, 20_000))
     grad = torch.randint(INT64_MIN, INT64_MAX, x.shape)
     z = reconstruct(run_local_relu_backward(share(grad, n), share(x, n), prgs, 7))
     expected = torch.ops.aten.threshold_backward(grad, x, 0)
@@ -105,12 +123,13 @@ def test_relu_backward_on_float_grads_through_torch(prgs2: list[Prg]) -> None:
     assert torch.equal(z, (xf.grad * 1000).round().to(torch.int64))
 
 
+@TREES
 @pytest.mark.parametrize("name", ["lt", "gt", "le", "ge", "eq"])
-def test_binary_comparisons(prgs: list[Prg], name: str) -> None:
-    n = len(prgs)
+def test_binary_comparisons(prgs: list[Prg], name: str, small: bool) -> None:
+    n, numel = len(prgs), _size(small, 5000)
     gen = torch.Generator().manual_seed(3)
-    x = torch.randint(-(1 << 61), 1 << 61, (5000,), generator=gen)
-    y = torch.randint(-(1 << 61), 1 << 61, (5000,), generator=gen)
+    x = torch.randint(-(1 << 61), 1 << 61, (numel,), generator=gen)
+    y = torch.randint(-(1 << 61), 1 << 61, (numel,), generator=gen)
     y[:1000] = x[:1000]  # ties
     y[1000:1100] = x[1000:1100] + 1
     z = reconstruct(run_local_comparison(name, [share(x, n), share(y, n)], prgs, name))
@@ -131,7 +150,7 @@ def test_named_helpers_and_shapes(prgs2: list[Prg]) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(COMPARISONS))
-@pytest.mark.parametrize("numel", [1, 13, 64])
+@pytest.mark.parametrize("numel", [1, 13, 64, RADIX_FOUR_MAX, RADIX_FOUR_MAX + 13])
 def test_message_sizes_match_transcript(prgs2: list[Prg], name: str, numel: int) -> None:
     arity = COMPARISONS[name].arity
     inputs = [share(torch.randint(-9, 9, (numel,)), 2) for _ in range(arity)]
@@ -139,7 +158,7 @@ def test_message_sizes_match_transcript(prgs2: list[Prg], name: str, numel: int)
     run_local_comparison(name, inputs, prgs2, name, transcript)
     sizes = [r[0].numel() * r[0].element_size() for r in transcript.rounds]
     assert sizes == comparison_message_bytes(name, numel)
-    assert len(sizes) == 7
+    assert len(sizes) == comparison_rounds(numel) == (4 if numel <= RADIX_FOUR_MAX else 7)
 
 
 def test_wrong_arity_is_rejected(prgs2: list[Prg]) -> None:

@@ -20,6 +20,7 @@ from zsyft.mpc import (
     run_local_truncation,
     share,
 )
+from zsyft.mpc.comparison_material import RADIX_FOUR_MAX
 
 NUMEL = 64
 
@@ -33,9 +34,12 @@ def test_headline_numbers() -> None:
     assert protocol_cost("truncation").rounds == 1
     assert protocol_cost("fixed_mul").rounds == 2
     relu = protocol_cost("relu")
-    assert (relu.rounds, relu.bytes_per_element) == (7, 19.75)
-    assert relu.bytes_per_party(3) == 2 * 19.75
-    assert protocol_cost("relu_backward").bytes_per_element == 27.75
+    assert (relu.rounds, relu.bytes_per_element) == (4, 13.125)
+    assert relu.bytes_per_party(3) == 2 * 13.125
+    assert protocol_cost("relu_backward").bytes_per_element == 21.125
+    big = protocol_cost("relu", numel=100_000)  # the binary borrow tree
+    assert (big.rounds, big.bytes_per_element) == (7, 19.75)
+    assert protocol_cost("relu_backward", numel=100_000).bytes_per_element == 27.75
     with pytest.raises(ValueError):
         protocol_cost("sort")
 
@@ -56,17 +60,23 @@ def test_costs_match_transcripts(prgs2: list[Prg]) -> None:
     assert (len(t.rounds), _per_element(t)) == (cost.rounds, cost.bytes_per_element)
     assert deal_truncation(prgs2, 2, (NUMEL,), 1000).numel() * 8 / NUMEL == 16.0
 
+
+
+@pytest.mark.parametrize("numel", [NUMEL, RADIX_FOUR_MAX + NUMEL], ids=["radix4", "binary"])
+def test_comparison_costs_match_transcripts(prgs2: list[Prg], numel: int) -> None:
+    costs = protocol_costs(numel)
+    xs = share(torch.randint(-100, 100, (numel,)), 2)
     for name, spec in COMPARISONS.items():
         t = Transcript()
         run_local_comparison(name, [xs] * spec.arity, prgs2, name, t)
         cost = costs[name]
-        assert (len(t.rounds), _per_element(t)) == (cost.rounds, cost.bytes_per_element)
-        dealt = deal_comparison(prgs2, name, name, (NUMEL,)).numel()
-        assert dealt == comparison_correction_bytes(name, NUMEL)
-        assert dealt / NUMEL == cost.provider_bytes_per_element
+        assert (len(t.rounds), t.bytes_sent(0) / numel) == (cost.rounds, cost.bytes_per_element)
+        dealt = deal_comparison(prgs2, name, name, (numel,)).numel()
+        assert dealt == comparison_correction_bytes(name, numel)
+        assert dealt / numel == cost.provider_bytes_per_element
 
 
-@pytest.mark.parametrize("numel", [1, 9, 1000])
+@pytest.mark.parametrize("numel", [1, 9, 1000, RADIX_FOUR_MAX, RADIX_FOUR_MAX + 9])
 def test_correction_size_formula_for_any_length(prgs2: list[Prg], numel: int) -> None:
     for name in ("ltz", "relu", "relu_backward", "eq"):
         dealt = deal_comparison(prgs2, 0, name, (numel,)).numel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 import torch
 
 from zsyft.mpc import (
@@ -33,6 +34,8 @@ from zsyft.mpc import (
     run_local_truncation,
     share,
 )
+from zsyft.mpc.comparison import comparison_rounds
+from zsyft.mpc.comparison_material import RADIX_FOUR_MAX
 from zsyft.mpc.fixed_product import run_local_fixed_product
 
 N = 1 << 16
@@ -144,33 +147,43 @@ def test_fixed_product_openings(prgs2: list[Prg]) -> None:
     assert_uniform_and_secret_independent([_fixed_product_views(prgs2, s) for s in SECRETS])
 
 
-def _comparison_views(prgs: list[Prg], name: str, secret: int) -> list[torch.Tensor]:
-    inputs = [share(torch.full((N,), secret), 2)]
-    if name == "relu_backward":
-        inputs.insert(0, share(torch.full((N,), 7 * secret + 1), 2))
-    transcript = Transcript()
-    run_local_comparison(name, inputs, prgs, name, transcript)
-    assert len(transcript.rounds) == 7
-    return views(transcript, {0})
+def _comparison_views(
+    prgs: list[Prg], name: str, secret: int, numel: int
+) -> list[torch.Tensor]:
+    """Per round, the views of N elements compared in ops of ``numel`` elements (which
+    picks the borrow tree)."""
+    per_op = []
+    for k in range(N // numel):
+        inputs = [share(torch.full((numel,), secret), 2)]
+        if name == "relu_backward":
+            inputs.insert(0, share(torch.full((numel,), 7 * secret + 1), 2))
+        transcript = Transcript()
+        run_local_comparison(name, inputs, prgs, f"{name}.{k}", transcript)
+        assert len(transcript.rounds) == comparison_rounds(numel)
+        per_op.append(views(transcript, {0}))
+    return [torch.cat(round_views) for round_views in zip(*per_op, strict=True)]
 
 
-def test_comparison_openings_all_rounds(prgs2: list[Prg]) -> None:
+@pytest.mark.parametrize("numel", [RADIX_FOUR_MAX, N], ids=["radix4", "binary"])
+def test_comparison_openings_all_rounds(prgs2: list[Prg], numel: int) -> None:
     for name in ("relu", "relu_with_mask", "relu_backward", "eqz"):
-        assert_uniform_and_secret_independent([_comparison_views(prgs2, name, s) for s in SECRETS])
+        assert_uniform_and_secret_independent(
+            [_comparison_views(prgs2, name, s, numel) for s in SECRETS])
 
 
-def test_comparison_without_masks_is_detected(prgs2: list[Prg]) -> None:
-    xs = share(torch.zeros(N, dtype=torch.int64), 2)
-    corr = deal_comparison(prgs2, 1, "relu", (N,))
-    mats = [party_comparison(prgs2[i], 1, i, 2, "relu", (N,), corr if i else None) for i in (0, 1)]
+@pytest.mark.parametrize("numel", [RADIX_FOUR_MAX, N], ids=["radix4", "binary"])
+def test_comparison_without_masks_is_detected(prgs2: list[Prg], numel: int) -> None:
+    xs = share(torch.zeros(numel, dtype=torch.int64), 2)
+    corr = deal_comparison(prgs2, 1, "relu", (numel,))
+    mats = [party_comparison(prgs2[i], 1, i, 2, "relu", (numel,), corr if i else None)
+            for i in (0, 1)]
     mats = [
         dataclasses.replace(
             m,
             r=torch.zeros_like(m.r),
-            levels=tuple(
-                dataclasses.replace(lv, a=torch.zeros_like(lv.a), b=torch.zeros_like(lv.b))
-                for lv in m.levels
-            ),
+            tree=dataclasses.replace(m.tree, levels=tuple(
+                (torch.zeros_like(a), torch.zeros_like(b), *rest) for a, b, *rest in m.tree.levels
+            )),
         )
         for m in mats
     ]

@@ -20,8 +20,10 @@ from zsyft.mpc import (
     unsigned_floordiv,
 )
 from zsyft.mpc.beaver import BeaverParty
+from zsyft.mpc.binary_tree import LEVEL_WIDTHS
 from zsyft.mpc.bitops import permute_bits, split_halves
-from zsyft.mpc.comparison_material import COMPARISONS, LEVEL_WIDTHS
+from zsyft.mpc.comparison_material import COMPARISONS, RADIX_FOUR_MAX
+from zsyft.mpc.lookahead import LEVEL_GROUPS, level_plans
 from zsyft.mpc.protocol import run_local
 from zsyft.mpc.ring import INT64_MAX, top_bit
 
@@ -70,8 +72,11 @@ def test_truncation_material_is_consistent(prgs: list[Prg], divisor: int) -> Non
 
 
 @pytest.mark.parametrize("name", sorted(COMPARISONS))
-def test_comparison_material_is_consistent(prgs: list[Prg], name: str) -> None:
-    n, shape = len(prgs), (3, 37)
+@pytest.mark.parametrize("shape", [(3, 37), (RADIX_FOUR_MAX + 3,)], ids=["radix4", "binary"])
+def test_comparison_material_is_consistent(
+    prgs: list[Prg], name: str, shape: tuple[int, ...]
+) -> None:
+    n = len(prgs)
     corr = deal_comparison(prgs, b"cmp", name, shape)
     assert corr.dtype == torch.uint8 and corr.dim() == 1
     mats = [
@@ -79,30 +84,56 @@ def test_comparison_material_is_consistent(prgs: list[Prg], name: str) -> None:
         for i in range(n)
     ]
     r = reconstruct([m.r for m in mats])
-    bits = permute_bits(r)
-    assert torch.equal(_xor([m.r_bits for m in mats]), bits)
-    hi, lo = split_halves(bits & INT64_MAX, 64)
-    assert torch.equal(_xor([m.r_pairs for m in mats]), hi & lo)
     t = _xor([m.t_bit for m in mats]).to(torch.int64)
     assert set(t.tolist()) <= {0, 1}
     assert torch.equal(_sum([m.t for m in mats]), t)
-    for j, width in enumerate(LEVEL_WIDTHS):
-        a = _xor([m.levels[j].a for m in mats])
-        b = _xor([m.levels[j].b for m in mats])
-        a_hi, a_lo = split_halves(a, width)
-        assert torch.equal(_xor([m.levels[j].c_pg for m in mats]), a_hi & b)
-        if mats[0].levels[j].c_pp is not None:
-            assert torch.equal(_xor([m.levels[j].c_pp for m in mats]), a_hi & a_lo)
     spec = COMPARISONS[name]
     if spec.multiply == "input":
         assert torch.equal(_sum([m.product for m in mats]), r * t)
     if spec.multiply == "other":
         mask = reconstruct([m.mask for m in mats])
         assert torch.equal(_sum([m.product for m in mats]), mask * t)
-    if spec.zero_test:
+    trees = [m.tree for m in mats]
+    if len(r) <= RADIX_FOUR_MAX:
+        _check_radix_four(trees, r, spec.zero_test)
+    else:
+        _check_binary(trees, r, spec.zero_test)
+
+
+def _check_radix_four(trees: list, r: torch.Tensor, zero_test: bool) -> None:
+    chunk = ((r & INT64_MAX).reshape(-1, 1) >> torch.arange(0, 64, 4)) & 15  # top: 3 bits
+    below = _xor([m.below for m in trees]).to(torch.int64) & 0xFFFF
+    assert torch.equal(below, (1 << chunk) - 1)
+    r63 = top_bit(r).to(torch.uint8)
+    assert torch.equal(_xor([m.r63 for m in trees]), r63)
+    for j, (groups, plan) in enumerate(zip(LEVEL_GROUPS, level_plans(zero_test), strict=True)):
+        a = _xor([m.levels[j][0] for m in trees]).to(torch.int64)
+        b = _xor([m.levels[j][1] for m in trees]).to(torch.int64)
+        assert a.shape == b.shape == (len(r), groups) and int(a.max()) < 16 > int(b.max())
+        bits = torch.cat([(a.unsqueeze(-1) >> torch.arange(4)) & 1,
+                          (b.unsqueeze(-1) >> torch.arange(4)) & 1,
+                          r63.view(-1, 1, 1).expand(-1, groups, 1)], dim=-1)  # by variable
+        products = _xor([m.levels[j][2] for m in trees]).to(torch.int64)
+        for k, subset in enumerate(plan.products):  # bit k: a product of masks
+            assert torch.equal((products >> k) & 1, bits[..., list(subset)].amin(dim=-1))
+
+
+def _check_binary(trees: list, r: torch.Tensor, zero_test: bool) -> None:
+    bits = permute_bits(r)
+    assert torch.equal(_xor([m.r_bits for m in trees]), bits)
+    hi, lo = split_halves(bits & INT64_MAX, 64)
+    assert torch.equal(_xor([m.r_pairs for m in trees]), hi & lo)
+    for j, width in enumerate(LEVEL_WIDTHS):
+        a, b, c_pg, c_pp = (_xor([m.levels[j][k] for m in trees]) if trees[0].levels[j][k]
+                            is not None else None for k in range(4))
+        a_hi, a_lo = split_halves(a, width)
+        assert torch.equal(c_pg, a_hi & b)
+        if c_pp is not None:
+            assert torch.equal(c_pp, a_hi & a_lo)
+    if zero_test:
         r63 = top_bit(bits).to(torch.uint8)
-        z1, z2, z3 = (_xor([m.zero[k] for m in mats]) for k in range(3))
-        a_hi, a_lo = split_halves(_xor([m.levels[-1].a for m in mats]), LEVEL_WIDTHS[-1])
+        z1, z2, z3 = (_xor([m.zero[k] for m in trees]) for k in range(3))
+        a_hi, a_lo = split_halves(_xor([m.levels[-1][0] for m in trees]), LEVEL_WIDTHS[-1])
         assert torch.equal(z1, a_lo & r63)
         assert torch.equal(z2, a_hi & r63)
         assert torch.equal(z3, a_hi & a_lo & r63)

@@ -10,8 +10,9 @@ it constant beyond the outer ones:
     f(x) ~ f(b_1) + sum_i d_i relu(x - b_i)
 
 where `d_i` is the change of slope at knot `b_i`. All the `relu(x - b_i)` run as one ReLU
-protocol op on the stacked differences (7 rounds; the knots are public), the weighted sum is
-local, and one truncation divides it back (1 round): 8 rounds in all, and per element the
+protocol op on the stacked differences (4 rounds up to 4096 stacked elements, 7 beyond; the
+knots are public), the weighted sum is local, and one truncation divides it back (1 round):
+5 or 8 rounds in all, and per element the
 bytes of one ReLU times the number of knots. The slopes are encoded 2^16 times finer than the
 tensor (the truncation divides by that scale too), so their rounding costs nothing visible;
 at very high precisions less fine, so that the weighted sum stays in the truncation's range.
