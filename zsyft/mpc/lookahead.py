@@ -157,7 +157,7 @@ def combine(
     """A party's XOR shares (uint8 0/1, the shape of ``opened``) of the plan's outputs, from
     the opened bytes and its share words (``G`` still lacks the party's share of ``G3``)."""
     rows = plan.coefficients.index_select(0, opened.reshape(-1).to(torch.int32))
-    terms = rows.view(*opened.shape, -1)
+    terms = rows.view(*opened.shape, len(plan.outputs))
     terms &= shares.unsqueeze(-1)
     bits = _parity_(terms)
     return {name: bits[..., k] for k, name in enumerate(plan.outputs)}

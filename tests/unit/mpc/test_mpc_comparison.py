@@ -137,6 +137,15 @@ def test_binary_comparisons(prgs: list[Prg], name: str, small: bool) -> None:
     assert torch.equal(z, expected.to(torch.int64))
 
 
+@pytest.mark.parametrize("name", sorted(COMPARISONS))
+@pytest.mark.parametrize("shape", [(0,), (3, 0), ()])
+def test_empty_and_scalar_tensors(prgs: list[Prg], name: str, shape: tuple[int, ...]) -> None:
+    x = torch.full(shape, -7)
+    inputs = [share(x, len(prgs)) for _ in range(COMPARISONS[name].arity)]
+    outputs = run_local_comparison(name, inputs, prgs, name)
+    assert reconstruct(outputs).shape == shape
+
+
 def test_named_helpers_and_shapes(prgs2: list[Prg]) -> None:
     x = torch.randint(-100, 100, (4, 5, 6))
     y = torch.randint(-100, 100, (4, 5, 6))
