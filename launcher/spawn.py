@@ -234,13 +234,40 @@ def _popen(argv: list[str], log_path: Path) -> subprocess.Popen:
         )
 
 
+PRIVATE_PREFIX = "zsyft-"
+"""Private worker directories are `zsyft-<spawning pid>-<random>` in the temp directory."""
+
+
+def sweep_stale_private_dirs() -> None:
+    """Remove the private directories (socket and log) of workers whose spawning process is
+    gone: after a `kill -9` of it its workers die too (PDEATHSIG), and nobody is left to."""
+    try:
+        candidates = list(Path(tempfile.gettempdir()).glob(f"{PRIVATE_PREFIX}*-*"))
+    except OSError:
+        return
+    uid = os.getuid()
+    for path in candidates:
+        parts = path.name.split("-")
+        if len(parts) != 3 or not parts[1].isdigit() or keys.pid_alive(int(parts[1])):
+            continue
+        try:
+            if not path.is_dir() or path.is_symlink() or path.stat().st_uid != uid:
+                continue
+            for child in path.iterdir():
+                child.unlink(missing_ok=True)
+            path.rmdir()
+        except OSError:
+            continue  # another process swept it first, or it holds more than we put there
+
+
 def spawn_private(name: str) -> WorkerProcess:
     """A worker only this process can reach: an ipc:// socket in a fresh 0700 directory.
 
     Its address is known before it is ready, so callers may connect at once and let the
     first request wait (ZeroMQ connects as soon as the worker binds).
     """
-    directory = Path(tempfile.mkdtemp(prefix="zsyft-"))
+    sweep_stale_private_dirs()
+    directory = Path(tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-"))
     process = spawn(
         name, f"ipc://{directory}/{name}.sock", directory / f"{name}.log", owned_dir=directory
     )

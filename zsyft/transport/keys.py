@@ -179,11 +179,12 @@ def sweep_stale_pairs(directory: Path) -> None:
     for path in paths:
         stem = path.name[: -len(SECRET_SUFFIX)]
         pid_text = stem[1:].split("-", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             remove_pair(directory, stem)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (files named after a process that is gone are stale)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
