@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from zsyft.mpc.comparison_material import COMPARISONS
+from zsyft.mpc.comparison_material import COMPARISONS, RADIX_FOUR_MAX
 from zsyft.mpc.prg import Prg, fresh_seed
 from zsyft.runtime.protocols import protocol
 
@@ -18,6 +18,9 @@ CASES = [
     ("mul", {"x_shape": [2, 3], "y_shape": [3]}, 2),
     ("truncate", {"shape": [5], "divisor": 1000}, 1),
     *[(name, {"shape": [6]}, COMPARISONS[name].arity) for name in sorted(COMPARISONS)],
+    # large enough for the binary borrow tree
+    *[(name, {"shape": [RADIX_FOUR_MAX + 1]}, COMPARISONS[name].arity)
+      for name in ("relu_with_mask", "gt")],
 ]
 
 
@@ -46,7 +49,9 @@ def _without_prepare(parties):
     return [p.outputs() for p in parties]
 
 
-@pytest.mark.parametrize("name, params, arity", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "name, params, arity", CASES, ids=[f"{c[0]}-{c[1].get('shape', '')}" for c in CASES]
+)
 def test_outputs_do_not_depend_on_whether_a_party_prepared(name, params, arity):
     prgs = [Prg(fresh_seed()) for _ in range(3)]
     op_id = os.urandom(16)
