@@ -8,11 +8,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import zsyft as sy
+from launcher import spawn
 from tests.helpers import wait_until, zsyft_pids
 from zsyft.transport.zmq import SETTINGS
 
@@ -73,7 +75,7 @@ SCRIPT = textwrap.dedent(
     for w in workers:
         torch.ones(1).send(w)
         w.ping()  # running (PDEATHSIG armed); a worker still starting up checks its parent
-        print(w.pid, flush=True)
+        print(w.pid, w.address, flush=True)
     sys.stdin.read()
     """
 )
@@ -85,14 +87,18 @@ def test_private_workers_die_with_their_python_process(how):
         [sys.executable, "-c", SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        pids = [int(client.stdout.readline()) for _ in range(2)]
-        assert all(_pid_alive(p) for p in pids)
+        lines = [client.stdout.readline().split() for _ in range(2)]
+        pids = [int(pid) for pid, _ in lines]
+        directories = [Path(address.removeprefix("ipc://")).parent for _, address in lines]
+        assert all(_pid_alive(p) for p in pids) and all(d.is_dir() for d in directories)
         if how == "exit":
             client.stdin.close()
         else:
             client.kill()
         client.wait(10)
         assert wait_until(lambda: not any(p in zsyft_pids() for p in pids), 2.0)
+        spawn.sweep_stale_private_dirs()  # as the next private worker's start does
+        assert not any(d.exists() for d in directories), "socket and log directories are gone"
     finally:
         client.kill()
         client.wait(10)
