@@ -92,6 +92,27 @@ def test_beaver_mul_and_matmul_across_workers(cluster):
                            {"x_shape": [3, 4], "y_shape": [4, 2]}), x @ w)
 
 
+def test_a_reply_that_waits_on_a_protocol_op_is_awaited_asleep(cluster, monkeypatch):
+    """The client leaves the cores to the parties while they run the op's rounds; a plain
+    request afterwards is awaited awake again (the worker answers within a round trip)."""
+    _, handles, session, _ = cluster
+    bob = handles[0]
+    waits = []
+    original = bob.link.recv
+
+    def recv(deadline, serve=None, awake=True):
+        waits.append(awake)
+        return original(deadline, serve, awake)
+
+    monkeypatch.setattr(bob.link, "recv", recv)
+    x = torch.randint(-100, 100, (5,))
+    run(handles, session, "mul", [x, x], {"x_shape": [5], "y_shape": [5]})
+    assert waits and not any(waits), "the fetch after MPC_RUN waits without spinning"
+    waits.clear()
+    bob.ping()
+    assert waits and all(waits), "nothing is computing any more: awake, as usual"
+
+
 def test_fixed_point_product_then_truncation(cluster):
     _, handles, session, _ = cluster
     enc = FixedPointEncoder()

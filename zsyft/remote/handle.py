@@ -145,6 +145,8 @@ class WorkerHandle:
         self._seqs = itertools.count(1)
         self._issued: OrderedDict[int, tuple[str, str | None, Any]] = OrderedDict()
         self.dirty = False  # messages posted since the last reply: the worker may lag behind
+        # A protocol op was posted since the last reply: the next reply waits on its rounds.
+        self.computing = False
         self.answered = False  # whether the worker replied yet (it may still be starting)
         self.in_flight = 0  # requests sent and not yet answered (nested waits in a worker)
         self._awaited: set[int] = set()  # ids of requests sent whose reply is still wanted
@@ -207,6 +209,7 @@ class WorkerHandle:
         `send=False` it waits in the outbox for the caller's `flush()` (or the next burst)."""
         frames = encode(kind, 0, body, self.node.principal)
         with self._lock:
+            self.computing = self.computing or kind == Kind.MPC_RUN
             self._flush_deletes(DELETE_BATCH)
             idle = not self.dirty  # nothing sent since the worker's last reply: it waits for us
             self._queue(frames)
@@ -271,16 +274,23 @@ class WorkerHandle:
             return rid
 
     def await_reply(self, rid: int, timeout: float | None = None) -> Any:
-        """The body of the reply to request `rid`; raises the typed error on ERROR."""
+        """The body of the reply to request `rid`; raises the typed error on ERROR.
+
+        After a protocol op, the reply comes only once the parties have run its rounds: this
+        process then blocks at once rather than first waiting awake, which would take a core
+        the parties need (on two cores, two parties sharing the other one run a 1-element mul
+        ~20% slower at the median).
+        """
         timeout = SETTINGS.request_timeout_s if timeout is None else timeout
         with self._lock:
             deadline = time.monotonic() + timeout
             self.in_flight += 1
+            awake = not self.computing
             try:
                 reply = self._early.pop(rid, None)
                 while reply is None:
                     try:
-                        frames = self.link.recv(deadline, self.node.serve_while_waiting)
+                        frames = self.link.recv(deadline, self.node.serve_while_waiting, awake)
                     except WorkerUnavailableError as exc:
                         raise self._explain(exc) from None
                     received = decode(frames)
@@ -290,7 +300,7 @@ class WorkerHandle:
                         self._early[received.rid] = received
                     else:
                         self._notice(received)
-                self.dirty = False
+                self.dirty = self.computing = False
                 self.answered = True
                 if reply.kind == Kind.ERROR:
                     error = self._error(reply.body)

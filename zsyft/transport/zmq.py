@@ -319,12 +319,16 @@ class Link:
         return messages
 
     def recv(
-        self, deadline: float, serve: tuple[zmq.Socket, Callable[[], None]] | None = None
+        self,
+        deadline: float,
+        serve: tuple[zmq.Socket, Callable[[], None]] | None = None,
+        awake: bool = True,
     ) -> list[Any]:
         """The next message from the peer, or a typed error once the peer is gone or time is up.
 
         With `serve=(socket, callback)`, `callback()` runs whenever `socket` is readable while
         waiting: a worker keeps answering its own clients while it waits on another worker.
+        With `awake=False` it blocks at once instead of first waiting awake (`spin_poll`).
         """
         poller = self._poller
         if serve is not None:
@@ -334,7 +338,7 @@ class Link:
             poller.register(serve[0], zmq.POLLIN)
         if self.state != "up":
             self.check_alive()
-        spin_s = _awake_wait_s()
+        spin_s = _awake_wait_s() if awake else 0.0
         if spin_s and self.socket in dict(spin_poll(poller, spin_s)):
             return recv_frames(self.socket)
         while True:
