@@ -56,7 +56,24 @@ def test_a_bad_setting_names_the_variable(monkeypatch):
 
 def test_a_link_waits_awake_only_when_no_other_python_thread_needs_the_interpreter(monkeypatch):
     monkeypatch.setattr(transport.SETTINGS, "spin_s", 0.0003)
+    monkeypatch.setattr(transport.zmq_garbage.gc, "thread", None)  # no zero-copy send yet
     monkeypatch.setattr(threading, "active_count", lambda: 1)
     assert transport._awake_wait_s() == 0.0003
     monkeypatch.setattr(threading, "active_count", lambda: 2)  # e.g. a worker in a thread
+    assert transport._awake_wait_s() == 0.0
+
+
+def test_pyzmqs_garbage_collector_thread_does_not_stop_waiting_awake(pair, monkeypatch):
+    """A zero-copy send (a large tensor) starts pyzmq's collector thread for good; it sleeps
+    in a socket's recv and needs no interpreter time, so round trips stay awake."""
+    a, b, _ = pair
+    a.send(bytearray(1 << 20), copy=False)
+    assert len(b.recv()) == 1 << 20
+    collector = transport.zmq_garbage.gc.thread
+    assert collector is not None and collector.is_alive()
+    monkeypatch.setattr(transport.SETTINGS, "spin_s", 0.0003)
+    monkeypatch.setattr(transport.SETTINGS, "spin_beside_threads", False)
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # this thread and the collector
+    assert transport._awake_wait_s() == 0.0003
+    monkeypatch.setattr(threading, "active_count", lambda: 3)  # and a thread of the program's
     assert transport._awake_wait_s() == 0.0
