@@ -22,7 +22,7 @@ from .binary_tree import BinaryMaterial, BinaryTree
 from .borrow_tree import BorrowTree
 from .lookahead import RadixFourMaterial, RadixFourTree
 from .prg import OpId, Prg
-from .provider import Correction, DealerStreams, PartyStreams
+from .provider import Correction, DealerStreams, PartyStreams, shape_numel
 
 __all__ = [
     "COMPARISONS",
@@ -126,13 +126,6 @@ class ComparisonMaterial:
     product: torch.Tensor | None
 
 
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
-
-
 def deal_comparison(
     prgs: Sequence[Prg | bytes], op_id: OpId, name: str, shape: Sequence[int]
 ) -> torch.Tensor:
@@ -146,7 +139,7 @@ def deal_comparisons(
     """`deal_comparison` for several ops of the same shape, dealt together (all the material
     is elementwise: the batch is dealt as one long tensor)."""
     spec = comparison_spec(name)
-    n = _numel(shape)
+    n = shape_numel(shape)
     d = DealerStreams(prgs, op_ids)
     r = d.random_arith("cmp.r", (n,))
     t = d.random_xor("cmp.t_bit", (n,), 1).to(torch.int64)
@@ -177,7 +170,7 @@ class PartyComparisonMaterial:
         correction: Correction | None = None,
     ) -> None:
         self.spec = comparison_spec(name)
-        self.n = _numel(shape)
+        self.n = shape_numel(shape)
         self._src = PartyStreams(prg, op_id, party_index, n_parties, correction)
         self.r = self._src.random_arith("cmp.r", (self.n,))
         self.mask = (self._src.random_arith("cmp.mask", (self.n,))

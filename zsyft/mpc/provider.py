@@ -53,6 +53,7 @@ __all__ = [
     "draw_truncation",
     "party_triple",
     "party_truncation",
+    "shape_numel",
     "take_triple",
     "take_truncation",
 ]
@@ -63,7 +64,8 @@ Correction = torch.Tensor | Callable[[], torch.Tensor]
 start on the seeded parts of an op before the correction has arrived)."""
 
 
-def _count(shape: Shape) -> int:
+def shape_numel(shape: Shape) -> int:
+    """The number of elements of a tensor of ``shape``."""
     numel = 1
     for d in shape:
         numel *= int(d)
@@ -93,7 +95,7 @@ def _words(
 
 def _bits(prg: Prg, op_id: OpId, purpose: str, shape: Shape, width: int) -> torch.Tensor:
     """Uniform ``width``-bit words of ``shape`` from a party's stream of one op."""
-    words = _words(prg, (op_id,), purpose, _count(shape), width)
+    words = _words(prg, (op_id,), purpose, shape_numel(shape), width)
     return words if len(shape) == 1 else words.reshape(tuple(int(d) for d in shape))
 
 
@@ -135,7 +137,7 @@ class DealerStreams:
 
     def _draw(self, prg: Prg, purpose: str, shape: Shape, width: int) -> torch.Tensor:
         """One party's seeded ``width``-bit words of every op, op after op (flat)."""
-        return _words(prg, self.op_ids, purpose, _count(shape), width)
+        return _words(prg, self.op_ids, purpose, shape_numel(shape), width)
 
     def random_arith(self, purpose: str, shape: Shape) -> torch.Tensor:
         """The value defined by the parties' seeded additive shares."""
@@ -206,9 +208,7 @@ class PartyStreams:
             given = self._correction() if callable(self._correction) else self._correction
             assert given is not None
             self._buf = given.contiguous().view(torch.uint8).reshape(-1)
-        numel = 1
-        for d in shape:
-            numel *= int(d)
+        numel = shape_numel(shape)
         end = self._pos + packed_nbytes(numel, width)
         if end > self._buf.numel():
             raise ValueError("correction is shorter than the operation requires")
