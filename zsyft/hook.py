@@ -29,16 +29,18 @@ from zsyft.nn import (
 )
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor, fix_precision
-from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.pointer import PointerTensor, refuse_several_workers
 from zsyft.tensors.shared import SharedTensor, share
 from zsyft.tensors.transfer import send
 
 
-def _tensor_send(self: torch.Tensor, worker: Any) -> PointerTensor:
+def _tensor_send(self: torch.Tensor, worker: Any, *more: Any) -> PointerTensor:
     """Send this tensor to `worker` and return a pointer to it.
 
-    The pointer keeps `requires_grad` (it is a leaf), so autograd runs on the remote data.
+    The pointer keeps `requires_grad` (it is a leaf), so autograd runs on the remote data;
+    a `.grad` goes along (the pointer's `.grad` points at it).
     """
+    refuse_several_workers(more)
     return send(self, worker, local_node().id)
 
 

@@ -1,6 +1,7 @@
 """Whole `nn.Module`s: send, fix precision, secret-share and bring back every parameter.
 
-The module object stays local (its Python code runs here); only its tensors change form.
+The module object stays local (its Python code runs here); only its tensors change form,
+each parameter in place (the same object), as in PySyft.
 After `model.send(bob)`, `model(x_ptr)` runs every op at bob, and `torch.optim` updates the
 remote parameters in place. After `model.fix_precision().share(bob, alice, crypto_provider=
 james, requires_grad=True)` every parameter is a `SharedTensor` leaf; `model.get()` brings
@@ -10,6 +11,7 @@ decodes them.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -17,59 +19,119 @@ from torch import nn
 
 from zsyft.remote.node import local_node
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor, fix_precision
-from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.pointer import PointerTensor, refuse_several_workers
 from zsyft.tensors.shared import SharedTensor, check_sharing_options, share
 from zsyft.tensors.transfer import send
 
 
 def _replace(module: nn.Module, convert: Any, want: Any) -> nn.Module:
-    """Replace every parameter and buffer `want(t)` accepts by `convert(t)`.
+    """Give every parameter and buffer `want(t)` accepts the form `convert(t)`.
 
     A parameter keeps its `requires_grad` unless `convert` returns `(value, requires_grad)`;
-    a returned `.grad` on the value becomes the new parameter's gradient.
+    a returned `.grad` on the value becomes the parameter's gradient. Parameters change in
+    place (see `_become`), so an optimizer made before the change still updates them, and a
+    parameter two modules share is converted once and stays shared.
     """
+    converted: dict[int, tuple[nn.Parameter, nn.Parameter]] = {}  # id -> (before, after)
     for sub in module.modules():
+        # torch's recurrent layers keep weak references to their weights, which a swap
+        # refuses; they are dropped and rebuilt around the change, as `nn.RNNBase._apply` does
+        rnn_weights = isinstance(getattr(sub, "_flat_weight_refs", None), list)
+        if rnn_weights:
+            sub._flat_weight_refs = []
         for name, param in list(sub._parameters.items()):
-            if param is not None and want(param):
-                value = convert(param)
-                requires_grad = param.requires_grad
-                if isinstance(value, tuple):
-                    value, requires_grad = value
-                grad = value.grad if value.is_leaf else None
-                local = nn.Parameter(value.detach(), requires_grad=requires_grad)
-                if grad is not None:
-                    local.grad = grad
-                sub._parameters[name] = local
+            if param is None:
+                continue
+            if id(param) in converted:  # tied: met in an earlier module
+                sub._parameters[name] = converted[id(param)][1]
+                continue
+            if not want(param):
+                continue
+            _leave_graphs(param)
+            value = convert(param)
+            requires_grad = param.requires_grad
+            if isinstance(value, tuple):
+                value, requires_grad = value
+            converted[id(param)] = (param, _set_parameter(sub, name, param, value, requires_grad))
         for name, buffer in list(sub._buffers.items()):
             if buffer is not None and want(buffer):
                 sub._buffers[name] = convert(buffer).detach()
+        if rnn_weights:
+            sub._init_flat_weights()
     return module
 
 
-def send_module(module: nn.Module, worker: object) -> nn.Module:
+def _set_parameter(
+    sub: nn.Module, name: str, param: nn.Parameter, value: torch.Tensor, requires_grad: bool
+) -> nn.Parameter:
+    """Make `param` (registered as `sub.<name>`) the leaf parameter `value` with its `.grad`:
+    the same object when it can change in place, else a new one registered in its stead."""
+    if value is param:  # changed in place already (a pointer's `move`)
+        return param
+    grad = value.grad if value.is_leaf else None
+    new = nn.Parameter(value.detach(), requires_grad=requires_grad)
+    if grad is not None:
+        new.grad = grad
+    if _become(param, new):
+        return param
+    warnings.warn(
+        f"the parameter {name!r} of {type(sub).__name__} is referenced elsewhere (a view of "
+        "it, or a graph still holding it) and was replaced by a new object: an optimizer "
+        "made before this call no longer updates it; make the optimizer afterwards",
+        stacklevel=4,
+    )
+    sub._parameters[name] = new
+    return new
+
+
+def _leave_graphs(param: nn.Parameter) -> None:
+    """Give `param` a fresh leaf of the same value and gradient if a live autograd graph
+    holds it (the loss of the last training step, say): torch's swap (`_become`) then has no
+    graph node to look up, which it does with a view of the tensor, and which a pointer or
+    shared tensor could no longer make once its value was fetched."""
+    if param._use_count() > 1:
+        fresh = nn.Parameter(param.detach(), requires_grad=param.requires_grad)
+        fresh.grad = param.grad
+        _become(param, fresh)
+
+
+def _become(old: torch.Tensor, new: torch.Tensor) -> bool:
+    """Swap the contents of the tensor objects `old` and `new` (class, data, gradient,
+    attributes): `old` keeps its identity, as PySyft's in-place `send_`/`get_` kept it, so
+    the optimizers and code holding a module's parameters follow it to the worker and back.
+
+    A pointer tensor is known to its remote claim by a weak reference, which torch's swap
+    refuses: it is handed over to the object that holds the pointer afterwards. False when
+    torch cannot swap (other references to the tensor's data, such as a live view).
+    """
+    for tensor in (old, new):
+        if isinstance(tensor, PointerTensor):
+            tensor.ref.drop(tensor)
+    try:
+        torch.utils.swap_tensors(old, new)
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        for tensor in (old, new):
+            if isinstance(tensor, PointerTensor):
+                tensor.ref.hold(tensor)
+
+
+def send_module(module: nn.Module, worker: object, *more: object) -> nn.Module:
     """Send every parameter and buffer of `module` to `worker`; returns it. Tensors become
     pointers; a module already sent elsewhere becomes a chain of pointers, as with tensors
     (`model.send(bob).send(alice)`: the data stays at bob, alice holds the pointers)."""
-    return _move_tensors(module, worker, lambda t: send(t.detach(), worker, local_node().id))
+    refuse_several_workers(more)
+    return _replace(module, lambda t: send(t, worker, local_node().id),
+                    lambda t: _to_place(t, worker))
 
 
 def move_module(module: nn.Module, worker: object) -> nn.Module:
     """PySyft's `model.move(worker)`: every parameter's data goes straight to `worker` (from
     worker to worker, not through here; see `PointerTensor.move`); returns the module."""
-    return _move_tensors(module, worker, lambda t: t.detach().move(worker) if isinstance(
-        t, PointerTensor) else send(t.detach(), worker, local_node().id))
-
-
-def _move_tensors(module: nn.Module, worker: object, place: Any) -> nn.Module:
-    for sub in module.modules():
-        for name, param in list(sub._parameters.items()):
-            if param is not None and _to_place(param, worker):
-                pointer = place(param)
-                sub._parameters[name] = nn.Parameter(pointer, requires_grad=param.requires_grad)
-        for name, buffer in list(sub._buffers.items()):
-            if buffer is not None and _to_place(buffer, worker):
-                sub._buffers[name] = place(buffer)
-    return module
+    return _replace(module, lambda t: t.move(worker) if isinstance(t, PointerTensor) else send(
+        t, worker, local_node().id), lambda t: _to_place(t, worker))
 
 
 def _to_place(t: torch.Tensor, worker: object) -> bool:

@@ -358,5 +358,13 @@ def test_new_tensor_and_mid_get_as_in_pysyft(bob, alice):
     made = p.new_tensor([1.0, 2.0])
     assert isinstance(made, sy.PointerTensor) and made.location is bob
     assert torch.equal(made.get(), torch.tensor([1.0, 2.0]))
+    base = torch.ones(2).send(bob).send(alice)
+    along = base.new_tensor([5, 6], requires_grad=True)
+    assert along.location is alice and along.requires_grad and along.dtype == torch.float32
+    at_bob = bob._objects.values()  # the data is at the chain's end
+    assert any(torch.equal(v, torch.tensor([5.0, 6.0])) for v in at_bob)
+    assert torch.equal(along.get().get(), torch.tensor([5.0, 6.0]))
+    assert torch.equal((base + base.new_tensor([1.0, 2.0])).get().get(), torch.tensor([2.0, 3.0]))
+    del base
     chain = torch.tensor([3.0]).send(bob).send(alice)
     assert chain.mid_get() is chain and torch.equal(chain.get(), torch.tensor([3.0]))

@@ -131,41 +131,58 @@ class PointerTensor(torch.Tensor):
             value.grad = grad
         return value
 
-    def send(self, worker: Any) -> PointerTensor:
+    def send(self, worker: Any, *more: Any) -> PointerTensor:
         """Send this pointer to `worker`: the data stays where it is, `worker` now holds the
         pointer to it, and the returned pointer points at `worker` (a pointer chain)."""
         from zsyft.tensors.transfer import send
 
+        refuse_several_workers(more)
         return send(self, worker, self.owner.id)
 
     def move(self, worker: Any) -> PointerTensor:
         """Move the data from its current worker straight to `worker` (not through here).
 
-        The old copy is deleted and the returned pointer points at `worker`; moving to where the
-        data already is returns this pointer. A chain pointer's data comes from the chain's
-        end, hop by hop, each hop's pointer deleted: `worker` then holds the data itself.
+        The old copy is deleted and the returned pointer points at `worker`, its `.grad` moved
+        along. A leaf pointer (data sent with `send()`, a parameter) is that pointer itself,
+        changed in place as in PySyft: `x.move(alice)` and `x = x.move(alice)` both leave `x`
+        at alice. Moving to where the data already is changes nothing, and moving to the
+        local worker is `get()`. A chain pointer's data comes from the chain's end, hop by
+        hop, each hop's pointer deleted: `worker` then holds the data itself.
         """
+        if isinstance(worker, LocalNode):
+            return self.get()
         if self.location is worker:
             return self
-        moved = self.send(worker)
-        moved.location.request(Kind.REMOTE_GET, [moved.ref.id, True])  # every hop of a chain
-        return moved
+        moved = self.send(worker)  # the gradient too: a chain through `worker`, like the data
+        for pointer in (moved, moved.grad):
+            if isinstance(pointer, PointerTensor):  # every hop of a chain to the data
+                pointer.location.request(Kind.REMOTE_GET, [pointer.ref.id, True])
+        if not self.is_leaf:  # part of an autograd graph at the old worker: left as it was
+            return moved
+        self._adopt(moved)
+        self.grad = moved.grad
+        return self
 
     def remote_get(self) -> PointerTensor:
         """Make the worker this pointer points at fetch the data from the end of its chain.
 
         For `p2p` (me -> alice -> bob): alice fetches the tensor from bob, bob deletes it, and
-        alice now holds the tensor itself. Returns this pointer.
+        alice now holds the tensor itself (its gradient too, if it has one). Returns this
+        pointer.
         """
         self.ref.check_live()
         self.location.request(Kind.REMOTE_GET, [self.ref.id])
+        grad = self.grad if self.is_leaf else None
+        if isinstance(grad, PointerTensor) and not grad.ref.released:
+            grad.remote_get()  # the gradient comes along, as with remote_send()
         return self
 
     def remote_send(self, worker: Any) -> PointerTensor:
         """Make the worker holding the data send it on to `worker`, keeping a pointer to it.
 
         For `x` (me -> bob): bob sends the tensor to alice and holds a pointer to it, so the chain
-        becomes me -> bob -> alice. Returns this pointer.
+        becomes me -> bob -> alice; its gradient, if it has one, goes along the same way.
+        Returns this pointer.
         """
         from zsyft.remote.handle import WorkerHandle
         from zsyft.remote.refs import new_id
@@ -182,6 +199,9 @@ class PointerTensor(torch.Tensor):
             )
         self.ref.check_live()
         self.location.request(Kind.REMOTE_SEND, [self.ref.id, worker.endpoint(), new_id()])
+        grad = self.grad if self.is_leaf else None
+        if isinstance(grad, PointerTensor) and not grad.ref.released:
+            grad.remote_send(worker)  # the gradient goes along, as with send() and move()
         return self
 
     def mid_get(self) -> PointerTensor:
@@ -192,12 +212,13 @@ class PointerTensor(torch.Tensor):
         self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
         **_layout: Any,
     ) -> PointerTensor:
-        """A new tensor from `data` where this one is, like `new_zeros` (in torch: on this
-        tensor's device, with its dtype unless `dtype` is given): `data` is sent there."""
-        from zsyft.tensors.transfer import send
-
-        made = torch.as_tensor(data, dtype=dtype or self.dtype).clone()
-        return send(made.requires_grad_(requires_grad), self.location, self.owner.id)
+        """A new tensor from `data` where this one's data is, like `new_zeros` (in torch: on
+        this tensor's device, with its dtype unless `dtype` is given). Made with a copy into
+        a `new_empty` tensor, so that along a chain it lands at the chain's end too."""
+        made = torch.as_tensor(data, dtype=dtype or self.dtype).detach().clone()
+        with torch.no_grad():
+            result = self.new_empty(made.shape, dtype=made.dtype).copy_(made)
+        return result.requires_grad_(requires_grad)
 
     def copy(self) -> PointerTensor:
         """A pointer to a copy of the data, made at the same worker (PySyft's `ptr.copy()`)."""
@@ -218,6 +239,17 @@ class PointerTensor(torch.Tensor):
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise PointerUsageError("pointers cannot be pickled; send the data with .get() first")
+
+
+def refuse_several_workers(more: Sequence[Any]) -> None:
+    """`send()` takes one worker: PySyft's `x.send(bob, alice)` (one pointer to copies at
+    several workers) is refused with what to use instead."""
+    if more:
+        raise TypeError(
+            "send() takes one worker; to split a tensor among several workers use "
+            ".share(bob, alice, crypto_provider=james), or send a copy to each: "
+            "x.send(bob), x.send(alice)"
+        )
 
 
 def _release_dropped_base(pointer: PointerTensor) -> None:

@@ -114,13 +114,23 @@ def send(value: torch.Tensor, worker: Any, owner: str, object_id: bytes | None =
     """Store `value` at `worker`: a tensor's data, or (pointer chains) a pointer to the data.
 
     Returns the pointer to the new object. A pointer sent on hands its remote object to the
-    receiving worker: the sender's pointer no longer owns (nor can use) it.
+    receiving worker: the sender's pointer no longer owns (nor can use) it. A leaf's `.grad`
+    travels with it, as in PySyft: the returned pointer's `.grad` points at its copy there.
     """
     if not isinstance(worker, WorkerHandle):
         raise TypeError(
             f"send() expects a worker such as sy.VirtualWorker(hook, id='bob'), "
             f"got {type(worker).__name__}"
         )
+    grad = value.grad if value.is_leaf else None
+    pointer = _send_value(value, worker, owner, object_id)
+    if grad is not None:
+        pointer.grad = send(grad, worker, owner)
+    return pointer
+
+
+def _send_value(value: torch.Tensor, worker: WorkerHandle, owner: str,
+                object_id: bytes | None) -> PointerTensor:
     ref = RemoteRef(worker, object_id)
     if isinstance(value, PointerTensor):
         value.ref.check_live()

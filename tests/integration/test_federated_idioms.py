@@ -1,0 +1,152 @@
+"""PySyft 0.2's federated-learning idioms (tutorials Parts 2 and 4): a model sent to the data,
+trained there, fetched back; gradients travelling with tensors; `move`.
+
+In PySyft the optimizer is made once, before the loop, and `model.send(...)`/`model.get()`
+change the model's parameters in place: the optimizer keeps updating the same objects.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn, optim
+
+import zsyft as sy
+from tests.integration.conftest import settle
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(bob, alice, james):
+    yield
+    settle(bob, alice, james)
+    left = {w.id: len(w._objects) for w in (bob, alice, james)}
+    assert not any(left.values()), f"objects left at the workers: {left}"
+
+
+def _toy_data():
+    data = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1.0]])
+    target = torch.tensor([[0], [0], [1], [1.0]])
+    return data, target
+
+
+def test_part2_loop_with_the_optimizer_made_before_send_trains_like_plaintext(bob, alice):
+    data, target = _toy_data()
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    plain = copy.deepcopy(model)
+    weight = model.weight
+    remote = [(data[:2].send(bob), target[:2].send(bob)),
+              (data[2:].send(alice), target[2:].send(alice))]
+    local = [(data[:2], target[:2]), (data[2:], target[2:])]
+    opt = optim.SGD(params=model.parameters(), lr=0.1)
+    plain_opt = optim.SGD(params=plain.parameters(), lr=0.1)
+    for _ in range(4):
+        for (x, y), (lx, ly) in zip(remote, local, strict=True):
+            model.send(x.location)
+            assert model.weight is weight and model.weight.location is x.location
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).sum()
+            loss.backward()
+            opt.step()
+            model.get()
+            plain_opt.zero_grad()
+            plain_loss = ((plain(lx) - ly) ** 2).sum()
+            plain_loss.backward()
+            plain_opt.step()
+            assert loss.get().item() == pytest.approx(plain_loss.item(), abs=1e-5)
+    assert model.weight is weight and not isinstance(weight, sy.PointerTensor)
+    torch.testing.assert_close(model.weight.data, plain.weight.data)
+    torch.testing.assert_close(model.bias.data, plain.bias.data)
+
+
+def test_parameters_keep_their_identity_through_every_conversion(bob, alice, james):
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    before = list(model.parameters())
+    values = [p.detach().clone() for p in before]
+    model.send(bob).send(alice)
+    model.get().get()
+    model.move(bob)
+    model.move(alice)
+    model.get()
+    model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    model.get().float_precision()
+    assert all(p is q for p, q in zip(model.parameters(), before, strict=True))
+    for p, v in zip(before, values, strict=True):
+        torch.testing.assert_close(p.data, v, atol=1e-3, rtol=0)
+
+
+def test_tied_parameters_stay_tied(bob):
+    first, second = nn.Linear(2, 2), nn.Linear(2, 2)
+    second.weight = first.weight
+    model = nn.Sequential(first, second)
+    model.send(bob)
+    assert model[0].weight is model[1].weight and model[0].weight.location is bob
+    model.get()
+    assert model[0].weight is model[1].weight and not isinstance(model[0].weight,
+                                                                 sy.PointerTensor)
+
+
+def test_a_parameter_with_a_live_view_is_replaced_with_a_warning(bob):
+    model = nn.Linear(2, 1)
+    view = model.weight.view(-1)  # holds the parameter's data: it cannot change in place
+    with pytest.warns(UserWarning, match="make the optimizer afterwards"):
+        model.send(bob)
+    assert isinstance(model.weight, sy.PointerTensor) and not isinstance(view, sy.PointerTensor)
+    model.get()
+
+
+def test_an_rnn_sent_with_its_optimizer_trains(bob):
+    torch.manual_seed(0)
+    rnn = nn.GRU(3, 2, batch_first=True)
+    plain = copy.deepcopy(rnn)
+    opt, plain_opt = optim.SGD(rnn.parameters(), lr=0.5), optim.SGD(plain.parameters(), lr=0.5)
+    x = torch.randn(2, 4, 3)
+    rx = x.send(bob)
+    for _ in range(2):
+        rnn.send(bob)
+        opt.zero_grad()
+        rnn(rx)[0].sum().backward()
+        opt.step()
+        rnn.get()
+        plain_opt.zero_grad()
+        plain(x)[0].sum().backward()
+        plain_opt.step()
+    for p, q in zip(rnn.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p.data, q.data)
+
+
+def test_a_gradient_travels_with_send_move_remote_send_and_get(bob, alice):
+    t = torch.tensor([1.0, 2.0], requires_grad=True)
+    (t * 5).sum().backward()
+    back = t.send(bob).get()
+    torch.testing.assert_close(back.grad, torch.tensor([5.0, 5.0]))
+
+    p = torch.tensor([1.0, 2.0], requires_grad=True).send(bob)
+    (p * 3).sum().backward()
+    assert p.grad.location is bob
+    p.move(alice)
+    assert p.location is alice and p.grad.location is alice
+    p.remote_send(bob)
+    assert len(bob._objects) == 2  # the tensor and its gradient went on to bob
+    p.remote_get()
+    torch.testing.assert_close(p.get().grad, torch.tensor([3.0, 3.0]))
+
+
+def test_move_changes_a_sent_pointer_in_place_and_to_me_is_get(bob, alice):
+    x = torch.tensor([1.0, 2.0]).send(bob)
+    same = x.move(alice)
+    assert same is x and x.location is alice
+    assert len(bob._objects) == 0 and len(alice._objects) == 1
+    back = x.move(sy.local_worker)
+    assert not isinstance(back, sy.PointerTensor)
+    torch.testing.assert_close(back, torch.tensor([1.0, 2.0]))
+
+
+def test_sending_to_several_workers_at_once_is_refused_with_what_to_use(bob, alice):
+    with pytest.raises(TypeError, match=r"share\(bob, alice"):
+        torch.ones(2).send(bob, alice)
+    with pytest.raises(TypeError, match="send\\(\\) takes one worker"):
+        nn.Linear(1, 1).send(bob, alice)
+    assert len(bob._objects) == 0
