@@ -81,6 +81,12 @@ def _tensor_share(
     )
 
 
+_DIVIDING_BY_GRADIENT_STATISTICS = (
+    torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
+    torch.optim.RAdam, torch.optim.Adagrad, torch.optim.Adadelta, torch.optim.RMSprop,
+)
+
+
 def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
     """Accepted for PySyft compatibility; returns the optimizer itself.
 
@@ -90,7 +96,9 @@ def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: 
     op that uses it (`param.add_(grad, alpha=-lr)`) with 16 significant bits whatever the
     parameters' precision (`FixedPointEncoder.encode_factor`), so there is nothing to convert
     and the arguments are ignored. Warns when no shared parameter requires grad (the model
-    was shared without `requires_grad=True`: step() would silently change nothing).
+    was shared without `requires_grad=True`: step() would silently change nothing); refuses
+    the optimizers whose step divides by the gradients' statistics (Adam, RMSprop, ...) for
+    encrypted models.
 
     Plain SGD (no momentum, weight decay or maximize) of secret-shared
     parameters is switched to torch's multi-tensor step, which updates every parameter with
@@ -98,6 +106,13 @@ def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: 
     one protocol round instead of one round per parameter.
     """
     params = [p for group in self.param_groups for p in group["params"]]
+    encrypted = any(isinstance(p, SharedTensor | FixedPrecisionTensor) for p in params)
+    if encrypted and isinstance(self, _DIVIDING_BY_GRADIENT_STATISTICS):
+        raise TypeError(
+            f"{type(self).__name__}'s step divides by a running statistic of the gradients, "
+            "and zsyft cannot divide by a secret-shared or fixed-precision value; use "
+            "optim.SGD (momentum, nesterov and weight_decay work)"
+        )
     if params and all(isinstance(p, SharedTensor) and not p.requires_grad for p in params):
         warnings.warn(
             "none of this optimizer's secret-shared parameters requires grad, so step() will "

@@ -347,3 +347,16 @@ def test_sigmoid_and_tanh_stay_accurate_at_high_precisions(bob, alice, james, op
         out = fn(x).get().float_precision()
         assert torch.allclose(out, fn(values), atol=0.006), (fn, out)
     x.get()
+
+
+def test_optimizers_dividing_by_gradient_statistics_are_refused_for_encrypted_models(
+    bob, alice, james
+):
+    model = nn.Linear(2, 1).fix_precision().share(bob, alice, crypto_provider=james,
+                                                  requires_grad=True)
+    for make in (optim.Adam, optim.RMSprop):
+        with pytest.raises(TypeError, match=r"divides by .* use optim\.SGD"):
+            make(model.parameters(), lr=0.1).fix_precision()
+    optim.SGD(model.parameters(), lr=0.1, momentum=0.9).fix_precision()  # accepted
+    plain = nn.Linear(2, 1)
+    optim.Adam(plain.parameters(), lr=0.1).fix_precision()  # nothing encrypted: accepted

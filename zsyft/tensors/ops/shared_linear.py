@@ -229,21 +229,17 @@ def sum_(func: Any, args: tuple, kwargs: dict) -> Any:
 
 
 # -- what needs the crypto provider, or would reveal the value -------------------------------
-_MULTIPLICATION = (
+# The forms of these ops that zsyft computes (a public exponent or divisor, ...) are taken
+# over by `shared_protocols`, `shared_composites` and `shared_selection`; what is left of
+# them ends here: a shared exponent or divisor, `exp`, `log`, `reciprocal`, ...
+_NEEDS_A_PROTOCOL = (
     aten.mm, aten.bmm, aten.matmul, aten.mv, aten.dot, aten.addmm, aten.addmv, aten.baddbmm,
     aten.addbmm, aten.pow, aten.square, aten.outer,
-)
-_TRUNCATION = (aten.div, aten.div_, aten.mean, aten.true_divide, aten.reciprocal)
-_COMPARISON = (
+    aten.div, aten.div_, aten.mean, aten.true_divide, aten.reciprocal,
     aten.relu, aten.relu_, aten.threshold_backward, aten.gt, aten.lt, aten.ge, aten.le,
     aten.eq, aten.ne, aten.max, aten.min, aten.maximum, aten.minimum, aten.abs, aten.sign,
     aten.argmax, aten.argmin, aten.sigmoid, aten.tanh, aten.exp, aten.log,
 )
-_WHY = {
-    **{op: "Beaver multiplication and truncation" for op in _MULTIPLICATION},
-    **{op: "truncation, to divide a shared value" for op in _TRUNCATION},
-    **{op: "secure comparison" for op in _COMPARISON},
-}
 
 
 _SUPPORTED = (
@@ -255,15 +251,14 @@ _SUPPORTED = (
 )
 
 
-@SHARED_OPS.register(*_WHY)
+@SHARED_OPS.register(*_NEEDS_A_PROTOCOL)
 def needs_protocol(func: Any, args: tuple, kwargs: dict) -> Any:
-    """The ops that `shared_protocols`, `shared_composites` and `shared_selection` do not
-    take over end here, with an error naming the op."""
-    why = _WHY[func.overloadpacket]
+    """The forms of these ops that no zsyft protocol computes end here, with an error naming
+    the op and what shared values support."""
     raise ProtocolUnavailableError(
-        f"{op_name(func)} on a SharedTensor would need crypto-provider protocols ({why}) "
-        f"that zsyft does not build it from yet. Shared values support {_SUPPORTED}; "
-        "otherwise call .get() and compute it in plaintext",
+        f"{op_name(func)} on a SharedTensor, in this form, has no secure protocol in zsyft "
+        f"(for instance a shared exponent or divisor, exp, log or reciprocal). Shared values "
+        f"support {_SUPPORTED}; otherwise call .get() and compute it in plaintext",
         op=op_name(func),
     )
 
