@@ -92,7 +92,8 @@ def _leave_graphs(param: nn.Parameter) -> None:
     if param._use_count() > 1:
         fresh = nn.Parameter(param.detach(), requires_grad=param.requires_grad)
         fresh.grad = param.grad
-        _become(param, fresh)
+        if _become(param, fresh) and isinstance(fresh, PointerTensor):
+            fresh.ref.drop(fresh)  # the graph's copy gives up its claim: get() takes the object
 
 
 def _become(old: torch.Tensor, new: torch.Tensor) -> bool:

@@ -150,3 +150,15 @@ def test_sending_to_several_workers_at_once_is_refused_with_what_to_use(bob, ali
     with pytest.raises(TypeError, match="send\\(\\) takes one worker"):
         nn.Linear(1, 1).send(bob, alice)
     assert len(bob._objects) == 0
+
+
+def test_model_get_takes_the_parameters_home_while_a_loss_still_holds_them(bob):
+    model = nn.Linear(2, 1)
+    x = torch.ones(1, 2).send(bob)
+    model.send(bob)
+    loss = model(x).sum()
+    loss.backward()
+    model.get()
+    settle(bob)
+    assert len(bob._objects) == 2, bob._objects  # x and the loss: no copy of a parameter
+    assert loss.get().item() == pytest.approx((model(torch.ones(1, 2))).sum().item())

@@ -114,6 +114,9 @@ def test_replacing_a_worker_makes_old_pointers_fail_clearly(hook):
             ptr.get()
         assert wait_until(lambda: not _pid_alive(first.pid), 5), "the old worker was stopped"
         assert torch.equal(torch.ones(1).send(second).get(), torch.ones(1))
+        old, new = torch.ones(2).send(first), torch.ones(2).send(second)
+        with pytest.raises(sy.PointerUsageError, match="two different workers both named gina"):
+            old + new  # not "move one to the other first, e.g. y.move(gina)"
     finally:
         sy.local_worker.workers.pop("gina", None)
         second.close()

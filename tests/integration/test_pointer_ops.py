@@ -368,3 +368,43 @@ def test_new_tensor_and_mid_get_as_in_pysyft(bob, alice):
     del base
     chain = torch.tensor([3.0]).send(bob).send(alice)
     assert chain.mid_get() is chain and torch.equal(chain.get(), torch.tensor([3.0]))
+
+
+def _interrupt_first_wait(monkeypatch, handle):
+    """Ctrl-C while the next get() waits for its first reply (before reading it)."""
+    real, calls = handle.await_reply, []
+
+    def await_reply(rid, timeout=None):
+        calls.append(rid)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(rid, timeout)
+
+    monkeypatch.setattr(handle, "await_reply", await_reply)
+
+
+def test_an_interrupted_get_keeps_the_data_for_the_next_get(bob, monkeypatch):
+    """The worker deletes its copy as it answers: an interrupt must not lose the answer."""
+    x = torch.arange(6.0).send(bob)
+    _interrupt_first_wait(monkeypatch, bob)
+    with pytest.raises(KeyboardInterrupt):
+        x.get()
+    monkeypatch.undo()
+    assert len(bob._objects) == 0
+    assert torch.equal(x.get(), torch.arange(6.0))
+    with pytest.raises(sy.PointerUsageError, match="already retrieved"):
+        x.get()
+
+
+def test_a_model_get_interrupted_midway_completes_when_run_again(bob, monkeypatch):
+    model = nn.Linear(3, 2)
+    values = [p.detach().clone() for p in model.parameters()]
+    model.send(bob)
+    _interrupt_first_wait(monkeypatch, bob)
+    with pytest.raises(KeyboardInterrupt):
+        model.get()
+    monkeypatch.undo()
+    model.get()
+    for p, v in zip(model.parameters(), values, strict=True):
+        assert not isinstance(p, sy.PointerTensor) and torch.equal(p.data, v)
+    assert len(bob._objects) == 0

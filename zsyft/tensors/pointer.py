@@ -9,12 +9,13 @@ the worker (see `remote_ops`). The client never sees the data until `.get()`.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from zsyft.errors import PointerUsageError
+from zsyft.errors import PointerUsageError, ZsyftError
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.remote.refs import RemoteRef, new_id
 from zsyft.tensors._torch_compat import (
@@ -281,9 +282,23 @@ def deepcopy_by_clone(tensor: torch.Tensor, memo: dict, internal: Sequence[str])
     return result
 
 
+KEPT = "_zsyft_kept"  # what an interrupted get() received for this pointer, for the next one
+KEEP_WAITING_S = 5.0  # after Ctrl-C, how long get() still waits for replies already on their way
+
+
 def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
     """`[p.get() for p in pointers]`, with every fetch sent before the first reply is awaited:
-    pointers at different workers (the shares of a secret) come back in one round trip."""
+    pointers at different workers (the shares of a secret) come back in one round trip.
+
+    A worker deletes its copy as it answers, so a get() interrupted while it waits (Ctrl-C,
+    a Jupyter interrupt) keeps what it received on the pointers, and the next get() of
+    them returns it: nothing is lost (see `_keep_for_next_get`).
+    """
+    fetched = iter(_fetch([p for p in pointers if KEPT not in p.__dict__]))
+    return [p.__dict__.pop(KEPT) if KEPT in p.__dict__ else next(fetched) for p in pointers]
+
+
+def _fetch(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
     for pointer in pointers:
         pointer.ref.check_live()
     if pointers:
@@ -293,16 +308,13 @@ def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
         (pointer, own, pointer.location.send_request(Kind.FETCH, [own.ref.id, True]))
         for pointer, own in zip(pointers, fetched, strict=True)
     ]
-    values = []
+    values: list[torch.Tensor] = []
     try:
         for pointer, own, rid in requests:
-            value = pointer.location.await_reply(rid)
-            own.ref.forget()
-            if own is not pointer:  # the object stays with the other pointers to it
-                pointer.ref.drop(pointer)
-                pointer.ref = RemoteRef.retrieved(pointer.location, pointer.ref.id)
-            _release_dropped_base(pointer)
-            values.append(pointer._received(value))
+            values.append(_take(pointer, own, pointer.location.await_reply(rid)))
+    except KeyboardInterrupt:
+        _keep_for_next_get(requests, values)
+        raise
     finally:
         for pointer, _, rid in requests[len(values):]:
             pointer.location.abandon(rid)  # after an error: its reply is not wanted
@@ -311,6 +323,30 @@ def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
         # (an in-place write that failed at the worker leaves its target unchanged).
         pointers[0].location.node.raise_pending()
     return values
+
+
+def _take(pointer: PointerTensor, own: PointerTensor, value: Any) -> torch.Tensor:
+    """`pointer`'s value from the reply to the fetch of `own` (its object, or a copy)."""
+    own.ref.forget()
+    if own is not pointer:  # the object stays with the other pointers to it
+        pointer.ref.drop(pointer)
+        pointer.ref = RemoteRef.retrieved(pointer.location, pointer.ref.id)
+    _release_dropped_base(pointer)
+    return pointer._received(value)
+
+
+def _keep_for_next_get(requests: Sequence[tuple], values: list[torch.Tensor]) -> None:
+    """Interrupted: take the replies already on their way (for a few seconds; a second
+    interrupt stops this too) and keep every value received on its pointer."""
+    deadline = time.monotonic() + KEEP_WAITING_S
+    for pointer, own, rid in requests[len(values):]:
+        try:
+            reply = pointer.location.await_reply(rid, max(deadline - time.monotonic(), 0.0))
+        except ZsyftError:  # an error or no answer in time: that fetch is abandoned
+            break
+        values.append(_take(pointer, own, reply))
+    for (pointer, _, _), value in zip(requests, values, strict=False):
+        pointer.__dict__[KEPT] = value
 
 
 def _own_copy(pointer: PointerTensor) -> PointerTensor:

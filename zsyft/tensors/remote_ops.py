@@ -88,6 +88,12 @@ def _location_of(pointers: list[PointerTensor], op: str) -> Any:
         where = value.ref.location
         if location is None:
             location = where
+        elif where is not location and where.id == location.id:
+            raise PointerUsageError(
+                f"{op} mixes tensors at two different workers both named {where.id} (one "
+                "re-created under the same name, say, by running sy.VirtualWorker(hook, "
+                f"id={where.id!r}) again); send the tensor again to the worker you mean"
+            )
         elif where is not location:
             raise PointerUsageError(
                 f"{op} mixes tensors at {location.id} and {where.id}; move one to the "
