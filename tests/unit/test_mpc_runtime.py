@@ -100,9 +100,9 @@ def test_a_reply_that_waits_on_a_protocol_op_is_awaited_asleep(cluster, monkeypa
     waits = []
     original = bob.link.recv
 
-    def recv(deadline, serve=None, awake=True):
+    def recv(deadline, serve=None, awake=True, until=None):
         waits.append(awake)
-        return original(deadline, serve, awake)
+        return original(deadline, serve, awake, until)
 
     monkeypatch.setattr(bob.link, "recv", recv)
     x = torch.randint(-100, 100, (5,))

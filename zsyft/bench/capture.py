@@ -78,9 +78,10 @@ def capture(handle: Any) -> Iterator[Exchange]:
         exchange.sent.append(list(frames))
         send(frames)
 
-    def recording_recv(deadline: float, *serve: Any) -> list[Any]:
-        frames = recv(deadline, *serve)
-        exchange.received.append(list(frames))
+    def recording_recv(deadline: float, *args: Any, **kwargs: Any) -> list[Any] | None:
+        frames = recv(deadline, *args, **kwargs)
+        if frames is not None:
+            exchange.received.append(list(frames))
         return frames
 
     link.send, link.recv = recording_send, recording_recv

@@ -287,16 +287,16 @@ class WorkerHandle:
             self.in_flight += 1
             awake = not self.computing
             try:
-                reply = self._early.pop(rid, None)
-                while reply is None:
+                while (reply := self._early.pop(rid, None)) is None:
                     try:
-                        frames = self.link.recv(deadline, self.node.serve_while_waiting, awake)
+                        frames = self.link.recv(deadline, self.node.serve_while_waiting, awake,
+                                                until=lambda: rid in self._early)
                     except WorkerUnavailableError as exc:
                         raise self._explain(exc) from None
+                    if frames is None:  # a request served meanwhile read our reply
+                        continue
                     received = decode(frames)
-                    if received.rid == rid:
-                        reply = received
-                    elif received.rid in self._awaited:  # another request's, still awaited
+                    if received.rid in self._awaited:  # ours or another still awaited one
                         self._early[received.rid] = received
                     else:
                         self._notice(received)
@@ -323,7 +323,11 @@ class WorkerHandle:
         """Collect ERROR notices that already arrived, without waiting."""
         with self._lock:
             for frames in self.link.poll_messages():
-                self._notice(decode(frames))
+                received = decode(frames)
+                if received.rid in self._awaited:  # a reply a request further up waits for
+                    self._early[received.rid] = received
+                else:
+                    self._notice(received)
 
     def _notice(self, reply: Any) -> None:
         if reply.kind == Kind.ERROR and reply.rid == 0:

@@ -115,6 +115,8 @@ class LocalNode:
                 return
             first, more = self._errors[0], len(self._errors) - 1
             self._errors.clear()
+        first.add_note("(reported now, at a sync point: an op sent earlier failed at "
+                       f"{first.worker or 'a worker'}; ops are pipelined)")
         if more:
             first.add_note(f"({more} more pipelined op(s) failed after this one)")
         raise first

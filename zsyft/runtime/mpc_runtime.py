@@ -33,16 +33,16 @@ import zmq
 from zsyft.errors import WorkerUnavailableError
 from zsyft.mpc.prg import Prg, fresh_seed
 from zsyft.runtime.executor import FailedInput
+from zsyft.runtime.mpc_bodies import checked_id, op_ids, output_ids, party_list, worker_entry
+from zsyft.runtime.op_order import NO_OP, HeldRuns, OpKey, op_key
 from zsyft.runtime.protocols import protocol
 from zsyft.runtime.store import Failed
-from zsyft.transport.keys import is_public_key
 from zsyft.transport.zmq import SETTINGS, Link, poll_awake
 from zsyft.wire.codec import decode, encode
-from zsyft.wire.messages import Kind, is_object_id
+from zsyft.wire.messages import Kind
 
 ABORT_ROUND = -1  # an MPC_MSG in this round says the sender gave up on the op
 CLOSED_OPS_KEPT = 4096  # ops remembered as over, so their late messages are dropped
-MAX_DEALT = 64  # op ids one DEAL (and its MATERIAL) may carry
 LIVENESS_CHECK_S = 0.02  # how often a waiting party checks that the peer it waits for is up
 MATERIAL = "material"  # the mailbox entry of an op's correction from the provider
 
@@ -60,45 +60,6 @@ class PartySession:
     prg: Prg
 
 
-def _session_id(value: Any) -> bytes:
-    if not is_object_id(value):
-        raise TypeError("a session or op id must be 16 bytes")
-    return value
-
-
-def _worker(value: Any) -> dict[str, Any]:
-    if not (
-        isinstance(value, dict)
-        and isinstance(value.get("name"), str)
-        and isinstance(value.get("address"), str)
-        and (value.get("key") is None or is_public_key(value.get("key")))
-    ):
-        raise TypeError("a worker is described as {name, address, key}")
-    return {"name": value["name"], "address": value["address"], "key": value.get("key")}
-
-
-def op_ids(value: Any) -> list[bytes]:
-    """The op ids a DEAL or MATERIAL names: one id, or a list of 1 to `MAX_DEALT` of them."""
-    ids = value if isinstance(value, list) else [value]
-    if not 1 <= len(ids) <= MAX_DEALT:
-        raise TypeError(f"a deal names 1 to {MAX_DEALT} op ids")
-    return [_session_id(i) for i in ids]
-
-
-def output_ids(value: Any) -> list[bytes]:
-    """The output ids of an MPC_RUN: one id, or a list of them for several outputs."""
-    ids = value if isinstance(value, list) else [value]
-    if not (ids and all(is_object_id(i) for i in ids)):
-        raise TypeError("the output must be an object id or a list of them")
-    return ids
-
-
-def _parties(value: Any) -> list[dict[str, str]]:
-    if not (isinstance(value, list) and len(value) >= 2):
-        raise TypeError("parties must be a list of at least two {name, address, key}")
-    return [_worker(p) for p in value]
-
-
 class MpcRuntime:
     """Sessions, mailbox and links to other workers for one worker's secure computation."""
 
@@ -110,11 +71,16 @@ class MpcRuntime:
         self.mailbox: dict[tuple[bytes, bytes], dict[Any, Any]] = {}
         self.links: dict[tuple[str, str | None], Link] = {}
         self._rids = itertools.count(1)
+        self._awaited: set[int] = set()  # requests (`_request`) waiting for their reply
+        self._replies: dict[int, Any] = {}  # replies read while waiting for another one
         self._own_socket_poller = zmq.Poller()  # waits for peers' messages (`wait_for`)
         self._own_socket_poller.register(worker.socket, zmq.POLLIN)
         # (session, op id) of ops that ended here: a failed op's peers may still send their
         # round messages, aborts or material, which nobody would ever take from the mailbox.
         self._closed: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self.held = HeldRuns(worker)  # other clients' ops kept back while we wait in one
+        self._running = 0  # protocol ops in progress here (nested while waiting)
+        self._keys: dict[tuple[bytes, bytes], OpKey] = {}  # their order (`op_order`)
 
     # -- links to other workers -----------------------------------------------------------
     def link(self, party: dict[str, str]) -> Link:
@@ -144,14 +110,24 @@ class MpcRuntime:
         rid = next(self._rids)
         link.send(encode(kind, rid, body))
         deadline = time.monotonic() + SETTINGS.request_timeout_s
-        while True:
-            reply = decode(link.recv(deadline, (self.worker.socket, self.worker.serve_one)))
-            if reply.rid == rid:
-                return reply.body
-            if reply.kind == Kind.ERROR and errors is not None:
-                errors.append((link.peer, reply.body))
-            elif reply.kind == Kind.ERROR:
-                self.worker.log_peer_error(link.peer, reply.body)
+        self._awaited.add(rid)
+        try:
+            while (reply := self._replies.pop(rid, None)) is None:
+                # a request nested meanwhile (another client's setup) may read our reply
+                frames = link.recv(deadline, (self.worker.socket, self.worker.serve_one),
+                                   until=lambda: rid in self._replies)
+                if frames is None:
+                    continue
+                received = decode(frames)
+                if received.rid in self._awaited:
+                    self._replies[received.rid] = received
+                elif received.kind == Kind.ERROR and errors is not None:
+                    errors.append((link.peer, received.body))
+                elif received.kind == Kind.ERROR:
+                    self.worker.log_peer_error(link.peer, received.body)
+            return reply.body
+        finally:
+            self._awaited.discard(rid)
 
     def wait_for(self, op: tuple[bytes, bytes], entry: Any, waiting_on: Link, what: str) -> Any:
         """The mailbox entry `entry` of `op` (session, op id) from `waiting_on`'s worker,
@@ -162,6 +138,11 @@ class MpcRuntime:
         awake = self.worker.spin_s  # the peer's message usually comes within a round trip
         box = self.mailbox.setdefault(op, {})
         next_check = 0.0  # the peer's connection is checked this often, not per message
+        key = self._keys.get(op, NO_OP)  # which other ops may start meanwhile (`op_order`)
+
+        def hold(identity: bytes, frames: list[Any]) -> bool:
+            return self.held.hold(identity, frames, key)
+
         while entry not in box:
             if "abort" in box:
                 culprit, reason = box["abort"]
@@ -176,9 +157,11 @@ class MpcRuntime:
                     raise WorkerUnavailableError(
                         f"{waiting_on.peer} did not send {what} in time", worker=waiting_on.peer
                     )
+            self.held.take_deferred()
+            self.held.release_before(key)  # ops that may start inside this one now do
             if poll_awake(poller, awake, 100):
                 with torch.inference_mode(False):  # other messages get torch's usual mode
-                    self.worker.serve_one()
+                    self.worker.serve_one(hold=hold)
         return box.pop(entry)
 
     # -- provider role --------------------------------------------------------------------
@@ -186,7 +169,7 @@ class MpcRuntime:
         """PROVIDER_SETUP: seed every party directly, wait until each has its seed."""
         if not (isinstance(body, list) and len(body) == 2):
             raise TypeError("provider setup body must be [session, parties]")
-        session, parties = _session_id(body[0]), _parties(body[1])
+        session, parties = checked_id(body[0]), party_list(body[1])
         seeds = [fresh_seed() for _ in parties]
         prgs = [Prg(seed) for seed in seeds]  # this process's fastest scheme; parties follow
         self.provider_sessions[session] = (parties, prgs)
@@ -210,7 +193,7 @@ class MpcRuntime:
         ahead of need travel together, in one MATERIAL message)."""
         if not (isinstance(body, list) and len(body) == 4):
             raise TypeError("deal body must be [session, op id(s), protocol, params]")
-        session, ids = _session_id(body[0]), op_ids(body[1])
+        session, ids = checked_id(body[0]), op_ids(body[1])
         if session not in self.provider_sessions:
             raise LookupError("unknown session: set up the crypto provider first")
         parties, prgs = self.provider_sessions[session]
@@ -229,8 +212,8 @@ class MpcRuntime:
             and isinstance(body[5], str)
         ):
             raise TypeError("seed body must be [session, index, parties, seed, provider, scheme]")
-        session, index, parties = _session_id(body[0]), body[1], _parties(body[2])
-        provider = _worker(body[4])
+        session, index, parties = checked_id(body[0]), body[1], party_list(body[2])
+        provider = worker_entry(body[4])
         self._check_sender(provider, "the crypto provider")
         if not (isinstance(index, int) and 0 <= index < len(parties)):
             raise TypeError("party index out of range")
@@ -246,7 +229,7 @@ class MpcRuntime:
             raise TypeError("message body must be [session, op id, round, sender, tensor]")
         if not (isinstance(body[2], int) and isinstance(body[3], int)):
             raise TypeError("round and sender must be integers")
-        parties = self._session(_session_id(body[0])).parties
+        parties = self._session(checked_id(body[0])).parties
         if not 0 <= body[3] < len(parties):
             raise TypeError("sender index out of range")
         self._check_sender(parties[body[3]], f"party {body[3]}")
@@ -255,17 +238,17 @@ class MpcRuntime:
             if not (isinstance(cause, list) and len(cause) == 2
                     and all(isinstance(c, str) for c in cause)):
                 raise TypeError("an abort carries [worker, reason]")
-            self._keep((_session_id(body[0]), _session_id(body[1])), "abort", cause)
+            self._keep((checked_id(body[0]), checked_id(body[1])), "abort", cause)
             return
         if not isinstance(body[4], torch.Tensor):
             raise TypeError("protocol messages carry one tensor")
-        op = (_session_id(body[0]), _session_id(body[1]))
+        op = (checked_id(body[0]), checked_id(body[1]))
         self._keep(op, ("msg", body[2], body[3]), body[4])
 
     def _deposit_material(self, body: Any) -> None:
         if not (isinstance(body, list) and len(body) == 3):
             raise TypeError("material body must be [session, op id(s), tensor(s)]")
-        session, ids = _session_id(body[0]), op_ids(body[1])
+        session, ids = checked_id(body[0]), op_ids(body[1])
         tensors = body[2] if isinstance(body[1], list) else [body[2]]
         if not (isinstance(tensors, list) and len(tensors) == len(ids)
                 and all(isinstance(t, torch.Tensor) for t in tensors)):
@@ -298,8 +281,10 @@ class MpcRuntime:
             raise TypeError("run body must be [seq, session, op id, protocol, inputs, output, "
                             "params]")
         _, session_id, op_id, name, inputs, output, params = body
-        session = self._session(_session_id(session_id))
-        op_id = _session_id(op_id)
+        session = self._session(checked_id(session_id))
+        op_id = checked_id(op_id)
+        self._running += 1
+        self._keys[(session_id, op_id)] = op_key(body[0], op_id)
         try:  # from here on, a failure must reach the other parties (they would wait for us)
             spec = protocol(name)
             outputs = output_ids(output)
@@ -309,7 +294,7 @@ class MpcRuntime:
             ):
                 raise TypeError(f"{name} takes {spec.arity} input ids and {spec.outputs} "
                                 "output id(s)")
-            values = [self.worker.store.get(_session_id(i)) for i in inputs]
+            values = [self.worker.store.get(checked_id(i)) for i in inputs]
             for value in values:
                 if isinstance(value, Failed):
                     raise FailedInput(value.error)  # an input is the result of a failed op
@@ -328,6 +313,10 @@ class MpcRuntime:
             raise
         finally:
             self._close(session_id, op_id)
+            self._keys.pop((session_id, op_id), None)
+            self._running -= 1
+            if not self._running:
+                self.held.release_all()
 
     def _close(self, session_id: bytes, op_id: bytes) -> None:
         """The op is over here: drop what the mailbox holds for it and what comes later."""

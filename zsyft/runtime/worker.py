@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +84,8 @@ class Worker:
         self._record = open(record, "ab") if record else None  # noqa: SIM115 (kept open)
         self._busy: list[bytes] = []  # identities whose message is being handled (a stack)
         self._deferred: deque[tuple[bytes, list[Any]]] = deque()
+        self._queued: Counter[bytes] = Counter()  # deferred messages per client
+        self._draining = False  # `_run_deferred` is running (further down the stack)
         self._next_lease_check = 0.0
         self._origin: Any = None
         if peer is not None:
@@ -131,15 +133,17 @@ class Worker:
                         break
                     self.serve_one()
 
-    def serve_one(self) -> None:
-        """Receive and handle one message (also called while waiting on a peer)."""
+    def serve_one(self, hold: Callable[[bytes, list[Any]], bool] | None = None) -> None:
+        """Receive and handle one message (also called while waiting on a peer); unless
+        `hold(identity, frames)` keeps it back for later (see `op_order`)."""
         identity, first, frames = recv_routed(self.socket)
         if not self.clients.knows(identity):
             self._note_disconnects()  # first: the new connection may reuse a closed one's fd
             self.clients.connection(identity, first)
         if self._record is not None:
             self._write_record(frames)
-        self.handle(identity, frames)
+        if hold is None or not hold(identity, frames):
+            self.handle(identity, frames)
 
     def _note_disconnects(self) -> None:
         while readable(self._disconnects):
@@ -165,29 +169,61 @@ class Worker:
             out.write(len(data).to_bytes(8, "little") + data)
         out.flush()
 
-    def handle(self, identity: bytes, frames: list[Any]) -> None:
-        """Handle one message now, or defer it while the same client is being served."""
-        if identity in self._busy:
-            if len(self._deferred) >= MAX_DEFERRED:
-                self.send(identity, Kind.ERROR, 0, error_body(
-                    worker=self.name, type_name="WorkerBusyError",
-                    message=f"{self.name} is busy: {len(self._deferred)} messages already wait "
-                    "for a long request to finish; this one was dropped, retry later"))
-                return
-            self._deferred.append((identity, frames))
+    def handle(self, identity: bytes, frames: list[Any], in_turn: bool = False) -> None:
+        """Handle one message now, or defer it while the same client is being served or has
+        messages deferred already: a client's messages run in the order they came."""
+        if identity in self._busy or (self._queued[identity] and not in_turn):
+            self.defer(identity, frames)
             return
         self._busy.append(identity)
         try:
             self._handle(identity, frames)
         finally:
             self._busy.pop()
-        if not self._busy:
+        if not self._busy and not self._draining:
             self._run_deferred()
 
+    def defer(self, identity: bytes, frames: list[Any]) -> None:
+        """Handle this message once the messages being handled (and those deferred before
+        it) are done."""
+        if len(self._deferred) >= MAX_DEFERRED:
+            self.send(identity, Kind.ERROR, 0, error_body(
+                worker=self.name, type_name="WorkerBusyError",
+                message=f"{self.name} is busy: {len(self._deferred)} messages already wait "
+                "for a long request to finish; this one was dropped, retry later"))
+            return
+        self._deferred.append((identity, frames))
+        self._queued[identity] += 1
+
+    def take_unblocked(self) -> list[tuple[bytes, list[Any]]]:
+        """Remove and return, in order, the deferred messages of clients no longer being
+        served (a waiting protocol op decides which of them run nested, see `op_order`)."""
+        taken = [entry for entry in self._deferred if entry[0] not in self._busy]
+        if taken:
+            self._deferred = deque(e for e in self._deferred if e[0] in self._busy)
+            for identity, _ in taken:
+                self._unqueue(identity)
+        return taken
+
+    def has_deferred(self, identity: bytes) -> bool:
+        """Whether messages of this client wait in the deferred queue."""
+        return bool(self._queued[identity])
+
+    def _unqueue(self, identity: bytes) -> None:
+        self._queued[identity] -= 1
+        if not self._queued[identity]:
+            del self._queued[identity]
+
     def _run_deferred(self) -> None:
-        while self._deferred:
-            identity, frames = self._deferred.popleft()
-            self.handle(identity, frames)
+        """Handle the deferred messages in order (one loop: not one stack frame each)."""
+        self._draining = True
+        try:
+            while self._deferred:
+                identity, frames = self._deferred.popleft()
+                self._unqueue(identity)
+                self.handle(identity, frames, in_turn=True)
+        finally:
+            self._draining = False
 
     def _handle(self, identity: bytes, frames: list[Any]) -> None:
         """Handle one received message (a BATCH: each it carries, in order), then send on

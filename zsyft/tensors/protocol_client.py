@@ -165,10 +165,11 @@ def run_protocol_outputs(
     numel = max(1, *(math.prod(shape) for shape in [output_shape, *(s[0].shape for s in inputs)]))
     op_id = dealt_ahead(provider).op_id(provider, session_id, name, params, numel)
     refs = [[RemoteRef(party) for _ in range(count)] for party in parties]
+    seq = next(_seqs)  # the same at every party: it orders this client's ops (`op_order`)
     for index, party in enumerate(parties):  # every party's message first, then every send
         share_ids = [shares[index].ref.id for shares in inputs]
         output_ids: Any = [ref.id for ref in refs[index]] if count > 1 else refs[index][0].id
-        party.post(Kind.MPC_RUN, [next(_seqs), session_id, op_id, name, share_ids, output_ids,
+        party.post(Kind.MPC_RUN, [seq, session_id, op_id, name, share_ids, output_ids,
                                   params], send=False)
     for handle in parties:
         handle.flush(deletes=False)

@@ -336,11 +336,14 @@ class Link:
         deadline: float,
         serve: tuple[zmq.Socket, Callable[[], None]] | None = None,
         awake: bool = True,
-    ) -> list[Any]:
+        until: Callable[[], bool] | None = None,
+    ) -> list[Any] | None:
         """The next message from the peer, or a typed error once the peer is gone or time is up.
 
         With `serve=(socket, callback)`, `callback()` runs whenever `socket` is readable while
-        waiting: a worker keeps answering its own clients while it waits on another worker.
+        waiting: a worker keeps answering its own clients while it waits on another worker;
+        None once `until()` is true after such a callback (what the caller waits for may have
+        come in through it: a nested request on this link read the reply).
         With `awake=False` it blocks at once instead of first waiting awake (`spin_poll`).
         """
         poller = self._poller
@@ -369,6 +372,8 @@ class Link:
                 return recv_frames(self.socket)
             if serve is not None and serve[0] in events:
                 serve[1]()
+                if until is not None and until():
+                    return None
             self.check_alive()  # nothing yet: did the connection go?
 
     def check_alive(self) -> None:
