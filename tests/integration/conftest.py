@@ -52,6 +52,13 @@ def settle(*workers) -> None:
         worker.sync()
 
 
+def assert_nothing_left(*workers) -> None:
+    """After `settle`, no worker holds an object any more."""
+    settle(*workers)
+    left = {w.id: len(w._objects) for w in workers}
+    assert not any(left.values()), f"objects left at the workers: {left}"
+
+
 @pytest.fixture(autouse=True)
 def no_stray_worker_processes():
     """Every worker process alive after a test belongs to a registered handle."""

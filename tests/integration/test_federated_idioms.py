@@ -14,15 +14,13 @@ import torch
 from torch import nn, optim
 
 import zsyft as sy
-from tests.integration.conftest import settle
+from tests.integration.conftest import assert_nothing_left, settle
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(bob, alice, james):
     yield
-    settle(bob, alice, james)
-    left = {w.id: len(w._objects) for w in (bob, alice, james)}
-    assert not any(left.values()), f"objects left at the workers: {left}"
+    assert_nothing_left(bob, alice, james)
 
 
 def _toy_data():

@@ -16,15 +16,13 @@ from torch import nn, optim
 
 import zsyft as sy
 from tests.helpers import wait_until
-from tests.integration.conftest import settle
+from tests.integration.conftest import assert_nothing_left, settle
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(bob, alice, james):
     yield
-    settle(bob, alice, james)
-    left = {w.id: len(w._objects) for w in (bob, alice, james)}
-    assert not any(left.values()), f"objects left at the workers: {left}"
+    assert_nothing_left(bob, alice, james)
 
 
 @pytest.mark.parametrize(

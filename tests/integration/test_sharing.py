@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import zsyft as sy
-from tests.integration.conftest import private_worker, settle
+from tests.integration.conftest import assert_nothing_left, private_worker, settle
 from zsyft.mpc.sharing import reconstruct
 from zsyft.remote.handle import WorkerHandle
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
@@ -35,9 +35,7 @@ def nothing_left_behind(everyone):
     settle(*everyone)
     assert all(w._objects == {} for w in everyone), "a previous test left objects"
     yield
-    settle(*everyone)
-    left = {w.id: len(w._objects) for w in everyone}
-    assert not any(left.values()), f"objects left at the workers: {left}"
+    assert_nothing_left(*everyone)
 
 
 @pytest.fixture(params=[2, 3], ids=["2-parties", "3-parties"])
