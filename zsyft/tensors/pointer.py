@@ -292,7 +292,8 @@ def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
 
     A worker deletes its copy as it answers, so a get() interrupted while it waits (Ctrl-C,
     a Jupyter interrupt) keeps what it received on the pointers, and the next get() of
-    them returns it: nothing is lost (see `_keep_for_next_get`).
+    them returns it (see `_keep_for_next_get`). An interrupt while a reply is being read
+    and decoded here still loses that reply.
     """
     fetched = iter(_fetch([p for p in pointers if KEPT not in p.__dict__]))
     return [p.__dict__.pop(KEPT) if KEPT in p.__dict__ else next(fetched) for p in pointers]
