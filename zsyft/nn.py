@@ -68,10 +68,7 @@ def _set_parameter(
     the same object when it can change in place, else a new one registered in its stead."""
     if value is param:  # changed in place already (a pointer's `move`)
         return param
-    grad = value.grad if value.is_leaf else None
-    new = nn.Parameter(value.detach(), requires_grad=requires_grad)
-    if grad is not None:
-        new.grad = grad
+    new = _leaf(value, requires_grad, value.grad if value.is_leaf else None)
     if _become(param, new):
         return param
     warnings.warn(
@@ -90,10 +87,17 @@ def _leave_graphs(param: nn.Parameter) -> None:
     graph node to look up, which it does with a view of the tensor, and which a pointer or
     shared tensor could no longer make once its value was fetched."""
     if param._use_count() > 1:
-        fresh = nn.Parameter(param.detach(), requires_grad=param.requires_grad)
-        fresh.grad = param.grad
+        fresh = _leaf(param, param.requires_grad, param.grad)
         if _become(param, fresh) and isinstance(fresh, PointerTensor):
             fresh.ref.drop(fresh)  # the graph's copy gives up its claim: get() takes the object
+
+
+def _leaf(value: torch.Tensor, requires_grad: bool, grad: Any) -> nn.Parameter:
+    """A new parameter object holding `value`'s data (a new alias, nothing copied)."""
+    new = nn.Parameter(value.detach(), requires_grad=requires_grad)
+    if grad is not None:
+        new.grad = grad
+    return new
 
 
 def _become(old: torch.Tensor, new: torch.Tensor) -> bool:

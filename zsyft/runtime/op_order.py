@@ -25,24 +25,14 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from zsyft.wire.codec import decode, unbatch
+from zsyft.wire.codec import decode, peek_kind, unbatch
 from zsyft.wire.messages import Kind, is_object_id
 
 if TYPE_CHECKING:
     from zsyft.runtime.worker import Worker
 
 MAX_HELD = 10_000  # beyond this, messages are handled as they come (no unbounded memory)
-_MSGPACK_ARRAY_4_OR_5 = (0x94, 0x95)  # a header: [version, kind, rid, body(, on behalf)]
 _ALWAYS_NOW = (Kind.MPC_MSG, Kind.MATERIAL)  # what the ops in progress wait for
-
-
-def _kind_byte(frames: list[Any]) -> int | None:
-    """A header's message kind, read without decoding (both version and kind are small)."""
-    header = frames[0] if frames else b""
-    header = header.bytes if hasattr(header, "bytes") else header
-    if len(header) > 2 and header[0] in _MSGPACK_ARRAY_4_OR_5:
-        return header[2]
-    return None
 
 
 OpKey = tuple[int, bytes]
@@ -57,7 +47,7 @@ def op_key(seq: Any, op_id: bytes) -> OpKey:
 def run_keys(frames: list[Any]) -> list[OpKey]:
     """The keys of the MPC_RUNs a message carries (inside a BATCH too); [] if none or if it
     is malformed (its handler reports that)."""
-    if _kind_byte(frames) not in (Kind.MPC_RUN, Kind.BATCH):
+    if peek_kind(frames) not in (Kind.MPC_RUN, Kind.BATCH):
         return []
     try:
         msg = decode(frames)
@@ -81,7 +71,7 @@ class HeldRuns:
 
     def hold(self, identity: bytes, frames: list[Any], waiting_in: OpKey) -> bool:
         """Whether to hold back this message, which came while waiting in op `waiting_in`."""
-        if len(self._held) >= MAX_HELD or _kind_byte(frames) in _ALWAYS_NOW:
+        if len(self._held) >= MAX_HELD or peek_kind(frames) in _ALWAYS_NOW:
             return False
         keys = run_keys(frames)
         later = bool(keys) and max(keys) > waiting_in

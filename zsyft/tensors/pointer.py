@@ -173,8 +173,7 @@ class PointerTensor(torch.Tensor):
         """
         self.ref.check_live()
         self.location.request(Kind.REMOTE_GET, [self.ref.id])
-        grad = self.grad if self.is_leaf else None
-        if isinstance(grad, PointerTensor) and not grad.ref.released:
+        if (grad := self._remote_grad()) is not None:
             grad.remote_get()  # the gradient comes along, as with remote_send()
         return self
 
@@ -200,10 +199,16 @@ class PointerTensor(torch.Tensor):
             )
         self.ref.check_live()
         self.location.request(Kind.REMOTE_SEND, [self.ref.id, worker.endpoint(), new_id()])
-        grad = self.grad if self.is_leaf else None
-        if isinstance(grad, PointerTensor) and not grad.ref.released:
+        if (grad := self._remote_grad()) is not None:
             grad.remote_send(worker)  # the gradient goes along, as with send() and move()
         return self
+
+    def _remote_grad(self) -> PointerTensor | None:
+        """This leaf's gradient, if it is a pointer still in use (it follows the data)."""
+        grad = self.grad if self.is_leaf else None
+        if isinstance(grad, PointerTensor) and not grad.ref.released:
+            return grad
+        return None
 
     def mid_get(self) -> PointerTensor:
         """PySyft's other name for `remote_get()`: the middle worker of a chain gets the data."""

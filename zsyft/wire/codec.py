@@ -339,6 +339,19 @@ def _pack(run: list[list[Any]]) -> list[Any]:
     return [header, *itertools.chain.from_iterable(run)]
 
 
+_HEADER_ARRAYS = (0x94, 0x95)  # msgpack arrays of 4 or 5: [version, kind, rid, body(, on behalf)]
+
+
+def peek_kind(frames: Sequence[Any]) -> int | None:
+    """A message's kind read from its header without decoding it (version and kind are small
+    integers, one byte each); None if the header does not start as `encode` writes it."""
+    header = frames[0] if frames else b""
+    header = header.bytes if hasattr(header, "bytes") else header
+    if len(header) > 2 and header[0] in _HEADER_ARRAYS:
+        return header[2]
+    return None
+
+
 def unbatch(frames: Sequence[Any], body: Any) -> list[list[Any]]:
     """The messages a BATCH carries, given its frames and its decoded body (frame counts)."""
     if not (isinstance(body, list) and body and all(type(n) is int and n > 0 for n in body)):
