@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from launcher import cluster
-from launcher.supervisor import Supervisor, process_is, validate_names
+from launcher.supervisor import STOP_SIGNALS, Supervisor, process_is, validate_names
 from zsyft.errors import ClusterFileError, KeyFileError, LaunchError, WorkerError
 from zsyft.runtime.process import LEASE_ENV, THREADS_ENV
 from zsyft.wire.messages import Kind
@@ -57,7 +57,7 @@ def main() -> None:
 @click.option("--restart", is_flag=True,
               help="Start a worker again when it dies (same address and key; what it held is "
               "lost), with a backoff doubling from 0.5 s to 8 s.")
-@click.option("--max-restarts", type=int, default=5, show_default=True,
+@click.option("--max-restarts", type=click.IntRange(min=0), default=5, show_default=True,
               help="With --restart: give up on a worker after this many restarts.")
 @click.option("--lease", type=float, default=None,
               help="Seconds a disconnected client's objects are kept for it (default 60).")
@@ -87,7 +87,8 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
                             log_dir=log_dir, key_dir=key_dir, restart=restart,
                             max_restarts=max_restarts)
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, _interrupt)  # during startup too: start() cleans up
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # during startup too: start() cleans up
+        signal.signal(signum, _interrupt)
     try:
         records = supervisor.start()
     except (LaunchError, KeyFileError) as exc:
@@ -107,6 +108,8 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
     try:
         supervisor.run_until_signal(on_exit=lambda text: click.echo(text, err=True))
     finally:
+        for signum in STOP_SIGNALS:  # a second Ctrl-C must not cut the stopping short
+            signal.signal(signum, signal.SIG_IGN)
         supervisor.stop()
         click.echo("stopped all workers", err=True)
 

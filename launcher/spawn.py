@@ -96,10 +96,12 @@ class WorkerProcess:
                 return self.address
             line = _read_line(self.popen, timeout)
             if not line:
+                why = self.diagnose()  # before terminate(): its exit, not our SIGKILL
                 self.terminate()
                 raise LaunchError(
                     f"worker {self.name!r} failed to start"
-                    + (f": {self.diagnose()}" if self.diagnose() else f" within {timeout:.0f} s")
+                    + (f": {why}" if why else f" within {timeout:.0f} s (its process was "
+                       f"stopped; its log: {self.log_path})")
                 )
             announced = json.loads(line)
             if "error" in announced:

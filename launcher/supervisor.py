@@ -29,7 +29,19 @@ from launcher.spawn import STOP_TIMEOUT_S, WorkerProcess, spawn
 from zsyft.errors import ClusterFileError, LaunchError
 from zsyft.transport import keys
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` cannot name a worker (it names its process, socket, log and key files), or
+    None if it can."""
+    if isinstance(name, str) and NAME_PATTERN.match(name):
+        return None
+    return (
+        f"worker name {name!r} is not allowed: use 1 to 64 ASCII letters, digits, '_', '.' "
+        "or '-' (not '.' or '-' first), e.g. 'bob'"
+    )
 
 
 def validate_names(names: tuple[str, ...] | list[str]) -> None:
@@ -38,10 +50,8 @@ def validate_names(names: tuple[str, ...] | list[str]) -> None:
         raise LaunchError("name at least one worker, e.g. `zsyft launch bob alice james`")
     seen: set[str] = set()
     for name in names:
-        if not NAME_PATTERN.match(name):
-            raise LaunchError(
-                f"worker name {name!r} is not allowed: use letters, digits, '_', '.', '-'"
-            )
+        if (problem := name_problem(name)) is not None:
+            raise LaunchError(problem)
         if name in seen:
             raise LaunchError(f"worker name {name!r} is given twice; names must be unique")
         seen.add(name)
@@ -157,12 +167,13 @@ class Supervisor:
         return records
 
     def run_until_signal(self, on_exit: Callable[[str], object] = print) -> None:
-        """Block until SIGINT/SIGTERM, reporting workers that exit on their own."""
+        """Block until SIGINT, SIGTERM or SIGHUP (the terminal closed), reporting workers
+        that exit on their own."""
 
         def request_stop(signum: int, frame: object) -> None:
             self._stopping = True
 
-        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
         try:
             while not self._stopping:
                 time.sleep(0.1)

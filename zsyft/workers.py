@@ -4,15 +4,15 @@ to workers started by `zsyft launch`.
 
 from __future__ import annotations
 
-import atexit
 from pathlib import Path
 from typing import Any
 
 from launcher import cluster, spawn
-from launcher.supervisor import process_is
+from launcher.supervisor import name_problem, process_is
 from zsyft.errors import ClusterFileError, WorkerUnavailableError
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import local_node
+from zsyft.transport.at_exit import at_exit
 from zsyft.transport.keys import session_pair
 
 _atexit_registered = False
@@ -21,7 +21,7 @@ _atexit_registered = False
 def _register(handle: WorkerHandle) -> WorkerHandle:
     global _atexit_registered
     if not _atexit_registered:
-        atexit.register(local_node().shutdown)
+        at_exit(local_node().shutdown)
         _atexit_registered = True
     return local_node().add_worker(handle)
 
@@ -36,8 +36,8 @@ class VirtualWorker(WorkerHandle):
     """
 
     def __init__(self, hook: Any = None, id: str = "worker", **_ignored: Any) -> None:
-        if not isinstance(id, str) or not id:
-            raise ValueError("VirtualWorker needs a non-empty string id, e.g. id='bob'")
+        if (problem := name_problem(id)) is not None:
+            raise ValueError(f"VirtualWorker id: {problem}")
         process = spawn.spawn_private(id)
         super().__init__(
             local_node(), id, process.address, process.pid, process, public_key=process.public_key

@@ -88,12 +88,14 @@ def test_launch_prints_table_writes_cluster_file_and_sigterm_stops_all(launched)
     assert len(removed) == 3 and (key_dir / "client.key_secret").exists()  # workers' pairs removed
 
 
-def test_ctrl_c_stops_every_worker(launched):
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hangup"])
+def test_ctrl_c_or_closing_the_terminal_stops_every_worker(launched, how):
     launch = launched("w1", "w2")
     pids = [w["pid"] for w in launch.wait_ready()["workers"].values()]
-    launch.proc.send_signal(signal.SIGINT)
-    launch.proc.wait(5)
+    launch.proc.send_signal(how)
+    _, err = launch.proc.communicate(timeout=5)
     assert wait_until(lambda: not (set(pids) & zsyft_pids()), 1)
+    assert "stopped all workers" in err and not launch.cluster_file.exists()
 
 
 def test_frozen_workers_are_stopped_within_one_grace_period(launched):
@@ -447,3 +449,9 @@ def test_unusable_directories_and_a_relative_home_are_handled(tmp_path, monkeypa
         assert Path(recorded["key_dir"]) == tmp_path / "relative-home" / "keys"
     finally:
         launch.stop()
+
+
+def test_python_dash_m_zsyft_is_the_zsyft_command():
+    shown = subprocess.run([sys.executable, "-m", "zsyft", "--version"], capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.startswith("zsyft, version "), shown.stderr

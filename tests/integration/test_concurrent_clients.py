@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.integration.test_cli import Launch
 
 ROUNDS = 40
@@ -60,3 +61,39 @@ def test_two_programs_working_at_once_both_finish(cluster, work):
             client.wait(10)
     for (out, err), client in zip(results, clients, strict=True):
         assert client.returncode == 0 and out.strip() == "ok", err[-2000:]
+
+
+CHAIN_USER = textwrap.dedent(
+    """
+    import os, sys, torch, zsyft as sy
+    hook = sy.TorchHook(torch)
+    bob, alice = sy.connect("bob", "alice", cluster_file=sys.argv[1])
+    chain = torch.ones(2).send(bob).send(alice)
+    total = chain + chain  # alice makes it at bob, on this program's behalf
+    direct = torch.zeros(3).send(bob)
+    sy.sync()
+    print(bob.ping()["objects"], alice.ping()["objects"], flush=True)
+    os._exit(0)  # gone without deleting anything
+    """
+)
+
+
+def test_a_program_that_used_a_chain_has_its_objects_freed_after_the_lease(tmp_path):
+    """alice stays connected to bob after the program is gone: her link, relaying for the
+    program, must not keep the program's lease at bob from running out."""
+    launch = Launch(tmp_path, "bob", "alice", "--lease", "1")
+    try:
+        cluster = launch.wait_ready()
+        user = subprocess.run([sys.executable, "-c", CHAIN_USER, str(launch.cluster_file)],
+                              capture_output=True, text=True, timeout=60)
+        assert user.returncode == 0 and user.stdout.split() == ["3", "2"], user.stderr[-2000:]
+
+        def objects() -> list[str]:
+            status = subprocess.run(
+                [sys.executable, "-m", "launcher.cli", "status", "--cluster-file",
+                 str(launch.cluster_file)], capture_output=True, text=True, timeout=30)
+            return [line.split()[4] for line in status.stdout.strip().splitlines()[1:]]
+
+        assert wait_until(lambda: objects() == ["0", "0"], 20), (objects(), cluster)
+    finally:
+        launch.stop()

@@ -13,7 +13,7 @@ ROOT = Path(zsyft.__file__).parent
 # Top to bottom; a module may import its own layer or any layer below it.
 # mpc is a pure leaf library (torch only), so the runtime may use its protocols.
 LAYERS = ["api", "tensors", "remote", "runtime", "transport", "wire", "mpc", "errors"]
-API_MODULES = {"__init__", "hook", "nn", "workers", "serve", "bench"}
+API_MODULES = {"__init__", "__main__", "hook", "nn", "workers", "serve", "bench"}
 
 
 def layer_of(module: str) -> str:

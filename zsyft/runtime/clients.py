@@ -8,10 +8,11 @@ borrow another's identity, and a worker cannot be used as a confused deputy: it 
 for the client whose message it is handling.
 
 Connections are tracked by their ROUTER routing id (assigned by the ROUTER, never reused) and
-file descriptor: when every connection a principal's messages came through has closed, its
-lease starts; if it has not come back (a message, or a new handshake with its key) when the
-lease ends, the worker frees its objects. Sockets without CURVE (inproc, in-process tests)
-have no principal (`None`): one trust domain, no lease.
+file descriptor: when every connection of a principal's own (with its key) has closed, its
+lease starts, however long workers relaying for it stay connected; if it has not come back
+(a message, or a new handshake with its key) when the lease ends, the worker frees its
+objects. Sockets without CURVE (inproc, in-process tests) have no principal (`None`): one
+trust domain, no lease.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ class Clients:
                     "is not a worker's"
                 )
             principal = on_behalf
-        if principal is not None:
+        if principal is not None and principal == key:
+            # Only the client's own connections count for its lease: a worker relaying for
+            # it (a pointer chain) stays connected long after the client is gone.
             self._seen_on.setdefault(principal, set()).add(identity)
             self._orphaned.pop(principal, None)
         return principal

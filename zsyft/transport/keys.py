@@ -19,7 +19,6 @@ user accept each other (pointer chains, secure protocols).
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
 import secrets
@@ -30,6 +29,7 @@ from pathlib import Path
 import zmq
 
 from zsyft.errors import KeyFileError
+from zsyft.transport.at_exit import at_exit
 
 CLIENT = "client"
 PUBLIC_SUFFIX = ".key"
@@ -144,7 +144,7 @@ def session_pair(directory: Path) -> KeyPair:
         sweep_stale_pairs(directory)
         stem = f"c{os.getpid()}-{secrets.token_hex(4)}"
         found = _session_pairs[directory] = write_pair(directory, stem)
-        atexit.register(remove_pair, directory, stem)
+        at_exit(remove_pair, directory, stem)
     return found
 
 
