@@ -442,8 +442,8 @@ class Fuzzer:
             return self.message(Kind.FETCH, [self.fresh_id(), self.junk()])
         # fetching a failed result answers its error and consumes the marker
         marker = self.rng.choice(self.failed)
-        delete = self.rng.choice((True, False, 0, 1, None))
-        return self.message(Kind.FETCH, [marker, delete], remove={marker})
+        mode = self.rng.choice((True, False, 0, 1, 2))  # FetchMode: copy, take, hand over
+        return self.message(Kind.FETCH, [marker, mode], remove={marker})
 
     def delete(self) -> tuple:
         if self.rng.random() < 0.3:

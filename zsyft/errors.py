@@ -82,6 +82,29 @@ class RemoteError(WorkerError):
         return head + text + tail
 
 
+_BUILTIN_KINDS = {
+    kind.__name__: kind
+    for kind in (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError, KeyError,
+                 LookupError, ZeroDivisionError, OverflowError, ArithmeticError, AssertionError)
+}
+_remote_kinds: dict[str, type[RemoteError]] = {}
+
+
+def remote_error_class(remote_type: str | None) -> type[RemoteError]:
+    """`RemoteError`, made also an instance of the built-in exception class the worker raised
+    (torch raises RuntimeError for most bad ops): `except RuntimeError` catches an op that
+    failed remotely as it would the same op failing here."""
+    kind = _BUILTIN_KINDS.get(remote_type or "")
+    if kind is None:
+        return RemoteError
+    if remote_type not in _remote_kinds:
+        _remote_kinds[remote_type] = type(
+            f"Remote{remote_type}", (RemoteError, kind),
+            {"__module__": __name__, "__doc__": f"A {remote_type} raised inside a worker."},
+        )
+    return _remote_kinds[remote_type]
+
+
 class ObjectNotFoundError(RemoteError):
     """The object id is not in the worker's store (retrieved, deleted, or the worker restarted)."""
 

@@ -51,6 +51,45 @@ def test_tensor_lives_in_the_worker_process_and_dies_with_it(hook, alice):
         carol.close()
 
 
+def test_a_dead_worker_leaves_the_others_snapshots_and_syncs_alone(hook, alice):
+    """`alice._objects`, `alice.clear_objects()` and `sy.sync()` sync every worker: one that
+    died is passed over, except that ops sent to it and never confirmed are reported once."""
+    frank = sy.VirtualWorker(hook, id="frank")
+    try:
+        kept = torch.tensor([1.0]).send(alice)
+        at_frank = torch.ones(2).send(frank)
+        lost = at_frank + 1  # sent, never confirmed
+        os.kill(frank.pid, signal.SIGKILL)
+        with pytest.raises(sy.WorkerUnavailableError, match="frank"):
+            sy.sync()
+        for _ in range(2):
+            sy.sync()
+            assert len(alice._objects) == 1
+        alice.clear_objects()
+        assert len(alice._objects) == 0
+        with pytest.raises(sy.WorkerUnavailableError, match="frank"):
+            lost.get()
+        del kept, at_frank, lost
+    finally:
+        sy.local_worker.workers.pop("frank", None)
+        frank.close()
+
+
+def test_a_move_to_a_dead_worker_leaves_the_data_where_it_was(hook, alice):
+    hana = sy.VirtualWorker(hook, id="hana")
+    try:
+        hana.ping()
+        x = torch.tensor([7.0, 8.0], requires_grad=True).send(alice)
+        os.kill(hana.pid, signal.SIGKILL)
+        with pytest.raises(sy.WorkerUnavailableError, match="hana"):
+            x.move(hana)
+        assert x.location is alice and len(alice._objects) == 1
+        assert torch.equal(x.get(), torch.tensor([7.0, 8.0]))
+    finally:
+        sy.local_worker.workers.pop("hana", None)
+        hana.close()
+
+
 def test_frozen_worker_is_detected_by_heartbeats(hook):
     dave = sy.VirtualWorker(hook, id="dave")
     try:
@@ -104,6 +143,30 @@ def test_private_workers_die_with_their_python_process(how):
         client.wait(10)
 
 
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch, zsyft as sy
+    hook = sy.TorchHook(torch)
+    workers = [sy.VirtualWorker(hook, id=name) for name in ("f1", "f2")]
+    for w in workers:
+        w.ping()
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)  # a normal exit runs the exit handlers, which are the parent's
+    os.waitpid(child, 0)
+    print(torch.tensor([1.0, 2.0]).send(workers[0]).move(workers[1]).get().tolist())
+    """
+)
+
+
+def test_a_forked_child_that_exits_leaves_the_parents_workers_running():
+    parent = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True,
+                            timeout=60)
+    assert parent.returncode == 0, parent.stderr[-2000:]
+    assert parent.stdout.strip() == "[1.0, 2.0]"
+    assert "Exception ignored" not in parent.stderr
+
+
 def test_replacing_a_worker_makes_old_pointers_fail_clearly(hook):
     first = sy.VirtualWorker(hook, id="gina")
     ptr = torch.ones(2).send(first)
@@ -151,3 +214,11 @@ def test_a_worker_started_by_a_thread_outlives_the_thread_but_not_the_process():
     finally:
         client.kill()
         client.wait(10)
+
+
+@pytest.mark.parametrize("name", ["a/b", "x" * 65, "-bob", "bö", "", 7])
+def test_a_worker_id_that_cannot_name_files_is_refused_before_any_process_starts(hook, name):
+    before = zsyft_pids()
+    with pytest.raises(ValueError, match="1 to 64 ASCII letters"):
+        sy.VirtualWorker(hook, id=name)
+    assert zsyft_pids() <= before

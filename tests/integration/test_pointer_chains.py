@@ -189,6 +189,24 @@ def test_dead_end_of_chain_gives_typed_error_naming_it(hook, alice):
         _drop(dan)
 
 
+def test_a_chain_end_dead_before_its_first_use_fails_within_seconds(hook, alice):
+    """alice has never dialled gus: his address refuses the connection, which alice reports
+    within seconds (not after the 30 s a starting worker is given)."""
+    gus = _disposable(hook, "gus")
+    try:
+        p = torch.ones(2).send(gus).send(alice)
+        os.kill(gus.pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(sy.WorkerUnavailableError, match="gus"):
+            (p + 1).get()
+        assert time.monotonic() - started < 10
+        del p
+    finally:
+        _drop(gus)
+    settle(alice)
+    alice.clear_objects()
+
+
 def test_dead_middle_worker_gives_typed_error_naming_it(hook, bob):
     eve = _disposable(hook, "eve")
     try:

@@ -356,6 +356,15 @@ def test_division_by_a_public_integer_is_exact_to_the_last_place(bob, alice, jam
     integers.get()
 
 
+def test_sending_or_moving_a_shared_tensor_says_what_to_do_instead(bob, alice, james):
+    xs = torch.ones(2).fix_precision().share(bob, alice, crypto_provider=james)
+    with pytest.raises(sy.UnsupportedOpError, match="already live at bob, alice"):
+        xs.send(james)
+    with pytest.raises(sy.UnsupportedOpError, match=r"\.get\(\) it and \.share\(\.\.\.\) it"):
+        xs.move(james)
+    torch.testing.assert_close(xs.get().float_precision(), torch.ones(2))
+
+
 def test_rounding_after_products_is_unbiased_so_long_sums_stay_accurate(bob, alice, james):
     """Each truncation rounds to within 2 units, centred on zero: a floor would lose 0.5
     units per product, i.e. 10 over the sum of these 20,000 products."""

@@ -34,7 +34,10 @@ from zsyft.errors import (
     WorkerError,
     WorkerLostError,
     WorkerUnavailableError,
+    remote_error_class,
 )
+from zsyft.remote.interrupts import interrupts_deferred
+from zsyft.remote.refs import collect_dropped
 from zsyft.transport.keys import KeyPair
 from zsyft.transport.zmq import SETTINGS, Link, context
 from zsyft.wire.codec import batch, decode, encode
@@ -77,7 +80,7 @@ def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
         return unavailable(f"{message} (via {path})", worker=worker)
     cls = {
         "ObjectNotFoundError": ObjectNotFoundError, "ObjectLostError": ObjectLostError
-    }.get(body.get("type"), RemoteError)
+    }.get(body.get("type")) or remote_error_class(body.get("type"))
     return cls(
         message,
         worker=worker,
@@ -151,6 +154,7 @@ class WorkerHandle:
         self.in_flight = 0  # requests sent and not yet answered (nested waits in a worker)
         self._awaited: set[int] = set()  # ids of requests sent whose reply is still wanted
         self._early: dict[int, Any] = {}  # replies that came while waiting for another one
+        self.lost_reply = False  # an interrupt cut off reading a message (see `_receive`)
 
     def endpoint(self) -> dict[str, Any]:
         """How another worker reaches this one: name, address and public key."""
@@ -163,13 +167,14 @@ class WorkerHandle:
         return self.node.principal
 
     def release(self, object_id: bytes, principal: str | None = None) -> None:
-        """Queue a delete (called from `__del__`: only appends, never does I/O)."""
+        """Queue a delete (only appends, never does I/O)."""
         self._pending_deletes.append((object_id, principal))
 
     @property
     def unsynced(self) -> bool:
         """Whether something was posted (or a delete queued) since the worker last replied:
         a sync point must wait for it."""
+        collect_dropped()
         return self.dirty or bool(self._pending_deletes)
 
     def flush(self, deletes: bool = True) -> None:
@@ -181,6 +186,7 @@ class WorkerHandle:
             self._flush_outbox()
 
     def _flush_deletes(self, at_least: int = 1) -> None:
+        collect_dropped()
         if len(self._pending_deletes) >= at_least:
             pending, self._pending_deletes = self._pending_deletes, []
             by_principal: dict[str | None, list[bytes]] = {}
@@ -197,11 +203,12 @@ class WorkerHandle:
 
     def _flush_outbox(self, request: list[Any] | None = None) -> None:
         """Send the outbox (and then `request`, if given) as BATCH messages."""
-        outbox, self._outbox = self._outbox, []
-        if request is not None:
-            outbox.append(request)
-        for frames in batch(outbox):
-            self._send(frames)
+        with interrupts_deferred():  # a message half sent would corrupt the next one
+            outbox, self._outbox = self._outbox, []
+            if request is not None:
+                outbox.append(request)
+            for frames in batch(outbox):
+                self._send(frames)
 
     # -- pipelined messages ---------------------------------------------------------------
     def post(self, kind: int, body: Any, send: bool = True) -> None:
@@ -260,7 +267,12 @@ class WorkerHandle:
     # -- requests -------------------------------------------------------------------------
     def request(self, kind: int, body: Any, timeout: float | None = None) -> Any:
         """Send one request and return the body of its reply; raises the typed error on ERROR."""
-        return self.await_reply(self.send_request(kind, body), timeout)
+        rid = self.send_request(kind, body)
+        try:
+            return self.await_reply(rid, timeout)
+        except KeyboardInterrupt:
+            self.abandon(rid)
+            raise
 
     def send_request(self, kind: int, body: Any) -> int:
         """Send a request (after everything queued before it) without waiting for the reply;
@@ -286,32 +298,58 @@ class WorkerHandle:
             deadline = time.monotonic() + timeout
             self.in_flight += 1
             awake = not self.computing
+            interrupted = False
             try:
                 while (reply := self._early.pop(rid, None)) is None:
-                    try:
-                        frames = self.link.recv(deadline, self.node.serve_while_waiting, awake,
-                                                until=lambda: rid in self._early)
-                    except WorkerUnavailableError as exc:
-                        raise self._explain(exc) from None
-                    if frames is None:  # a request served meanwhile read our reply
-                        continue
-                    received = decode(frames)
-                    if received.rid in self._awaited:  # ours or another still awaited one
-                        self._early[received.rid] = received
-                    else:
-                        self._notice(received)
+                    self._receive(rid, deadline, awake)
                 self.dirty = self.computing = False
                 self.answered = True
+                self.node.gone.discard(self.id)  # back (a restarted worker), or never gone
                 if reply.kind == Kind.ERROR:
                     error = self._error(reply.body)
                     # Its notice came first, on the same connection: raised here, it is not
                     # raised again at the next sync point.
                     self.node.discard_error(error)
-                    raise error
+                    raise self.node.raising(error)
                 return reply.body
+            except KeyboardInterrupt:  # the reply stays awaited: the caller may still take it
+                interrupted = True  # (`get()` does, see `pointer._keep_for_next_get`) or
+                raise  # abandon it
             finally:
-                self._awaited.discard(rid)
+                if not interrupted:
+                    self._awaited.discard(rid)
                 self.in_flight -= 1
+
+    def _receive(self, rid: int, deadline: float, awake: bool) -> None:
+        """Read one message while waiting for request `rid`'s reply: a reply is kept for its
+        waiter, a notice noted. An interrupt that loses a message read sets `lost_reply`."""
+        frames = None
+        try:
+            frames = self.link.recv(deadline, self.node.serve_while_waiting, awake,
+                                    until=lambda: rid in self._early)
+            if frames is None:  # a request served meanwhile read our reply
+                return
+            received = decode(frames)
+            if received.rid in self._awaited:  # ours or another still awaited one
+                self._early[received.rid] = received
+            else:
+                self._notice(received)
+        except WorkerUnavailableError as exc:
+            self.dirty = False  # what was posted to it is reported lost by this error
+            raise self.node.raising(self._explain(exc)) from None
+        except KeyboardInterrupt:
+            if frames is not None or self.link.reading:
+                self.link.reading = False
+                self.lost_reply = True
+            raise
+
+    def reply_lost(self, rid: int) -> bool:
+        """Whether request `rid`'s reply was lost to an interrupt (true once): replies come in
+        order, so a message cut short was the first reply still awaited."""
+        lost = (self.lost_reply and rid not in self._early and rid in self._awaited
+                and rid == min(self._awaited))
+        self.lost_reply = self.lost_reply and not lost
+        return lost
 
     def abandon(self, rid: int) -> None:
         """Drop request `rid`'s reply, received or still to come (nobody will await it)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from zsyft.errors import WorkerError
+from zsyft.errors import WorkerError, WorkerUnavailableError
 from zsyft.remote.handle import WorkerHandle
 
 _SKIP_DIRS = (
@@ -60,6 +60,9 @@ class LocalNode:
         # (address, key) of the worker processes this node stopped: never dialled again
         self.retired: set[tuple[str, str | None]] = set()
         self._errors: list[WorkerError] = []
+        # Workers whose loss was raised to the user: later reports of it (a peer relaying
+        # that it lost that worker too) are dropped rather than raised at the next sync point.
+        self.gone: set[str] = set()
         self._lock = threading.Lock()
         # Set inside a worker process (pointer chains): keep serving while waiting, send
         # errors of forwarded commands to the client that caused them.
@@ -83,6 +86,7 @@ class LocalNode:
         """Register `handle` under its name, closing any older handle of that name."""
         old = self.workers.get(handle.id)
         self.workers[handle.id] = handle
+        self.gone.discard(handle.id)
         if old is not None and old is not handle:
             old.close()
         return handle
@@ -94,8 +98,20 @@ class LocalNode:
         if self.error_sink is not None and body is not None:
             self.error_sink(body, origin)
             return
+        if self._known_gone(error):
+            return
         with self._lock:
             self._errors.append(error)
+
+    def _known_gone(self, error: WorkerError) -> bool:
+        return isinstance(error, WorkerUnavailableError) and error.worker in self.gone
+
+    def raising(self, error: WorkerError) -> WorkerError:
+        """`error`, about to be raised to the user: a lost worker it names is noted, so that
+        later reports of the same loss are not raised again."""
+        if isinstance(error, WorkerUnavailableError) and error.worker:
+            self.gone.add(error.worker)
+        return error
 
     def discard_error(self, error: WorkerError) -> None:
         """Forget pending errors of the command `error` reports (it is being raised now)."""
@@ -113,7 +129,8 @@ class LocalNode:
         with self._lock:
             if not self._errors:
                 return
-            first, more = self._errors[0], len(self._errors) - 1
+            first = self.raising(self._errors[0])
+            more = sum(not self._known_gone(e) for e in self._errors[1:])
             self._errors.clear()
         first.add_note("(reported now, at a sync point: an op sent earlier failed at "
                        f"{first.worker or 'a worker'}; ops are pipelined)")
@@ -122,9 +139,18 @@ class LocalNode:
         raise first
 
     def sync(self) -> None:
-        """Wait for every worker to run everything sent so far; raise the first error."""
+        """Wait for every worker to run everything sent so far; raise the first error.
+
+        A worker that is gone is passed over (its own pointers raise when used), unless
+        something was sent to it since its last reply and its loss was not raised yet.
+        """
         for handle in list(self.workers.values()):
-            handle.sync()
+            posted = handle.dirty and handle.id not in self.gone  # deletes cannot be lost
+            try:
+                handle.sync()
+            except WorkerUnavailableError:
+                if posted:
+                    raise
         self.raise_pending()
 
     def shutdown(self) -> None:

@@ -3,9 +3,14 @@
 Ids are random 128-bit integers chosen by the client (so commands can be pipelined: the client
 knows the result's id before the worker ran it). A `RemoteRef` is the client's claim on one
 remote object; several pointer tensors may share it (a `detach()` is a new wrapper around the
-same remote object). When the last holder drops it, its `__del__` only appends the id to the
-location's pending-delete list; the deletes travel, batched, in front of the next message to
-that worker. No socket I/O ever happens inside `__del__`.
+same remote object). When the last holder drops it, the id goes to its location's
+pending-delete list; the deletes travel, batched, in front of the next message to that worker.
+
+A dropped claim is noticed by a weak reference whose callback is a C function (`list.append`
+of `_dropped`), not by a `__del__`: Python runs a pending Ctrl-C handler at the start of any
+Python function, and a `KeyboardInterrupt` raised inside garbage collection is printed and
+swallowed, so in a loop that drops pointers all the time a `__del__` ate many a Ctrl-C.
+`collect_dropped()` (called before deletes are sent) queues the dropped claims' deletes.
 """
 
 from __future__ import annotations
@@ -44,11 +49,24 @@ class Location(Protocol):
     def release(self, object_id: bytes, principal: str | None) -> None: ...
 
 
+_dropped: list[weakref.ref] = []  # claims garbage-collected since `collect_dropped` last ran
+_claims: dict[weakref.ref, tuple[Location, bytes, str | None]] = {}  # live claims' deletes
+
+
+def collect_dropped() -> None:
+    """Queue the deletes of the claims dropped since the last call (see the module's doc)."""
+    while _dropped:
+        claim = _claims.pop(_dropped.pop(), None)
+        if claim is not None:
+            location, object_id, principal = claim
+            location.release(object_id, principal)
+
+
 class RemoteRef:
     """The client's claim on object `id` at `location`; deletes it remotely when dropped."""
 
-    __slots__ = ("__weakref__", "_holders", "id", "location", "moved_to", "principal",
-                 "released")
+    __slots__ = ("__weakref__", "_holders", "_watch", "id", "location", "moved_to",
+                 "principal", "released")
 
     def __init__(self, location: Location, object_id: bytes | None = None) -> None:
         self.location = location
@@ -59,6 +77,18 @@ class RemoteRef:
         # whenever garbage collection happens to run.
         self.principal = location.principal
         self._holders: list[weakref.ref] = []  # the pointer tensors wrapping this claim
+        self._watch: weakref.ref | None = None
+        self._claim()
+
+    def _claim(self) -> None:
+        """Delete the object remotely once this claim is garbage-collected."""
+        self._watch = weakref.ref(self, _dropped.append)
+        _claims[self._watch] = (self.location, self.id, self.principal)
+
+    def _unclaim(self) -> None:
+        if self._watch is not None:
+            _claims.pop(self._watch, None)
+            self._watch = None
 
     def hold(self, holder: Any) -> None:
         """Note one more pointer tensor wrapping this claim (`detach()`, `.data` and `alias`
@@ -81,7 +111,7 @@ class RemoteRef:
         """A claim on nothing, for a pointer whose value was retrieved while other pointers
         keep the object: using it raises as after any `get()`."""
         ref = cls(location, object_id)
-        ref.released = True
+        ref.forget()
         return ref
 
     def check_live(self) -> None:
@@ -101,6 +131,13 @@ class RemoteRef:
         """Stop owning the object: it was fetched with delete, or handed to `moved_to`."""
         self.released = True
         self.moved_to = moved_to
+        self._unclaim()
+
+    def reclaim(self) -> None:
+        """Own the object again after `forget()` (a hand-over that did not happen)."""
+        self.released, self.moved_to = False, None
+        if self._watch is None:
+            self._claim()
 
     def __copy__(self) -> RemoteRef:
         raise TypeError(
@@ -113,12 +150,7 @@ class RemoteRef:
 
     def release(self) -> None:
         """Give up the object now: its delete is queued (sent with the next message)."""
-        if not getattr(self, "released", True):  # a half-built ref owns nothing
+        if not self.released:
             self.released = True
+            self._unclaim()
             self.location.release(self.id, self.principal)
-
-    def __del__(self) -> None:
-        try:
-            self.release()
-        except Exception:  # interpreter shutdown: nothing left to clean up
-            pass

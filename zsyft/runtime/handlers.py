@@ -18,7 +18,14 @@ import torch
 from zsyft.errors import WorkerError
 from zsyft.runtime.executor import FailedInput, tensor_meta
 from zsyft.runtime.store import Failed
-from zsyft.wire.messages import PROTOCOL_VERSION, Kind, Message, error_body, is_object_id
+from zsyft.wire.messages import (
+    PROTOCOL_VERSION,
+    FetchMode,
+    Kind,
+    Message,
+    error_body,
+    is_object_id,
+)
 
 if TYPE_CHECKING:
     from zsyft.runtime.worker import Worker
@@ -93,18 +100,26 @@ def handle_store(worker: Worker, msg: Message) -> Reply:
     return None
 
 
+_FETCH_MODES = {int(mode): mode for mode in FetchMode}  # False and True are 0 and 1
+
+
 def handle_fetch(worker: Worker, msg: Message) -> Reply:
     body = msg.body
-    if not (isinstance(body, list) and len(body) == 2):
-        raise TypeError("fetch body must be [id, delete]")
-    object_id, delete = _ref(body[0]), bool(body[1])
-    value = worker.store.get(object_id)
+    valid = isinstance(body, list) and len(body) == 2 and isinstance(body[1], int)
+    mode = _FETCH_MODES.get(body[1]) if valid else None
+    if mode is None:
+        raise TypeError("fetch body must be [id, mode] with mode 0 (copy), 1 (take) or 2 "
+                        "(hand over)")
+    object_id = _ref(body[0])
+    value = worker.store.fetchable(object_id)
     if isinstance(value, Failed):
         worker.store.discard(object_id)
         return Kind.ERROR, value.error
-    exported = worker.export(value, transfer=delete)
-    if delete:
-        worker.store.discard(object_id)
+    exported = worker.export(value, transfer=mode is not FetchMode.COPY)
+    if mode is FetchMode.TAKE or (mode is FetchMode.HAND_OVER and exported is not value):
+        worker.store.discard(object_id)  # a pointer's ownership went with the reply
+    elif mode is FetchMode.HAND_OVER:
+        worker.store.hand_over(object_id)
     return Kind.DATA, exported
 
 
@@ -125,8 +140,6 @@ def handle_clear(worker: Worker, msg: Message) -> Reply:
 
 def describe(value: Any, worker: Worker) -> Any:
     """How one stored object appears in a client's `worker._objects` snapshot."""
-    if isinstance(value, Failed):
-        return {"failed": value.error.get("message")}
     if isinstance(value, torch.Tensor) and type(value) is torch.Tensor:
         if value.numel() <= LIST_INLINE_NUMEL:
             return value
@@ -135,7 +148,13 @@ def describe(value: Any, worker: Worker) -> Any:
 
 
 def handle_list(worker: Worker, msg: Message) -> Reply:
-    return Kind.DATA, {oid: describe(value, worker) for oid, value in worker.store.items()}
+    """The requester's objects; results of failed ops are left out (the op stored nothing,
+    as in torch; the placeholder only makes later ops on it fail with the original error)."""
+    return Kind.DATA, {
+        oid: describe(value, worker)
+        for oid, value in worker.store.items()
+        if not isinstance(value, Failed)
+    }
 
 
 def handle_sync(worker: Worker, msg: Message) -> Reply:

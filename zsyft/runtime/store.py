@@ -35,6 +35,9 @@ class ObjectStore:
         self.restarted = 0  # the incarnation, when this worker was restarted after a crash
         self._objects: dict[bytes, Any] = {}
         self._owners: dict[bytes, str | None] = {}
+        # Fetched with hand-over: kept aside, uncounted, until the client's delete (a reply
+        # the client lost to an interrupt can be fetched again). {id: (owner, value)}
+        self._handed: dict[bytes, tuple[str | None, Any]] = {}
 
     def __len__(self) -> int:
         """Every object, whoever owns it (the worker's load, as `zsyft status` shows)."""
@@ -68,6 +71,19 @@ class ObjectStore:
             worker=self.worker,
         )
 
+    def fetchable(self, object_id: bytes) -> Any:
+        """What a FETCH of `object_id` returns: a stored object, or one handed over before."""
+        handed = self._handed.get(object_id)
+        if handed is not None and handed[0] == self.requester:
+            return handed[1]
+        return self.get(object_id)
+
+    def hand_over(self, object_id: bytes) -> None:
+        """Set a fetched object aside until its client deletes it (see `_handed`)."""
+        if object_id in self:
+            self._handed[object_id] = (self.requester, self._objects[object_id])
+            del self._objects[object_id], self._owners[object_id]
+
     def put(self, object_id: bytes, value: Any) -> None:
         """Store `value`; an id already in use is refused so no object is silently replaced."""
         if object_id in self._objects:
@@ -84,6 +100,9 @@ class ObjectStore:
         """Delete if present; deleting twice is harmless (garbage collection is batched)."""
         if object_id in self:
             del self._objects[object_id], self._owners[object_id]
+        handed = self._handed.get(object_id)
+        if handed is not None and handed[0] == self.requester:
+            del self._handed[object_id]
 
     def free_owner(self, principal: str | None) -> list[bytes]:
         """Delete every object of `principal` (its lease ran out, or it asked to clear its
@@ -91,4 +110,6 @@ class ObjectStore:
         ids = [oid for oid, owner in self._owners.items() if owner == principal]
         for object_id in ids:
             del self._objects[object_id], self._owners[object_id]
+        for object_id in [oid for oid, (owner, _) in self._handed.items() if owner == principal]:
+            del self._handed[object_id]
         return ids

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from zsyft.errors import PointerUsageError, ZsyftError
+from zsyft.errors import PointerUsageError, WorkerUnavailableError, ZsyftError
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.remote.refs import RemoteRef, new_id
 from zsyft.tensors._torch_compat import (
@@ -24,7 +24,7 @@ from zsyft.tensors._torch_compat import (
     make_wrapper_subclass,
     unreferenced_base,
 )
-from zsyft.wire.messages import Kind, id_number
+from zsyft.wire.messages import FetchMode, Kind, id_number
 
 
 class PointerTensor(torch.Tensor):
@@ -154,10 +154,17 @@ class PointerTensor(torch.Tensor):
             return self.get()
         if self.location is worker:
             return self
+        claims = [self.ref, *([self.grad.ref] if isinstance(self.grad, PointerTensor) else [])]
         moved = self.send(worker)  # the gradient too: a chain through `worker`, like the data
-        for pointer in (moved, moved.grad):
-            if isinstance(pointer, PointerTensor):  # every hop of a chain to the data
-                pointer.location.request(Kind.REMOTE_GET, [pointer.ref.id, True])
+        try:
+            for pointer in (moved, moved.grad):
+                if isinstance(pointer, PointerTensor):  # every hop of a chain to the data
+                    pointer.location.request(Kind.REMOTE_GET, [pointer.ref.id, True])
+        except WorkerUnavailableError as exc:
+            if exc.worker == worker.id:  # it never took the data: this pointer keeps it
+                for claim in claims:
+                    claim.reclaim()
+            raise
         if not self.is_leaf:  # part of an autograd graph at the old worker: left as it was
             return moved
         self._adopt(moved)
@@ -289,16 +296,23 @@ def deepcopy_by_clone(tensor: torch.Tensor, memo: dict, internal: Sequence[str])
 
 KEPT = "_zsyft_kept"  # what an interrupted get() received for this pointer, for the next one
 KEEP_WAITING_S = 5.0  # after Ctrl-C, how long get() still waits for replies already on their way
+HAND_OVER = int(FetchMode.HAND_OVER)
+# A worker keeps what get() fetched until this client's delete, which travels with the next
+# message to it; deletes of this many bytes or more are sent at once instead.
+PROMPT_DELETE_BYTES = 1 << 20
 
 
 def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
     """`[p.get() for p in pointers]`, with every fetch sent before the first reply is awaited:
     pointers at different workers (the shares of a secret) come back in one round trip.
 
-    A worker deletes its copy as it answers, so a get() interrupted while it waits (Ctrl-C,
-    a Jupyter interrupt) keeps what it received on the pointers, and the next get() of
-    them returns it (see `_keep_for_next_get`). An interrupt while a reply is being read
-    and decoded here still loses that reply.
+    A get() interrupted while it waits (Ctrl-C, a Jupyter interrupt) keeps what it received
+    on the pointers, and the next get() of them returns it (see `_keep_for_next_get`). A
+    reply lost to the interrupt (it was being read or decoded) is fetched again: the worker
+    sets a fetched tensor aside (no longer listed or counted) until the delete this client
+    sends once the reply arrived, with its next message to that worker (at once for 1 MiB or
+    more). A pointer held at the worker (a chain) hands its ownership over in the reply, so
+    losing that reply still loses the object.
     """
     fetched = iter(_fetch([p for p in pointers if KEPT not in p.__dict__]))
     return [p.__dict__.pop(KEPT) if KEPT in p.__dict__ else next(fetched) for p in pointers]
@@ -311,7 +325,7 @@ def _fetch(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
         pointers[0].location.node.raise_pending()  # a sync point, like every fetch
     fetched = [_own_copy(pointer) for pointer in pointers]
     requests = [
-        (pointer, own, pointer.location.send_request(Kind.FETCH, [own.ref.id, True]))
+        (pointer, own, pointer.location.send_request(Kind.FETCH, [own.ref.id, HAND_OVER]))
         for pointer, own in zip(pointers, fetched, strict=True)
     ]
     values: list[torch.Tensor] = []
@@ -324,6 +338,9 @@ def _fetch(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
     finally:
         for pointer, _, rid in requests[len(values):]:
             pointer.location.abandon(rid)  # after an error: its reply is not wanted
+    if sum(v.nbytes for v in values if type(v) is torch.Tensor) >= PROMPT_DELETE_BYTES:
+        for location in {id(p.location): p.location for p in pointers}.values():
+            location.flush()  # what the workers kept for a lost reply is big: free it now
     if pointers:
         # An op issued before this get() whose failure was reported just before the reply
         # (an in-place write that failed at the worker leaves its target unchanged).
@@ -333,7 +350,12 @@ def _fetch(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
 
 def _take(pointer: PointerTensor, own: PointerTensor, value: Any) -> torch.Tensor:
     """`pointer`'s value from the reply to the fetch of `own` (its object, or a copy)."""
-    own.ref.forget()
+    from zsyft.tensors.transfer import is_descriptor
+
+    if is_descriptor(value):
+        own.ref.forget()  # the reply handed over what the worker's pointer owned
+    else:
+        own.ref.release()  # the worker kept the tensor in case this reply got lost: delete it
     if own is not pointer:  # the object stays with the other pointers to it
         pointer.ref.drop(pointer)
         pointer.ref = RemoteRef.retrieved(pointer.location, pointer.ref.id)
@@ -346,6 +368,8 @@ def _keep_for_next_get(requests: Sequence[tuple], values: list[torch.Tensor]) ->
     interrupt stops this too) and keep every value received on its pointer."""
     deadline = time.monotonic() + KEEP_WAITING_S
     for pointer, own, rid in requests[len(values):]:
+        if pointer.location.reply_lost(rid):  # the worker kept a tensor: the next get() has it
+            break
         try:
             reply = pointer.location.await_reply(rid, max(deadline - time.monotonic(), 0.0))
         except ZsyftError:  # an error or no answer in time: that fetch is abandoned

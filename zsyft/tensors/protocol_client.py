@@ -36,6 +36,7 @@ import torch
 
 from zsyft.errors import PointerUsageError
 from zsyft.remote.handle import WorkerHandle
+from zsyft.remote.interrupts import interrupts_deferred
 from zsyft.remote.refs import RemoteRef
 from zsyft.tensors.pointer import PointerTensor
 from zsyft.wire.messages import Kind
@@ -163,16 +164,17 @@ def run_protocol_outputs(
             share.ref.check_live()
     session_id = session(parties, provider)
     numel = max(1, *(math.prod(shape) for shape in [output_shape, *(s[0].shape for s in inputs)]))
-    op_id = dealt_ahead(provider).op_id(provider, session_id, name, params, numel)
-    refs = [[RemoteRef(party) for _ in range(count)] for party in parties]
-    seq = next(_seqs)  # the same at every party: it orders this client's ops (`op_order`)
-    for index, party in enumerate(parties):  # every party's message first, then every send
-        share_ids = [shares[index].ref.id for shares in inputs]
-        output_ids: Any = [ref.id for ref in refs[index]] if count > 1 else refs[index][0].id
-        party.post(Kind.MPC_RUN, [seq, session_id, op_id, name, share_ids, output_ids,
-                                  params], send=False)
-    for handle in parties:
-        handle.flush(deletes=False)
+    with interrupts_deferred():  # every party gets its part, or none does
+        op_id = dealt_ahead(provider).op_id(provider, session_id, name, params, numel)
+        refs = [[RemoteRef(party) for _ in range(count)] for party in parties]
+        seq = next(_seqs)  # the same at every party: it orders this client's ops (`op_order`)
+        for index, party in enumerate(parties):  # every party's message first, then the sends
+            share_ids = [shares[index].ref.id for shares in inputs]
+            output_ids: Any = [ref.id for ref in refs[index]] if count > 1 else refs[index][0].id
+            party.post(Kind.MPC_RUN, [seq, session_id, op_id, name, share_ids, output_ids,
+                                      params], send=False)
+        for handle in parties:
+            handle.flush(deletes=False)
     layout = torch.empty(tuple(output_shape), dtype=torch.int64, device="meta")
     return [
         [PointerTensor(party_refs[k], layout.shape, layout.stride(), torch.int64)

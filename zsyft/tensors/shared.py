@@ -296,6 +296,14 @@ class SharedTensor(torch.Tensor):
             op="send",
         )
 
+    def move(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedOpError(
+            "moving a SharedTensor is not supported: its shares live at "
+            + ", ".join(w.id for w in self.locations)
+            + "; to share it among other workers, .get() it and .share(...) it again",
+            op="move",
+        )
+
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise PointerUsageError("shared tensors cannot be pickled; .get() the value first")
 

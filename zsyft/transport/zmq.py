@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from errno import EAGAIN
 from typing import Any
 
 import zmq
@@ -41,6 +42,9 @@ class LinkSettings:
     """Timing of links; tests and `zsyft bench` may tighten these."""
 
     connect_timeout_s: float = 30.0
+    # A worker that is already up (a chain's next hop, a launched worker) and whose address
+    # accepts no connection for this long is not running (connects are refused at once).
+    refused_grace_s: float = 5.0
     request_timeout_s: float = 120.0
     send_timeout_ms: int = 10_000
     heartbeat_ivl_ms: int = 250
@@ -209,10 +213,14 @@ def recv_routed(socket: zmq.Socket) -> tuple[bytes, zmq.Frame, list[Any]]:
     return identity, first, frames
 
 
+_RCVMORE, _EVENTS, _POLLIN = int(zmq.RCVMORE), int(zmq.EVENTS), int(zmq.POLLIN)  # not enums:
+# `zmq.EVENTS & zmq.POLLIN` runs Python's enum code on every call
+
+
 def readable(socket: zmq.Socket) -> bool:
     """Whether a message is waiting on `socket`, without blocking (one option read; cheaper
     than `socket.poll(0)`, which builds a poller per call)."""
-    return bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+    return bool(socket.getsockopt(_EVENTS) & _POLLIN)
 
 
 def curve_client(socket: zmq.Socket, server_key: str, client: KeyPair) -> None:
@@ -263,7 +271,8 @@ def server_socket(
 
 
 _WATCHED = (
-    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
     | zmq.EVENT_DISCONNECTED
     | zmq.EVENT_HANDSHAKE_FAILED_AUTH
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -295,6 +304,7 @@ class Link:
             curve_client(self.socket, server_key, client or identity())
         elif address.startswith("tcp://"):
             raise ValueError(f"worker {peer!r} at {address}: TCP links need its public key")
+        self.reading = False  # see `_read`
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1_000)
         self._monitor = self.socket.get_monitor_socket(_WATCHED)
@@ -305,6 +315,8 @@ class Link:
         self.exited: Callable[[], str | None] | None = None
         self._created = time.monotonic()
         self._lost_at = 0.0
+        self._accepted = False  # whether anything ever accepted our connection
+        self._stalled = False  # whether a handshake timed out (the peer accepted, then froze)
         self.socket.connect(address)
         self._poller = zmq.Poller()
         self._poller.register(self.socket, zmq.POLLIN)
@@ -356,7 +368,7 @@ class Link:
             self.check_alive()
         spin_s = _awake_wait_s() if awake else 0.0
         if spin_s and self.socket in dict(spin_poll(poller, spin_s)):
-            return recv_frames(self.socket)
+            return self._read()
         while True:
             now = time.monotonic()
             if now >= deadline:
@@ -369,12 +381,25 @@ class Link:
             wait_ms = max(1, int(min(deadline - now, 0.25) * 1000))
             events = dict(poller.poll(wait_ms))
             if self.socket in events:  # a reply: the peer is evidently alive
-                return recv_frames(self.socket)
+                return self._read()
             if serve is not None and serve[0] in events:
                 serve[1]()
                 if until is not None and until():
                     return None
             self.check_alive()  # nothing yet: did the connection go?
+
+    def _read(self) -> list[Any]:
+        """The next message; `reading` stays true if an interrupt cut its reading short (the
+        rest of that message is skipped, so the next read starts at a message's first frame)."""
+        self.reading = True
+        try:
+            frames = recv_frames(self.socket)
+        except BaseException:
+            while self.socket.getsockopt(_RCVMORE):  # a multipart message arrives whole
+                self.socket.recv(copy=False)
+            raise
+        self.reading = False
+        return frames
 
     def check_alive(self) -> None:
         """Raise if the peer was lost (past the reconnect grace) or never answered in time."""
@@ -390,7 +415,7 @@ class Link:
         if self.state == "lost" and now - self._lost_at > SETTINGS.lost_grace_s:
             raise WorkerLostError(
                 f"lost the connection to worker {self.peer!r} at {self.address}: its process "
-                "died or stopped responding to heartbeats; objects it held are gone",
+                "died (then the objects it held are gone) or stopped answering heartbeats (frozen)",
                 worker=self.peer,
             )
         if self.failure is not None:
@@ -398,8 +423,18 @@ class Link:
                 f"worker {self.peer!r} at {self.address} refused the connection: {self.failure}",
                 worker=self.peer,
             )
-        if self.state == "connecting" and now - self._created > SETTINGS.connect_timeout_s:
+        waited = now - self._created
+        if self.state != "connecting":
+            return
+        if self.exited is None and not self._accepted and waited > SETTINGS.refused_grace_s:
             raise self._unavailable(
+                f"its address refused connections for {SETTINGS.refused_grace_s:g} s (no "
+                "process listens there, or it is still restarting)"
+            )
+        if waited > SETTINGS.connect_timeout_s:
+            raise self._unavailable(
+                "it accepted the connection but never completed the handshake: its process "
+                "is stopped (frozen) or overloaded" if self._stalled else
                 f"it did not accept a connection within {SETTINGS.connect_timeout_s:.0f} s"
             )
 
@@ -412,9 +447,13 @@ class Link:
 
     def _drain_monitor(self) -> None:
         while readable(self._monitor):
-            event = recv_monitor_message(self._monitor)["event"]
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            message = recv_monitor_message(self._monitor)
+            event = message["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self._accepted = True
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.state = "up"
+                self.failure = None  # an earlier failed handshake is over
             elif event == zmq.EVENT_DISCONNECTED:
                 if self.state == "up":
                     self.state = "lost"
@@ -426,6 +465,8 @@ class Link:
                 )
             elif self.state != "connecting":
                 pass  # a reconnect to a peer that was up broke off: it died (see "lost")
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and message["value"] == EAGAIN:
+                self._stalled = True  # it never answered the handshake: frozen, not refusing
             elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
                 self.failure = (
                     "the handshake failed: one side uses CURVE encryption and the other does "

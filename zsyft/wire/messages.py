@@ -38,7 +38,7 @@ class Kind(IntEnum):
     PING = 1  # body: None                          -> PONG
     COMMAND = 2  # body: [seq, op, args, kwargs, result_ids, want_meta]  -> nothing | META
     STORE = 3  # body: [id, tensor]                 -> nothing (pipelined like a command)
-    FETCH = 4  # body: [id, delete]                 -> DATA
+    FETCH = 4  # body: [id, mode], see `FetchMode`  -> DATA
     DELETE = 5  # body: [ids]                        -> nothing
     LIST = 6  # body: None                          -> DATA {id: object description}
     SYNC = 7  # body: None                          -> OK once every earlier message ran,
@@ -61,6 +61,16 @@ class Kind(IntEnum):
     DATA = 66  # body: the requested value
     META = 67  # body: [seq, result metadata]      (reply to a command run synchronously)
     ERROR = 68  # body: error dict, see `error_body`; reply to a request or notice of a command
+
+
+class FetchMode(IntEnum):
+    """What a FETCH does with the stored object (False and True mean COPY and TAKE)."""
+
+    COPY = 0  # leave it stored
+    TAKE = 1  # delete it as the reply leaves; a pointer hands its ownership over in the reply
+    HAND_OVER = 2  # like TAKE, but a tensor stays stored until the client deletes it, after
+    #                the reply arrived: a reply lost on the way (an interrupted get()) can be
+    #                fetched again
 
 
 class Limits(NamedTuple):
