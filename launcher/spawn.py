@@ -32,6 +32,7 @@ WORKER_SCRIPT = Path(__file__).with_name("bin") / "zsyft-worker"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 3.0
 KILL_WAIT_S = 1.0  # after SIGKILL: the kernel reaps at once unless the host is swamped
+EXIT_GRACE_S = 2.0  # a worker that closed its output without starting exits within this
 _PROJECT_ROOT = str(Path(zsyft.__file__).resolve().parent.parent)
 
 
@@ -96,7 +97,11 @@ class WorkerProcess:
                 return self.address
             line = _read_line(self.popen, timeout)
             if not line:
-                why = self.diagnose()  # before terminate(): its exit, not our SIGKILL
+                try:  # its output closed: it is exiting (or it is stuck, and we stop it)
+                    self.popen.wait(EXIT_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    pass
+                why = self.diagnose()  # before terminate(): its own exit, not our SIGKILL
                 self.terminate()
                 raise LaunchError(
                     f"worker {self.name!r} failed to start"

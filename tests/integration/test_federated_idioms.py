@@ -150,6 +150,23 @@ def test_sending_to_several_workers_at_once_is_refused_with_what_to_use(bob, ali
     assert len(bob._objects) == 0
 
 
+def test_a_model_left_here_and_applied_to_remote_data_says_to_send_it(bob):
+    """Forgetting `model.send(...)`: its parameters would get remote gradients that no
+    optimizer here can apply; refused at the forward pass, naming what to do."""
+    model = nn.Linear(3, 2)
+    x = torch.randn(4, 3).send(bob)
+    with pytest.raises(sy.PointerUsageError, match=r"model\.send\(x\.location\)"):
+        model(x)
+    assert model.weight.grad is None
+    with torch.no_grad():  # evaluation needs no gradient: the weights travel as operands
+        assert model(x).get().shape == (4, 2)
+    model.send(bob)
+    model(x).sum().backward()
+    optim.SGD(model.parameters(), lr=0.1).step()
+    model.get()
+    del x
+
+
 def test_model_get_takes_the_parameters_home_while_a_loss_still_holds_them(bob):
     model = nn.Linear(2, 1)
     x = torch.ones(1, 2).send(bob)

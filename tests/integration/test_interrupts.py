@@ -24,6 +24,15 @@ from zsyft.wire.messages import Kind
 BIG = 1 << 18  # float32 elements: the reply's tensor travels as a frame of its own
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Python's own SIGINT handler (KeyboardInterrupt), whatever this process inherited: a
+    shell starts background jobs with SIGINT ignored, and Python then leaves it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_first_wait(monkeypatch, handle):
     """Ctrl-C while the next get() is about to wait for its first reply."""
     real, calls = handle.await_reply, []

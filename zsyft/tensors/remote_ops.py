@@ -65,6 +65,13 @@ def _prepare(obj: Any, key: list[Any], pointers: list[PointerTensor]) -> Any:
         key.append((obj.shape, obj.stride(), obj.dtype, obj.storage_offset()))
         return obj.ref.id
     if isinstance(obj, torch.Tensor):
+        if obj.requires_grad and torch.is_grad_enabled():
+            raise PointerUsageError(
+                "an op mixes a pointer with a local tensor that requires grad (a parameter of "
+                "a model that is still here?): its gradient would be a pointer at the worker "
+                "and could not update it here; send it first (model.send(x.location)), or "
+                "use it detached"
+            )
         key.append((obj.shape, obj.stride(), obj.dtype, obj.storage_offset(), "local"))
         return obj
     if isinstance(obj, list | tuple):

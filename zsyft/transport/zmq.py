@@ -374,7 +374,8 @@ class Link:
             if now >= deadline:
                 raise WorkerUnavailableError(
                     f"worker {self.peer!r} at {self.address} sent no reply within the deadline; "
-                    "it may be busy with a long computation (raise zsyft's request timeout) "
+                    "it may be busy with a long computation (raise "
+                    "zsyft.transport.zmq.SETTINGS.request_timeout_s, in seconds) "
                     "or stuck",
                     worker=self.peer,
                 )
