@@ -83,3 +83,22 @@ def test_harming_a_role_mid_computation_is_a_typed_error_naming_it(trio, role, h
 
 def F_relu(value):
     return torch.nn.functional.relu(value)
+
+
+@pytest.mark.parametrize("role", [1, 2], ids=["party1", "provider"])
+def test_a_loss_with_several_ops_in_flight_is_raised_once(trio, role):
+    """Every op in flight fails for the same reason; after the first error, the surviving
+    party's snapshot and `sy.sync()` work (later reports of the same loss are dropped)."""
+    p0, p1, provider = trio
+    victim = trio[role]
+    x = torch.randn(6, 6).fix_prec().share(p0, p1, crypto_provider=provider)
+    F_relu(x @ x).get()
+    os.kill(victim.pid, signal.SIGKILL)
+    with pytest.raises(sy.WorkerUnavailableError, match=victim.id):
+        for _ in range(4):
+            y = F_relu(x @ x)  # pipelined: several ops fail, each one reported
+        y.get()
+    time.sleep(HEARTBEAT_S)  # every late report of the loss has arrived
+    assert isinstance(p0._objects, dict)
+    sy.sync()
+    sy.local_worker.workers.pop(victim.id, None)

@@ -127,11 +127,11 @@ class LocalNode:
             if not handle.link.socket.closed:
                 handle.drain_notices()
         with self._lock:
-            if not self._errors:
-                return
-            first = self.raising(self._errors[0])
-            more = sum(not self._known_gone(e) for e in self._errors[1:])
+            errors = [e for e in self._errors if not self._known_gone(e)]  # raised meanwhile
             self._errors.clear()
+        if not errors:
+            return
+        first, more = self.raising(errors[0]), len(errors) - 1
         first.add_note("(reported now, at a sync point: an op sent earlier failed at "
                        f"{first.worker or 'a worker'}; ops are pipelined)")
         if more:

@@ -295,7 +295,7 @@ def deepcopy_by_clone(tensor: torch.Tensor, memo: dict, internal: Sequence[str])
 
 
 KEPT = "_zsyft_kept"  # what an interrupted get() received for this pointer, for the next one
-KEEP_WAITING_S = 5.0  # after Ctrl-C, how long get() still waits for replies already on their way
+KEEP_WAITING_S = 1.0  # after Ctrl-C, how long get() still waits for replies already on their way
 HAND_OVER = int(FetchMode.HAND_OVER)
 # A worker keeps what get() fetched until this client's delete, which travels with the next
 # message to it; deletes of this many bytes or more are sent at once instead.
@@ -364,8 +364,9 @@ def _take(pointer: PointerTensor, own: PointerTensor, value: Any) -> torch.Tenso
 
 
 def _keep_for_next_get(requests: Sequence[tuple], values: list[torch.Tensor]) -> None:
-    """Interrupted: take the replies already on their way (for a few seconds; a second
-    interrupt stops this too) and keep every value received on its pointer."""
+    """Interrupted: take the replies already on their way (for a second; a second interrupt
+    stops this too) and keep every value received on its pointer. A reply still coming after
+    that is dropped; the worker set its tensor aside, so the next get() fetches it again."""
     deadline = time.monotonic() + KEEP_WAITING_S
     for pointer, own, rid in requests[len(values):]:
         if pointer.location.reply_lost(rid):  # the worker kept a tensor: the next get() has it
