@@ -19,7 +19,7 @@ import zsyft as sy
 import zsyft.remote.handle as handle_module
 import zsyft.tensors.pointer as pointer_module
 import zsyft.transport.zmq as zmq_module
-from zsyft.wire.messages import Kind
+from zsyft.wire.messages import FetchMode, Kind
 
 BIG = 1 << 18  # float32 elements: the reply's tensor travels as a frame of its own
 
@@ -133,17 +133,25 @@ def test_a_reply_cut_between_its_frames_is_fetched_again(bob, monkeypatch):
     assert len(bob._objects) == 0
 
 
-def test_what_a_get_set_aside_is_deleted_once_the_value_is_home(bob):
-    """The worker sets a fetched tensor aside, unlisted and uncounted, until the client's
-    delete, which travels with the client's next message: then it is gone for good."""
-    values = [torch.randn(3).send(bob) for _ in range(3)]
-    ids = [value.ref.id for value in values]
-    for value in values:
-        value.get()
-    assert bob.ping()["objects"] == 0
-    for object_id in ids:
-        with pytest.raises(sy.ObjectNotFoundError):
-            bob.fetch(object_id, delete=False)
+def test_what_a_get_set_aside_is_freed_by_the_next_get(bob):
+    """The worker sets a fetched tensor aside, unlisted and uncounted, in case the reply is
+    lost (a FETCH of the same round gets it again); the client's next get() there says the
+    earlier ones completed, and it is freed. A big one is deleted as soon as it is home."""
+    hand_over = int(FetchMode.HAND_OVER)
+    first, second = torch.randn(3).send(bob), torch.randn(3).send(bob)
+    big = torch.ones(BIG).send(bob)
+    first_round = bob.gets_done
+    value = first.get()
+    assert bob.ping()["objects"] == 2
+    again = bob.request(Kind.FETCH, [first.ref.id, hand_over, first_round])
+    assert torch.equal(again, value)  # as a retry after a lost reply would get it
+    second.get()
+    with pytest.raises(sy.ObjectNotFoundError):
+        bob.request(Kind.FETCH, [first.ref.id, hand_over, first_round])
+    big_round = bob.gets_done
+    big.get()
+    with pytest.raises(sy.ObjectNotFoundError):
+        bob.request(Kind.FETCH, [big.ref.id, hand_over, big_round])
 
 
 def test_an_interrupt_while_sending_waits_until_the_message_is_whole(bob, monkeypatch):

@@ -155,6 +155,7 @@ class WorkerHandle:
         self._awaited: set[int] = set()  # ids of requests sent whose reply is still wanted
         self._early: dict[int, Any] = {}  # replies that came while waiting for another one
         self.lost_reply = False  # an interrupt cut off reading a message (see `_receive`)
+        self.gets_done = 0  # completed get()s here: the round of `FetchMode.HAND_OVER`
 
     def endpoint(self) -> dict[str, Any]:
         """How another worker reaches this one: name, address and public key."""

@@ -105,21 +105,24 @@ _FETCH_MODES = {int(mode): mode for mode in FetchMode}  # False and True are 0 a
 
 def handle_fetch(worker: Worker, msg: Message) -> Reply:
     body = msg.body
-    valid = isinstance(body, list) and len(body) == 2 and isinstance(body[1], int)
+    valid = (isinstance(body, list) and len(body) in (2, 3)
+             and all(isinstance(item, int) for item in body[1:]))
     mode = _FETCH_MODES.get(body[1]) if valid else None
     if mode is None:
-        raise TypeError("fetch body must be [id, mode] with mode 0 (copy), 1 (take) or 2 "
-                        "(hand over)")
-    object_id = _ref(body[0])
-    value = worker.store.fetchable(object_id)
+        raise TypeError("fetch body must be [id, mode] or [id, 2, round] with mode 0 (copy), "
+                        "1 (take) or 2 (hand over)")
+    object_id, round_ = _ref(body[0]), body[2] if len(body) == 3 else 0
+    handing = mode is FetchMode.HAND_OVER
+    value = worker.store.refetchable(object_id, round_) if handing else worker.store.get(
+        object_id)
     if isinstance(value, Failed):
         worker.store.discard(object_id)
         return Kind.ERROR, value.error
     exported = worker.export(value, transfer=mode is not FetchMode.COPY)
-    if mode is FetchMode.TAKE or (mode is FetchMode.HAND_OVER and exported is not value):
+    if mode is FetchMode.TAKE or (handing and exported is not value):
         worker.store.discard(object_id)  # a pointer's ownership went with the reply
-    elif mode is FetchMode.HAND_OVER:
-        worker.store.hand_over(object_id)
+    elif handing:
+        worker.store.hand_over(object_id, round_)
     return Kind.DATA, exported
 
 

@@ -35,9 +35,10 @@ class ObjectStore:
         self.restarted = 0  # the incarnation, when this worker was restarted after a crash
         self._objects: dict[bytes, Any] = {}
         self._owners: dict[bytes, str | None] = {}
-        # Fetched with hand-over: kept aside, uncounted, until the client's delete (a reply
-        # the client lost to an interrupt can be fetched again). {id: (owner, value)}
-        self._handed: dict[bytes, tuple[str | None, Any]] = {}
+        # Fetched with hand-over: kept aside, uncounted, until the client's next round of
+        # fetches or its delete (a reply it lost to an interrupt can be fetched again).
+        # {id: (owner, value, round)}
+        self._handed: dict[bytes, tuple[str | None, Any, int]] = {}
 
     def __len__(self) -> int:
         """Every object, whoever owns it (the worker's load, as `zsyft status` shows)."""
@@ -71,17 +72,24 @@ class ObjectStore:
             worker=self.worker,
         )
 
-    def fetchable(self, object_id: bytes) -> Any:
-        """What a FETCH of `object_id` returns: a stored object, or one handed over before."""
+    def refetchable(self, object_id: bytes, round_: int) -> Any:
+        """What a hand-over FETCH of `object_id` in the requester's round `round_` returns: a
+        stored object, or one set aside in this round. What earlier rounds set aside is
+        freed: their replies arrived."""
+        me = self.requester
+        for oid in [oid for oid, (owner, _, r) in self._handed.items()
+                    if owner == me and r < round_]:
+            del self._handed[oid]
         handed = self._handed.get(object_id)
-        if handed is not None and handed[0] == self.requester:
+        if handed is not None and handed[0] == me:
             return handed[1]
         return self.get(object_id)
 
-    def hand_over(self, object_id: bytes) -> None:
-        """Set a fetched object aside until its client deletes it (see `_handed`)."""
+    def hand_over(self, object_id: bytes, round_: int) -> None:
+        """Set a fetched object aside, uncounted, for a FETCH of the same round (see
+        `_handed`)."""
         if object_id in self:
-            self._handed[object_id] = (self.requester, self._objects[object_id])
+            self._handed[object_id] = (self.requester, self._objects[object_id], round_)
             del self._objects[object_id], self._owners[object_id]
 
     def put(self, object_id: bytes, value: Any) -> None:
@@ -110,6 +118,6 @@ class ObjectStore:
         ids = [oid for oid, owner in self._owners.items() if owner == principal]
         for object_id in ids:
             del self._objects[object_id], self._owners[object_id]
-        for object_id in [oid for oid, (owner, _) in self._handed.items() if owner == principal]:
+        for object_id in [oid for oid, (owner, *_) in self._handed.items() if owner == principal]:
             del self._handed[object_id]
         return ids

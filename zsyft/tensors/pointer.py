@@ -297,8 +297,8 @@ def deepcopy_by_clone(tensor: torch.Tensor, memo: dict, internal: Sequence[str])
 KEPT = "_zsyft_kept"  # what an interrupted get() received for this pointer, for the next one
 KEEP_WAITING_S = 1.0  # after Ctrl-C, how long get() still waits for replies already on their way
 HAND_OVER = int(FetchMode.HAND_OVER)
-# A worker keeps what get() fetched until this client's delete, which travels with the next
-# message to it; deletes of this many bytes or more are sent at once instead.
+# A worker sets what get() fetched aside until this client's next get() there; a tensor of
+# this many bytes or more is deleted at once instead (one more message, to free its memory).
 PROMPT_DELETE_BYTES = 1 << 20
 
 
@@ -309,10 +309,10 @@ def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
     A get() interrupted while it waits (Ctrl-C, a Jupyter interrupt) keeps what it received
     on the pointers, and the next get() of them returns it (see `_keep_for_next_get`). A
     reply lost to the interrupt (it was being read or decoded) is fetched again: the worker
-    sets a fetched tensor aside (no longer listed or counted) until the delete this client
-    sends once the reply arrived, with its next message to that worker (at once for 1 MiB or
-    more). A pointer held at the worker (a chain) hands its ownership over in the reply, so
-    losing that reply still loses the object.
+    sets a fetched tensor aside (no longer listed or counted) until this client's next get()
+    there, which says the earlier ones completed (`FetchMode.HAND_OVER`; a tensor of 1 MiB or
+    more is deleted at once instead). A pointer held at the worker (a chain) hands its
+    ownership over in the reply, so losing that reply still loses the object.
     """
     fetched = iter(_fetch([p for p in pointers if KEPT not in p.__dict__]))
     return [p.__dict__.pop(KEPT) if KEPT in p.__dict__ else next(fetched) for p in pointers]
@@ -325,7 +325,8 @@ def _fetch(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
         pointers[0].location.node.raise_pending()  # a sync point, like every fetch
     fetched = [_own_copy(pointer) for pointer in pointers]
     requests = [
-        (pointer, own, pointer.location.send_request(Kind.FETCH, [own.ref.id, HAND_OVER]))
+        (pointer, own, pointer.location.send_request(
+            Kind.FETCH, [own.ref.id, HAND_OVER, pointer.location.gets_done]))
         for pointer, own in zip(pointers, fetched, strict=True)
     ]
     values: list[torch.Tensor] = []
@@ -338,9 +339,12 @@ def _fetch(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
     finally:
         for pointer, _, rid in requests[len(values):]:
             pointer.location.abandon(rid)  # after an error: its reply is not wanted
-    if sum(v.nbytes for v in values if type(v) is torch.Tensor) >= PROMPT_DELETE_BYTES:
-        for location in {id(p.location): p.location for p in pointers}.values():
-            location.flush()  # what the workers kept for a lost reply is big: free it now
+    locations = {id(p.location): p.location for p in pointers}.values()
+    for location in locations:
+        location.gets_done += 1  # its next fetch frees what this one set aside there
+    if any(_big(value) for value in values):
+        for location in locations:
+            location.flush()  # the deletes of big tensors set aside, at once
     if pointers:
         # An op issued before this get() whose failure was reported just before the reply
         # (an in-place write that failed at the worker leaves its target unchanged).
@@ -350,17 +354,19 @@ def _fetch(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
 
 def _take(pointer: PointerTensor, own: PointerTensor, value: Any) -> torch.Tensor:
     """`pointer`'s value from the reply to the fetch of `own` (its object, or a copy)."""
-    from zsyft.tensors.transfer import is_descriptor
-
-    if is_descriptor(value):
-        own.ref.forget()  # the reply handed over what the worker's pointer owned
-    else:
-        own.ref.release()  # the worker kept the tensor in case this reply got lost: delete it
+    if _big(value):
+        own.ref.release()  # set aside at the worker in case this reply got lost: free it now
+    else:  # a pointer's reply handed its ownership over; a tensor is freed at the next get()
+        own.ref.forget()
     if own is not pointer:  # the object stays with the other pointers to it
         pointer.ref.drop(pointer)
         pointer.ref = RemoteRef.retrieved(pointer.location, pointer.ref.id)
     _release_dropped_base(pointer)
     return pointer._received(value)
+
+
+def _big(value: Any) -> bool:
+    return type(value) is torch.Tensor and value.nbytes >= PROMPT_DELETE_BYTES
 
 
 def _keep_for_next_get(requests: Sequence[tuple], values: list[torch.Tensor]) -> None:

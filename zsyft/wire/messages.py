@@ -38,7 +38,7 @@ class Kind(IntEnum):
     PING = 1  # body: None                          -> PONG
     COMMAND = 2  # body: [seq, op, args, kwargs, result_ids, want_meta]  -> nothing | META
     STORE = 3  # body: [id, tensor]                 -> nothing (pipelined like a command)
-    FETCH = 4  # body: [id, mode], see `FetchMode`  -> DATA
+    FETCH = 4  # body: [id, mode(, round)], see `FetchMode` -> DATA
     DELETE = 5  # body: [ids]                        -> nothing
     LIST = 6  # body: None                          -> DATA {id: object description}
     SYNC = 7  # body: None                          -> OK once every earlier message ran,
@@ -68,9 +68,10 @@ class FetchMode(IntEnum):
 
     COPY = 0  # leave it stored
     TAKE = 1  # delete it as the reply leaves; a pointer hands its ownership over in the reply
-    HAND_OVER = 2  # like TAKE, but a tensor stays stored until the client deletes it, after
-    #                the reply arrived: a reply lost on the way (an interrupted get()) can be
-    #                fetched again
+    HAND_OVER = 2  # like TAKE, but a tensor is set aside, so that a reply lost on the way (an
+    #                interrupted get()) can be fetched again. The body's third item is the
+    #                client's round: how many of its get()s at this worker completed. A FETCH
+    #                of a later round frees what earlier rounds set aside (so does a DELETE).
 
 
 class Limits(NamedTuple):
