@@ -87,8 +87,6 @@ def capture(handle: Any) -> Iterator[Exchange]:
     link.send, link.recv = recording_send, recording_recv
     try:
         yield exchange
-        # Pipelined messages wait in the outbox until a burst leaves; a few queued deletes
-        # (of what get() fetched) wait for the next message, as they do outside a capture.
-        handle.flush(deletes=False)
+        handle.flush()  # pipelined messages wait in the outbox until a burst leaves
     finally:
         del link.send, link.recv  # the class's own methods apply again

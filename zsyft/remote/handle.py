@@ -330,11 +330,7 @@ class WorkerHandle:
                                     until=lambda: rid in self._early)
             if frames is None:  # a request served meanwhile read our reply
                 return
-            received = decode(frames)
-            if received.rid in self._awaited:  # ours or another still awaited one
-                self._early[received.rid] = received
-            else:
-                self._notice(received)
+            self._file(decode(frames))
         except WorkerUnavailableError as exc:
             self.dirty = False  # what was posted to it is reported lost by this error
             raise self.node.raising(self._explain(exc)) from None
@@ -362,11 +358,15 @@ class WorkerHandle:
         """Collect ERROR notices that already arrived, without waiting."""
         with self._lock:
             for frames in self.link.poll_messages():
-                received = decode(frames)
-                if received.rid in self._awaited:  # a reply a request further up waits for
-                    self._early[received.rid] = received
-                else:
-                    self._notice(received)
+                self._file(decode(frames))
+
+    def _file(self, received: Any) -> None:
+        """Keep a reply for its waiter (this request's, or one further up the stack), or
+        note a notice."""
+        if received.rid in self._awaited:
+            self._early[received.rid] = received
+        else:
+            self._notice(received)
 
     def _notice(self, reply: Any) -> None:
         if reply.kind == Kind.ERROR and reply.rid == 0:

@@ -113,16 +113,16 @@ def handle_fetch(worker: Worker, msg: Message) -> Reply:
                         "1 (take) or 2 (hand over)")
     object_id, round_ = _ref(body[0]), body[2] if len(body) == 3 else 0
     handing = mode is FetchMode.HAND_OVER
-    value = worker.store.refetchable(object_id, round_) if handing else worker.store.get(
-        object_id)
+    store = worker.store
+    value = store.refetchable(object_id, round_) if handing else store.get(object_id)
     if isinstance(value, Failed):
-        worker.store.discard(object_id)
+        store.discard(object_id)
         return Kind.ERROR, value.error
     exported = worker.export(value, transfer=mode is not FetchMode.COPY)
     if mode is FetchMode.TAKE or (handing and exported is not value):
-        worker.store.discard(object_id)  # a pointer's ownership went with the reply
+        store.discard(object_id)  # a pointer's ownership went with the reply
     elif handing:
-        worker.store.hand_over(object_id, round_)
+        store.hand_over(object_id, round_)
     return Kind.DATA, exported
 
 

@@ -80,10 +80,13 @@ class ObjectStore:
         for oid in [oid for oid, (owner, _, r) in self._handed.items()
                     if owner == me and r < round_]:
             del self._handed[oid]
-        handed = self._handed.get(object_id)
-        if handed is not None and handed[0] == me:
-            return handed[1]
+        if self._handed_to_requester(object_id):
+            return self._handed[object_id][1]
         return self.get(object_id)
+
+    def _handed_to_requester(self, object_id: bytes) -> bool:
+        handed = self._handed.get(object_id)
+        return handed is not None and handed[0] == self.requester
 
     def hand_over(self, object_id: bytes, round_: int) -> None:
         """Set a fetched object aside, uncounted, for a FETCH of the same round (see
@@ -108,8 +111,7 @@ class ObjectStore:
         """Delete if present; deleting twice is harmless (garbage collection is batched)."""
         if object_id in self:
             del self._objects[object_id], self._owners[object_id]
-        handed = self._handed.get(object_id)
-        if handed is not None and handed[0] == self.requester:
+        if self._handed_to_requester(object_id):
             del self._handed[object_id]
 
     def free_owner(self, principal: str | None) -> list[bytes]:
