@@ -8,9 +8,11 @@ from __future__ import annotations
 
 
 def main(argv: list[str] | None = None) -> int:
+    from zsyft.remote.interrupts import hold_sigint
     from zsyft.runtime.process import main as run_worker
     from zsyft.tensors.worker_peer import WorkerPeer
 
+    hold_sigint(False)  # the worker's SIGINT handler only sets its stop flag
     return run_worker(argv, peer_factory=WorkerPeer)
 
 

@@ -18,6 +18,15 @@ import threading
 from types import FrameType, TracebackType
 
 _SIGINT = int(signal.SIGINT)
+_holding = True
+
+
+def hold_sigint(enabled: bool) -> None:
+    """Whether `interrupts_deferred` holds SIGINT back in this process. A worker process
+    turns it off: its SIGINT handler only asks its loop to stop and never raises, so there is
+    nothing to protect, and holding would cost two system calls per message it forwards."""
+    global _holding
+    _holding = enabled
 
 
 class interrupts_deferred:
@@ -32,7 +41,7 @@ class interrupts_deferred:
     def __enter__(self) -> None:
         self._caught: list[FrameType | None] = []
         self._previous = None
-        if threading.current_thread() is threading.main_thread():
+        if _holding and threading.current_thread() is threading.main_thread():
             self._previous = _signal.signal(_SIGINT, self._hold)
 
     def _hold(self, signum: int, frame: FrameType | None) -> None:

@@ -73,6 +73,9 @@ class LocalNode:
         # sends meanwhile say they act on its behalf, so the next worker checks that client's
         # ownership, not this worker's (no confused deputy).
         self.principal: str | None = None
+        # Whether ops issued here come from a user's code, whose line an error names (in a
+        # worker process they come from a client's message: the error names that client).
+        self.user_facing = True
 
     @property
     def _objects(self) -> dict:

@@ -9,6 +9,7 @@ such as in-place ops).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -56,6 +57,9 @@ class Executor:
         self.ops = allowed_ops()
         self.max_alloc_bytes = default_cap_bytes()  # per-op output cap, see `allocation`
         self._stored: list[Any] = []  # the stored objects the running command names
+        # How an op on stored pointers runs (set by a worker with pointer support): it goes
+        # where they point, without torch's dispatcher and without sizing it here.
+        self.forward: Callable[[torch._ops.OpOverload, list, dict], Any] | None = None
 
     def lookup(self, op_name: Any) -> torch._ops.OpOverload:
         """The aten overload for a wire name; refuses anything not allowlisted."""
@@ -94,11 +98,14 @@ class Executor:
         try:
             args = [self.resolve(arg) for arg in args]
             kwargs = self.resolve(kwargs) if kwargs else kwargs
-            self._keep_stored_data_here(op_name)
+            forwarded = self._keep_stored_data_here(op_name)
         finally:
             self._stored = []  # holding them would keep deleted objects (and chains) alive
-        check_allocation(op, args, kwargs, self.max_alloc_bytes, self.worker)
-        outputs = flatten_outputs(op(*args, **kwargs))
+        if forwarded and self.forward is not None:
+            outputs = flatten_outputs(self.forward(op, args, kwargs))
+        else:
+            check_allocation(op, args, kwargs, self.max_alloc_bytes, self.worker)
+            outputs = flatten_outputs(op(*args, **kwargs))
         if op_name in UNINITIALIZED_OPS:
             for output in outputs:
                 output.zero_()
@@ -107,19 +114,20 @@ class Executor:
                 self.store.put(object_id, output)
         return outputs
 
-    def _keep_stored_data_here(self, op_name: Any) -> None:
-        """Refuse an op that combines a stored pointer (to another worker) with a tensor
-        stored here: running it would send this worker's data along the pointer's chain,
-        which nobody asked for (values that came with the command are the client's own)."""
+    def _keep_stored_data_here(self, op_name: Any) -> bool:
+        """Whether the op names a stored pointer (to another worker). Refuses one that
+        combines a stored pointer with a tensor stored here: running it would send this
+        worker's data along the pointer's chain, which nobody asked for (values that came
+        with the command are the client's own)."""
         stored = self._stored
-        if any(type(v) is not torch.Tensor for v in stored) and any(
-            type(v) is torch.Tensor for v in stored
-        ):
+        pointers = any(type(v) is not torch.Tensor for v in stored)
+        if pointers and any(type(v) is torch.Tensor for v in stored):
             raise TypeError(
                 f"{op_name} mixes a pointer held at {self.worker} with data stored at "
                 f"{self.worker}: the data would leave {self.worker} along the pointer's chain; "
                 "move one of them to the other's worker first"
             )
+        return pointers
 
     def fail(self, result_ids: Any, error: dict[str, Any]) -> None:
         """Mark the results of a failed command so later uses report the original error."""

@@ -26,6 +26,10 @@ class Peer(Protocol):
         """The descriptor of a stored pointer; with `transfer`, ownership leaves this worker
         (after every command this worker forwarded to the pointer's location has run)."""
 
+    def call(self, op: Any, args: list, kwargs: dict) -> Any:
+        """Run an aten op whose arguments include pointers stored here: pipelined to where
+        they point; returns pointers to its results."""
+
     def fetch(self, pointer: Any) -> Any:
         """The value the pointer points at, deleted at its location (waits, serving
         meanwhile): a tensor, or the descriptor of the pointer held there (`import_pointer`

@@ -90,6 +90,7 @@ class Worker:
         self._origin: Any = None
         if peer is not None:
             peer.attach(name, self.serve_one, self.socket, self.relay_error)
+            self.executor.forward = peer.call
 
     def export(self, value: Any, transfer: bool) -> Any:
         """The wire form of a stored object returned to a client."""

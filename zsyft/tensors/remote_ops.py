@@ -184,7 +184,8 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
         else:
             results.append(out)
             result_ids.append(None)
-    location.command(op_name, wire_args, wire_kwargs, result_ids, callsite(3))
+    where = callsite(3) if location.node.user_facing else None
+    location.command(op_name, wire_args, wire_kwargs, result_ids, where)
     if isinstance(meta_out, tuple | list):
         return list(results) if isinstance(meta_out, list) else tuple(results)
     return results[0]

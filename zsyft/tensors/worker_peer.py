@@ -18,6 +18,7 @@ import zmq
 from zsyft.errors import WorkerUnavailableError
 from zsyft.remote.node import local_node
 from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.remote_ops import call_remote
 from zsyft.tensors.transfer import (
     descriptor,
     fence,
@@ -43,6 +44,7 @@ class WorkerPeer:
         relay_error: Callable[[Any, Any], None],
     ) -> None:
         self.node.id = name
+        self.node.user_facing = False  # no user's line to name in this process's errors
         self.node.serve_while_waiting = (socket, serve_one)
         self.node.error_sink = relay_error
 
@@ -66,6 +68,9 @@ class WorkerPeer:
         if transfer:
             pointer.ref.forget()
         return desc
+
+    def call(self, op: Any, args: list, kwargs: dict) -> Any:
+        return call_remote(op, *args, **kwargs)
 
     def fetch(self, pointer: PointerTensor) -> Any:
         value = pointer.location.fetch(pointer.ref.id, delete=True)
