@@ -29,6 +29,8 @@ This module imports nothing from zsyft so that every layer may raise these.
 
 from __future__ import annotations
 
+import sys
+
 
 class ZsyftError(Exception):
     """Base class of every error zsyft raises on purpose."""
@@ -76,10 +78,26 @@ class RemoteError(WorkerError):
         text = super().__str__()
         where = " -> ".join(self.path) if self.path else self.worker
         head = f"[{where}] {self.op}: " if self.op else f"[{where}] "
-        tail = f"\n  issued at {self.callsite}" if self.callsite else ""
+        tail = f"\n  issued at {_in_notebook_terms(self.callsite)}" if self.callsite else ""
         if self.remote_traceback:
             tail += "\n--- remote traceback ---\n" + self.remote_traceback.rstrip()
         return head + text + tail
+
+
+def _in_notebook_terms(callsite: str) -> str:
+    """"Cell In[3], line 1" for a line of a Jupyter/IPython cell, as IPython's own tracebacks
+    name it (each cell is compiled under a temporary file name that says nothing), else
+    `callsite` ("file:line") as it is."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return callsite
+    filename, _, line = callsite.rpartition(":")
+    try:
+        shell = ipython.get_ipython()
+        cell = shell.compile._filename_map.get(filename) if shell is not None else None
+    except Exception:  # another IPython version: its file names are still right
+        cell = None
+    return f"Cell In[{cell}], line {line}" if cell is not None else callsite
 
 
 _BUILTIN_KINDS = {
@@ -90,16 +108,25 @@ _BUILTIN_KINDS = {
 _remote_kinds: dict[str, type[RemoteError]] = {}
 
 
+def _torch_kind(name: str) -> type[Exception] | None:
+    """torch's own exception classes a worker's op may raise (all RuntimeErrors)."""
+    import torch
+
+    return {"_LinAlgError": torch.linalg.LinAlgError, "LinAlgError": torch.linalg.LinAlgError,
+            "OutOfMemoryError": torch.OutOfMemoryError}.get(name)
+
+
 def remote_error_class(remote_type: str | None) -> type[RemoteError]:
-    """`RemoteError`, made also an instance of the built-in exception class the worker raised
-    (torch raises RuntimeError for most bad ops): `except RuntimeError` catches an op that
-    failed remotely as it would the same op failing here."""
-    kind = _BUILTIN_KINDS.get(remote_type or "")
+    """`RemoteError`, made also an instance of the built-in (or torch's own) exception class
+    the worker raised (torch raises RuntimeError for most bad ops): `except RuntimeError` or
+    `except torch.linalg.LinAlgError` catches an op that failed remotely as it would the same
+    op failing here."""
+    kind = _BUILTIN_KINDS.get(remote_type or "") or _torch_kind(remote_type or "")
     if kind is None:
         return RemoteError
     if remote_type not in _remote_kinds:
         _remote_kinds[remote_type] = type(
-            f"Remote{remote_type}", (RemoteError, kind),
+            f"Remote{remote_type.lstrip('_')}", (RemoteError, kind),
             {"__module__": __name__, "__doc__": f"A {remote_type} raised inside a worker."},
         )
     return _remote_kinds[remote_type]

@@ -12,11 +12,13 @@ decodes them.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
+from zsyft.remote.interrupts import interrupts_deferred
 from zsyft.remote.node import local_node
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor, fix_precision
 from zsyft.tensors.pointer import PointerTensor, refuse_several_workers
@@ -24,45 +26,77 @@ from zsyft.tensors.shared import SharedTensor, check_sharing_options, share
 from zsyft.tensors.transfer import send
 
 
-def _replace(module: nn.Module, convert: Any, want: Any) -> nn.Module:
+def _replace(
+    module: nn.Module, convert: Any, want: Any, all_or_nothing: bool = False
+) -> nn.Module:
     """Give every parameter and buffer `want(t)` accepts the form `convert(t)`.
 
     A parameter keeps its `requires_grad` unless `convert` returns `(value, requires_grad)`;
     a returned `.grad` on the value becomes the parameter's gradient. Parameters change in
     place (see `_become`), so an optimizer made before the change still updates them, and a
     parameter two modules share is converted once and stays shared.
+
+    With `all_or_nothing`, a conversion that fails or is interrupted (Ctrl-C in a notebook)
+    puts back what it changed: no module is left half encoded or half shared. Without it,
+    what was converted stays so, and running it again converts the rest (send, get).
     """
     converted: dict[int, tuple[nn.Parameter, nn.Parameter]] = {}  # id -> (before, after)
-    for sub in module.modules():
-        # torch's recurrent layers keep weak references to their weights, which a swap
-        # refuses; they are dropped and rebuilt around the change, as `nn.RNNBase._apply` does
-        rnn_weights = isinstance(getattr(sub, "_flat_weight_refs", None), list)
-        if rnn_weights:
-            sub._flat_weight_refs = []
-        for name, param in list(sub._parameters.items()):
-            if param is None:
-                continue
-            if id(param) in converted:  # tied: met in an earlier module
-                sub._parameters[name] = converted[id(param)][1]
-                continue
-            if not want(param):
-                continue
-            _leave_graphs(param)
-            value = convert(param)
-            requires_grad = param.requires_grad
-            if isinstance(value, tuple):
-                value, requires_grad = value
-            converted[id(param)] = (param, _set_parameter(sub, name, param, value, requires_grad))
-        for name, buffer in list(sub._buffers.items()):
-            if buffer is not None and want(buffer):
-                sub._buffers[name] = convert(buffer).detach()
-        if rnn_weights:
-            sub._init_flat_weights()
+    undo: list[Any] = []
+    try:
+        for sub in module.modules():
+            _replace_in(sub, convert, want, converted, undo)
+    except BaseException:
+        if all_or_nothing:
+            with interrupts_deferred():
+                for step in reversed(undo):
+                    step()
+        raise
     return module
 
 
+def _replace_in(
+    sub: nn.Module, convert: Any, want: Any, converted: dict, undo: list[Any]
+) -> None:
+    """`_replace` for the tensors `sub` itself holds; appends to `undo` how to put each
+    change back."""
+    # torch's recurrent layers keep weak references to their weights, which a swap refuses;
+    # they are dropped and rebuilt around the change, as `nn.RNNBase._apply` does
+    rnn_weights = isinstance(getattr(sub, "_flat_weight_refs", None), list)
+    if rnn_weights:
+        sub._flat_weight_refs = []
+        undo.append(sub._init_flat_weights)
+    for name, param in list(sub._parameters.items()):
+        if param is None:
+            continue
+        if id(param) in converted:  # tied: met in an earlier module
+            sub._parameters[name] = converted[id(param)][1]
+            undo.append(partial(sub._parameters.__setitem__, name, param))
+            continue
+        if not want(param):
+            continue
+        _leave_graphs(param)
+        value = convert(param)
+        requires_grad = param.requires_grad
+        if isinstance(value, tuple):
+            value, requires_grad = value
+        after = _set_parameter(sub, name, param, value, requires_grad, undo)
+        converted[id(param)] = (param, after)
+    for name, buffer in list(sub._buffers.items()):
+        if buffer is not None and want(buffer):
+            sub._buffers[name] = convert(buffer).detach()
+            undo.append(partial(sub._buffers.__setitem__, name, buffer))
+    if rnn_weights:
+        sub._init_flat_weights()
+        undo.append(partial(setattr, sub, "_flat_weight_refs", []))
+
+
 def _set_parameter(
-    sub: nn.Module, name: str, param: nn.Parameter, value: torch.Tensor, requires_grad: bool
+    sub: nn.Module,
+    name: str,
+    param: nn.Parameter,
+    value: torch.Tensor,
+    requires_grad: bool,
+    undo: list[Any],
 ) -> nn.Parameter:
     """Make `param` (registered as `sub.<name>`) the leaf parameter `value` with its `.grad`:
     the same object when it can change in place, else a new one registered in its stead."""
@@ -70,14 +104,16 @@ def _set_parameter(
         return param
     new = _leaf(value, requires_grad, value.grad if value.is_leaf else None)
     if _become(param, new):
+        undo.append(partial(_become, param, new))  # `new` holds what `param` held
         return param
     warnings.warn(
         f"the parameter {name!r} of {type(sub).__name__} is referenced elsewhere (a view of "
         "it, or a graph still holding it) and was replaced by a new object: an optimizer "
         "made before this call no longer updates it; make the optimizer afterwards",
-        stacklevel=4,
+        stacklevel=5,
     )
     sub._parameters[name] = new
+    undo.append(partial(sub._parameters.__setitem__, name, param))
     return new
 
 
@@ -166,12 +202,20 @@ def fix_precision_module(
 ) -> nn.Module:
     """Encode every floating parameter and buffer in fixed point (see `fix_precision`).
 
-    Remote, shared or already fixed-precision parameters raise the tensor-level error.
+    Parameters encoded so already stay as they are, so running a notebook cell's
+    `model.fix_precision().share(...)` again after an interrupt stopped its `share()` (which
+    then changed nothing) completes it. Remote, shared or otherwise encoded parameters raise
+    the tensor-level error.
     """
+
+    def want(t: torch.Tensor) -> bool:
+        if isinstance(t, FixedPrecisionTensor):
+            return (t.base, t.precision_fractional) != (base, precision_fractional)
+        return _is_plain_float(t) or isinstance(t, _ZSYFT_TENSORS)
+
     return _replace(
-        module,
-        lambda t: fix_precision(t, base, precision_fractional),
-        lambda t: _is_plain_float(t) or isinstance(t, _ZSYFT_TENSORS),
+        module, lambda t: fix_precision(t, base, precision_fractional), want,
+        all_or_nothing=True,
     )
 
 
@@ -210,7 +254,10 @@ def share_module(
         return shared, requires_grad and t.requires_grad
 
     return _replace(
-        module, convert, lambda t: _is_plain_float(t) or isinstance(t, _ZSYFT_TENSORS)
+        module,
+        convert,
+        lambda t: _is_plain_float(t) or isinstance(t, _ZSYFT_TENSORS),
+        all_or_nothing=True,
     )
 
 

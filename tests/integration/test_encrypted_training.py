@@ -145,3 +145,35 @@ def test_leaky_relu_and_relu6_networks_train_like_plaintext(bob, alice, james):
     train_side_by_side((bob, alice, james), plain, F.mse_loss, data, target, lr=0.05, steps=4,
                        param_atol=0.02)
 
+
+
+def test_sharing_a_model_is_all_or_nothing_and_can_be_run_again(bob, alice, james,
+                                                                 monkeypatch):
+    """A notebook user interrupts `model.fix_precision().share(...)` midway: the model is
+    left as the interrupted `share()` found it (fixed precision, nothing shared), and running
+    the same line again completes it."""
+    import zsyft.nn as zsyft_nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    values = [p.detach().clone() for p in model.parameters()]
+    share, calls = zsyft_nn.share, []
+
+    def interrupted_at_the_third(t, *args, **kwargs):
+        calls.append(t)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return share(t, *args, **kwargs)
+
+    monkeypatch.setattr(zsyft_nn, "share", interrupted_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    assert {type(p).__name__ for p in model.parameters()} == {"FixedPrecisionTensor"}
+    monkeypatch.setattr(zsyft_nn, "share", share)
+    model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    assert {type(p).__name__ for p in model.parameters()} == {"SharedTensor"}
+    model.get().float_precision()
+    for before, after in zip(values, model.parameters(), strict=True):
+        torch.testing.assert_close(after.detach(), before, atol=1e-3, rtol=0)
+    settle(bob, alice)
+    assert len(bob._objects) == len(alice._objects) == 0

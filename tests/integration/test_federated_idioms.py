@@ -177,3 +177,78 @@ def test_model_get_takes_the_parameters_home_while_a_loss_still_holds_them(bob):
     settle(bob)
     assert len(bob._objects) == 2, bob._objects  # x and the loss: no copy of a parameter
     assert loss.get().item() == pytest.approx((model(torch.ones(1, 2))).sum().item())
+
+
+def test_model_get_after_a_failed_training_step_raises_once_and_keeps_the_model(bob):
+    """A bad batch (a label out of range) fails at the worker; nothing waits for it, so
+    `model.get()` raises its error, and brings the model home when run again: the weights
+    of the good steps, no gradient from the failed backward (as torch leaves none)."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 3)
+    plain = copy.deepcopy(model)
+    data = torch.randn(4, 3)
+    good, bad = torch.tensor([0, 1, 2, 1]), torch.tensor([0, 1, 2, 9])
+    opt, plain_opt = optim.SGD(model.parameters(), lr=0.1), optim.SGD(plain.parameters(), lr=0.1)
+    for target in (good, good):
+        plain_opt.zero_grad()
+        nn.functional.cross_entropy(plain(data), target).backward()
+        plain_opt.step()
+    x = data.send(bob)
+    model.send(bob)
+    for target in (good, bad, good):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), target.send(bob))
+        loss.backward()
+        opt.step()
+    del loss
+    with pytest.raises(IndexError, match="out of bounds"):
+        model.get()
+    model.get()
+    assert not isinstance(model.weight, sy.PointerTensor)
+    torch.testing.assert_close(model.weight.data, plain.weight.data)
+    torch.testing.assert_close(model.bias.data, plain.bias.data)
+    del x
+
+
+def test_an_optimizer_whose_state_stayed_at_another_worker_is_named_in_the_error(bob, alice):
+    """Momentum lives where the optimizer first stepped: training at another worker with the
+    same optimizer is refused with a message that names the optimizer's state."""
+    model = nn.Linear(2, 1)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for worker in (bob, alice):
+        model.send(worker)
+        opt.zero_grad()
+        model(torch.ones(1, 2).send(worker)).sum().backward()
+        if worker is alice:
+            with pytest.raises(sy.PointerUsageError, match="optimizer's step"):
+                opt.step()
+        else:
+            opt.step()
+        model.get()
+    opt.state.clear()
+    settle(bob, alice)
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.Adam(p, lr=0.05, amsgrad=True),
+                                  lambda p: optim.Adamax(p, lr=0.05)],
+                         ids=["adam-amsgrad", "adamax"])
+def test_optimizers_that_write_with_out_train_like_plaintext(bob, make):
+    """`torch.maximum(a, b, out=a)` in their steps runs as maximum and a copy into `a`."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    plain = copy.deepcopy(model)
+    x, y = torch.randn(3, 4), torch.randn(3, 2)
+    opt, plain_opt = make(model.parameters()), make(plain.parameters())
+    model.send(bob)
+    remote_x, remote_y = x.send(bob), y.send(bob)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(remote_x), remote_y).backward()
+        opt.step()
+        plain_opt.zero_grad()
+        nn.functional.mse_loss(plain(x), y).backward()
+        plain_opt.step()
+    model.get()
+    torch.testing.assert_close(model.weight.data, plain.weight.data)
+    opt.state.clear()
+    del remote_x, remote_y

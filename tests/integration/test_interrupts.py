@@ -17,7 +17,7 @@ from torch import nn
 
 import zsyft as sy
 import zsyft.remote.handle as handle_module
-import zsyft.tensors.pointer as pointer_module
+import zsyft.tensors.fetching as fetching
 import zsyft.transport.zmq as zmq_module
 from zsyft.wire.messages import FetchMode, Kind
 
@@ -48,7 +48,7 @@ def _interrupt_first_wait(monkeypatch, handle):
 
 def _never_wait_for_lost_replies(monkeypatch):
     """A get() that waited for a reply it had lost would now hang until the test times out."""
-    monkeypatch.setattr(pointer_module, "KEEP_WAITING_S", 3600.0)
+    monkeypatch.setattr(fetching, "KEEP_WAITING_S", 3600.0)
 
 
 def test_an_interrupted_get_keeps_the_data_for_the_next_get(bob, monkeypatch):

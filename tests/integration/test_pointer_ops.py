@@ -233,6 +233,14 @@ def test_implicit_reveal_is_refused_naming_get(bob, reveal):
         reveal(ptr)
 
 
+def test_a_refused_reveal_names_what_the_user_wrote(bob):
+    ptr = torch.tensor([1.0]).send(bob)
+    with pytest.raises(sy.PointerUsageError, match=r"bool\(\)") as info:
+        if ptr > 0:
+            pass
+    assert "local_scalar_dense" not in str(info.value)
+
+
 def test_mixing_locations_is_refused(bob, alice):
     with pytest.raises(sy.PointerUsageError, match=r"alice.*bob|bob.*alice"):
         torch.ones(2).send(bob) + torch.ones(2).send(alice)
@@ -276,6 +284,22 @@ def test_a_remote_error_is_also_the_builtin_error_torch_raised(bob):
     del again, index, x
 
 
+def test_a_linalg_op_on_a_bad_matrix_raises_at_the_call_like_torch(bob):
+    """torch.linalg checks its result and raises `LinAlgError` at the call: on a pointer too,
+    so the result is never assigned."""
+    good = torch.tensor([[4.0, 2.0], [2.0, 3.0]])
+    torch.testing.assert_close(torch.linalg.cholesky(good.send(bob)).get(),
+                               torch.linalg.cholesky(good))
+    singular = torch.zeros(2, 2).send(bob)
+    with pytest.raises(torch.linalg.LinAlgError, match="positive-definite"):
+        torch.linalg.cholesky(singular)
+    with pytest.raises(torch.linalg.LinAlgError, match="singular"):
+        torch.linalg.inv(singular)
+    del singular
+    settle(bob)
+    assert len(bob._objects) == 0
+
+
 def test_pipelined_error_surfaces_at_the_next_sync(bob):
     x = torch.ones(3).send(bob)
     x[torch.tensor([7]).send(bob)]  # fails remotely; nobody waits for it
@@ -292,6 +316,36 @@ def test_an_error_raised_by_get_is_not_raised_again_at_the_next_sync_point(bob):
     z = torch.tensor([1, 2]).send(bob) + 1
     assert torch.equal(z.get(), torch.tensor([2, 3]))  # ... and not again here
     sy.sync()
+
+
+def test_a_get_that_raises_an_earlier_ops_error_keeps_its_value_for_the_next_get(bob):
+    """An unrelated op's failure, reported with the reply of a get(), is raised there; the
+    tensor that get() fetched is not lost: get() again returns it."""
+    y = torch.tensor([1.0, 2.0, 3.0]).send(bob)
+    x = torch.ones(3).send(bob)
+    bad = x[torch.tensor([7]).send(bob)]  # fails at bob; nothing waits for it
+    with pytest.raises(sy.RemoteError, match=r"index\.Tensor"):
+        y.get()
+    assert torch.equal(y.get(), torch.tensor([1.0, 2.0, 3.0]))
+    del bad, x
+    settle(bob)
+    assert len(bob._objects) == 0
+
+
+def test_inference_mode_runs_a_sent_model(bob):
+    """Under `torch.inference_mode()` torch hands composite ops (`linear`, `conv2d`) to the
+    pointer undecomposed: they run as the ops they are made of, as under `no_grad`."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3),
+                          nn.LayerNorm(3)).eval()
+    x = torch.randn(2, 1, 6, 6)
+    with torch.inference_mode():
+        expected = model(x)
+    model.send(bob)
+    with torch.inference_mode():
+        out = model(x.send(bob))
+    torch.testing.assert_close(out.get(), expected)
+    model.get()
 
 
 def test_get_after_the_gradient_was_fetched_keeps_the_data(bob):

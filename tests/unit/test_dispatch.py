@@ -36,7 +36,7 @@ def test_commands_are_pipelined_and_results_fetched(ann):
 
 
 def test_get_many_sends_every_fetch_first_and_pairs_each_reply_with_its_pointer(ann):
-    from zsyft.tensors.pointer import get_many
+    from zsyft.tensors.fetching import get_many
 
     x, y = torch.tensor([1.0, 2.0]).send(ann), torch.tensor([3]).send(ann)
     rid = ann.send_request(Kind.PING, None)  # a reply that will come first

@@ -314,7 +314,7 @@ class WorkerHandle:
                     raise self.node.raising(error)
                 return reply.body
             except KeyboardInterrupt:  # the reply stays awaited: the caller may still take it
-                interrupted = True  # (`get()` does, see `pointer._keep_for_next_get`) or
+                interrupted = True  # (`get()` does, see `fetching._keep_for_next_get`) or
                 raise  # abandon it
             finally:
                 if not interrupted:

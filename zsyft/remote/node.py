@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ _SKIP_DIRS = (
 )
 
 
+RAISED_MEMORY = 256  # failed commands remembered as raised (`LocalNode.raised_before`)
 _INSIDE: dict[Any, bool] = {}  # code object -> whether it is zsyft's or torch's own
 
 
@@ -63,6 +65,8 @@ class LocalNode:
         # Workers whose loss was raised to the user: later reports of it (a peer relaying
         # that it lost that worker too) are dropped rather than raised at the next sync point.
         self.gone: set[str] = set()
+        # The commands whose failure was raised to the user lately (`raised_before`).
+        self._raised: OrderedDict[Any, None] = OrderedDict()
         self._lock = threading.Lock()
         # Set inside a worker process (pointer chains): keep serving while waiting, send
         # errors of forwarded commands to the client that caused them.
@@ -114,7 +118,18 @@ class LocalNode:
         later reports of the same loss are not raised again."""
         if isinstance(error, WorkerUnavailableError) and error.worker:
             self.gone.add(error.worker)
+        issued = getattr(error, "issued", None)
+        if issued is not None:
+            self._raised[issued] = None
+            if len(self._raised) > RAISED_MEMORY:
+                self._raised.popitem(last=False)
         return error
+
+    def raised_before(self, error: WorkerError) -> bool:
+        """Whether the failure of the command `error` reports was raised to the user before
+        (values computed from it raise it again; a gradient need not, see `get()`)."""
+        issued = getattr(error, "issued", None)
+        return issued is not None and issued in self._raised
 
     def discard_error(self, error: WorkerError) -> None:
         """Forget pending errors of the command `error` reports (it is being raised now)."""

@@ -142,3 +142,29 @@ def return_aliases(func: torch._ops.OpOverload) -> tuple[int | None, ...]:
                     break
         result.append(index)
     return tuple(result)
+
+
+@functools.cache
+def decomposes(func: torch._ops.OpOverload) -> bool:
+    """Whether torch decomposes `func` into other ops before a tensor subclass sees it
+    (CompositeImplicitAutograd: `reshape`, `linear`, `conv2d`, ...). Such an op reaches
+    `__torch_dispatch__` only where autograd is off (`torch.inference_mode()`); then
+    `func.decompose(...)` runs the same decomposition."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd")
+
+
+@functools.cache
+def functional_of(func: torch._ops.OpOverload) -> tuple[torch._ops.OpOverload, str] | None:
+    """For an `out=` overload with one output (`maximum.out`), the overload that returns its
+    result instead (`maximum.default`) and the name of the out argument; else None."""
+    outs = [a.name for a in func._schema.arguments if a.is_out]
+    if len(outs) != 1:
+        return None
+    wanted = [(a.name, str(a.type)) for a in func._schema.arguments if not a.is_out]
+    packet = func.overloadpacket
+    for name in packet.overloads():
+        candidate = getattr(packet, name)
+        schema = candidate._schema
+        if not schema.is_mutable and [(a.name, str(a.type)) for a in schema.arguments] == wanted:
+            return candidate, outs[0]
+    return None

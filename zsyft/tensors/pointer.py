@@ -9,13 +9,12 @@ the worker (see `remote_ops`). The client never sees the data until `.get()`.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from zsyft.errors import PointerUsageError, WorkerUnavailableError, ZsyftError
+from zsyft.errors import PointerUsageError, RemoteError, WorkerUnavailableError
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.remote.refs import RemoteRef, new_id
 from zsyft.tensors._torch_compat import (
@@ -24,7 +23,7 @@ from zsyft.tensors._torch_compat import (
     make_wrapper_subclass,
     unreferenced_base,
 )
-from zsyft.wire.messages import FetchMode, Kind, id_number
+from zsyft.wire.messages import Kind, id_number
 
 
 class PointerTensor(torch.Tensor):
@@ -112,6 +111,8 @@ class PointerTensor(torch.Tensor):
         remotely (`x.grad` is then a pointer) comes back as its `.grad`. If the worker held a
         pointer (a chain), that pointer comes back: `p2p.get().get()` walks the chain home.
         """
+        from zsyft.tensors.fetching import get_many
+
         return get_many([self])[0]
 
     def _received(self, value: Any) -> torch.Tensor:
@@ -127,7 +128,18 @@ class PointerTensor(torch.Tensor):
         grad = self.grad if self.is_leaf else None
         if isinstance(grad, PointerTensor):
             if not grad.ref.released:  # else the user already fetched it with x.grad.get()
-                value.grad = grad.get()
+                # Part of this get(), whose end raises the errors reported meanwhile.
+                from zsyft.tensors.fetching import get_many
+
+                try:
+                    value.grad = get_many([grad], sync_point=False)[0]
+                except RemoteError as error:
+                    # The backward that made it failed: no gradient, as torch leaves none
+                    # after a failed backward. Raised unless it was already (model.get() of
+                    # a model after a failed training step); get() again returns the value.
+                    self.grad = None
+                    if not self.owner.raised_before(error):
+                        raise
         elif grad is not None:
             value.grad = grad
         return value
@@ -265,7 +277,7 @@ def refuse_several_workers(more: Sequence[Any]) -> None:
         )
 
 
-def _release_dropped_base(pointer: PointerTensor) -> None:
+def release_dropped_base(pointer: PointerTensor) -> None:
     """After `(x + y).view(-1).get()`, delete the temporary `x + y` at the worker too (as
     PySyft did when the temporary was dropped): torch keeps it alive as the view's `_base`.
     Only a base no code holds and autograd does not track; other views of it keep working,
@@ -292,105 +304,3 @@ def deepcopy_by_clone(tensor: torch.Tensor, memo: dict, internal: Sequence[str])
     if tensor.grad is not None:
         result.grad = copy.deepcopy(tensor.grad, memo)
     return result
-
-
-KEPT = "_zsyft_kept"  # what an interrupted get() received for this pointer, for the next one
-KEEP_WAITING_S = 1.0  # after Ctrl-C, how long get() still waits for replies already on their way
-HAND_OVER = int(FetchMode.HAND_OVER)
-# A worker sets what get() fetched aside until this client's next get() there; a tensor of
-# this many bytes or more is deleted at once instead (one more message, to free its memory).
-PROMPT_DELETE_BYTES = 1 << 20
-
-
-def get_many(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
-    """`[p.get() for p in pointers]`, with every fetch sent before the first reply is awaited:
-    pointers at different workers (the shares of a secret) come back in one round trip.
-
-    A get() interrupted while it waits (Ctrl-C, a Jupyter interrupt) keeps what it received
-    on the pointers, and the next get() of them returns it (see `_keep_for_next_get`). A
-    reply lost to the interrupt (it was being read or decoded) is fetched again: the worker
-    sets a fetched tensor aside (no longer listed or counted) until this client's next get()
-    there, which says the earlier ones completed (`FetchMode.HAND_OVER`; a tensor of 1 MiB or
-    more is deleted at once instead). A pointer held at the worker (a chain) hands its
-    ownership over in the reply, so losing that reply still loses the object.
-    """
-    fetched = iter(_fetch([p for p in pointers if KEPT not in p.__dict__]))
-    return [p.__dict__.pop(KEPT) if KEPT in p.__dict__ else next(fetched) for p in pointers]
-
-
-def _fetch(pointers: Sequence[PointerTensor]) -> list[torch.Tensor]:
-    for pointer in pointers:
-        pointer.ref.check_live()
-    if pointers:
-        pointers[0].location.node.raise_pending()  # a sync point, like every fetch
-    fetched = [_own_copy(pointer) for pointer in pointers]
-    requests = [
-        (pointer, own, pointer.location.send_request(
-            Kind.FETCH, [own.ref.id, HAND_OVER, pointer.location.gets_done]))
-        for pointer, own in zip(pointers, fetched, strict=True)
-    ]
-    values: list[torch.Tensor] = []
-    try:
-        for pointer, own, rid in requests:
-            values.append(_take(pointer, own, pointer.location.await_reply(rid)))
-    except KeyboardInterrupt:
-        _keep_for_next_get(requests, values)
-        raise
-    finally:
-        for pointer, _, rid in requests[len(values):]:
-            pointer.location.abandon(rid)  # after an error: its reply is not wanted
-    locations = {id(p.location): p.location for p in pointers}.values()
-    for location in locations:
-        location.gets_done += 1  # its next fetch frees what this one set aside there
-    if any(_big(value) for value in values):
-        for location in locations:
-            location.flush()  # the deletes of big tensors set aside, at once
-    if pointers:
-        # An op issued before this get() whose failure was reported just before the reply
-        # (an in-place write that failed at the worker leaves its target unchanged).
-        pointers[0].location.node.raise_pending()
-    return values
-
-
-def _take(pointer: PointerTensor, own: PointerTensor, value: Any) -> torch.Tensor:
-    """`pointer`'s value from the reply to the fetch of `own` (its object, or a copy)."""
-    if _big(value):
-        own.ref.release()  # set aside at the worker in case this reply got lost: free it now
-    else:  # a pointer's reply handed its ownership over; a tensor is freed at the next get()
-        own.ref.forget()
-    if own is not pointer:  # the object stays with the other pointers to it
-        pointer.ref.drop(pointer)
-        pointer.ref = RemoteRef.retrieved(pointer.location, pointer.ref.id)
-    _release_dropped_base(pointer)
-    return pointer._received(value)
-
-
-def _big(value: Any) -> bool:
-    return type(value) is torch.Tensor and value.nbytes >= PROMPT_DELETE_BYTES
-
-
-def _keep_for_next_get(requests: Sequence[tuple], values: list[torch.Tensor]) -> None:
-    """Interrupted: take the replies already on their way (for a second; a second interrupt
-    stops this too) and keep every value received on its pointer. A reply still coming after
-    that is dropped; the worker set its tensor aside, so the next get() fetches it again."""
-    deadline = time.monotonic() + KEEP_WAITING_S
-    for pointer, own, rid in requests[len(values):]:
-        if pointer.location.reply_lost(rid):  # the worker kept a tensor: the next get() has it
-            break
-        try:
-            reply = pointer.location.await_reply(rid, max(deadline - time.monotonic(), 0.0))
-        except ZsyftError:  # an error or no answer in time: that fetch is abandoned
-            break
-        values.append(_take(pointer, own, reply))
-    for (pointer, _, _), value in zip(requests, values, strict=False):
-        pointer.__dict__[KEPT] = value
-
-
-def _own_copy(pointer: PointerTensor) -> PointerTensor:
-    """What `pointer.get()` fetches and deletes: the pointed-at object itself, or a copy made
-    at its worker when another pointer wraps the same object (`x.detach().get()`,
-    `x.data.get()` must leave `x` usable, as in torch)."""
-    if not pointer.ref.shared_beyond(pointer):
-        return pointer
-    with torch.no_grad():
-        return torch.ops.aten.clone.default(pointer)

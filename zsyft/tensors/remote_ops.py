@@ -21,12 +21,21 @@ from zsyft.errors import PointerUsageError
 from zsyft.remote.node import callsite
 from zsyft.remote.refs import RemoteRef
 from zsyft.runtime.allowlist import allowed_ops, refusal
-from zsyft.tensors._torch_compat import restride_wrapper, return_aliases
+from zsyft.tensors._torch_compat import (
+    decomposes,
+    functional_of,
+    restride_wrapper,
+    return_aliases,
+)
 from zsyft.tensors.pointer import PointerTensor
 
 aten = torch.ops.aten
 
 ALIAS_OPS = frozenset({aten.detach.default, aten.alias.default})
+CHECKING_OPS = frozenset({aten._linalg_check_errors.default})
+"""Ops that return nothing and raise depending on the data (`torch.linalg.cholesky` of a
+matrix that is not positive-definite checks its result with one): run synchronously, so the
+error is raised at the user's call and its result is never assigned, as in torch."""
 REVEALING_OPS = frozenset(
     {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.equal.default,
      aten.allclose.default}
@@ -104,13 +113,44 @@ def _location_of(pointers: list[PointerTensor], op: str) -> Any:
         elif where is not location:
             raise PointerUsageError(
                 f"{op} mixes tensors at {location.id} and {where.id}; move one to the "
-                f"other first, e.g. y.move({location.id})"
+                f"other first, e.g. y.move({location.id}){_optimizer_hint(op)}"
             )
     return location
 
 
+def _into_out(functional: Any, out_name: str, args: tuple, kwargs: dict) -> Any:
+    """An `out=` op (never run by a worker, see `allowlist`) as its functional op and a copy
+    into `out` (`torch.maximum(a, b, out=a)` in Adam with amsgrad)."""
+    out = kwargs[out_name]
+    result = functional(*args, **{k: v for k, v in kwargs.items() if k != out_name})
+    if result.shape != out.shape:
+        raise PointerUsageError(
+            f"{functional.__name__} with out= of shape {tuple(out.shape)} for a result of shape "
+            f"{tuple(result.shape)}: a pointer's out= tensor must have the result's shape"
+        )
+    return out.copy_(result)
+
+
+def _optimizer_hint(op: str) -> str:
+    """For an in-place op (as an optimizer's step runs): where optimizer state lives."""
+    if not op.split(".")[0].endswith("_"):
+        return ""
+    return (" (in an optimizer's step: its state, such as momentum or Adam's moments, stays "
+            "where it was made when the model moves; make a new optimizer after model.send() "
+            "or model.get(), or one per worker)")
+
+
+_REVEALED_BY = {
+    "_local_scalar_dense": "item(), float(), int() or bool() (an `if` on a pointer)",
+    "is_nonzero": "bool() (an `if` on a pointer)",
+    "equal": "torch.equal",
+    "allclose": "torch.allclose",
+}
+
+
 def _revealing(func: Any) -> PointerUsageError:
-    name = func.__name__.split(".")[0].lstrip("_")
+    packet = func.__name__.split(".")[0]
+    name = _REVEALED_BY.get(packet, packet.lstrip("_"))
     return PointerUsageError(
         f"{name} on a PointerTensor would copy remote data here implicitly; call .get() "
         "first to bring the tensor back (or keep computing remotely, e.g. (x == y).all())"
@@ -152,6 +192,10 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     wire_kwargs = _prepare(kwargs, key, pointers) if kwargs else {}
     location = _location_of(pointers, op_name)
     if op_name not in allowed_ops():  # refused now, before any pointer's metadata changes
+        if decomposes(func):  # e.g. `linear` under inference_mode: run what it is made of
+            return func.decompose(*args, **kwargs)
+        if (functional := functional_of(func)) is not None:
+            return _into_out(*functional, args, kwargs)
         raise refusal(op_name, location.id)
     if func in ALIAS_OPS:
         src = args[0]
@@ -162,8 +206,9 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
         if index is not None and not isinstance(args[index], PointerTensor):
             raise PointerUsageError(
                 f"{op_name} would write remote data into a local tensor; call .get() first"
+                f"{_optimizer_hint(op_name)}"
             )
-    meta_out = infer_outputs(func, args, kwargs, tuple(key))
+    meta_out = SYNC if func in CHECKING_OPS else infer_outputs(func, args, kwargs, tuple(key))
     if meta_out is SYNC:
         return _run_synchronously(func, location, wire_args, wire_kwargs, aliases)
 
@@ -191,9 +236,6 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     return results[0]
 
 
-_DECOMPOSED: dict[Any, bool] = {}  # op -> whether torch decomposes it before a subclass sees it
-
-
 def _pointers_outside_autograd(args: tuple) -> bool:
     """Whether `args` hold a pointer and no tensor in them (lists too) requires grad."""
     found = False
@@ -212,11 +254,7 @@ def call_remote(func: torch._ops.OpOverload, *args: Any, **kwargs: Any) -> Any:
     round trip through torch's dispatcher, which costs the client about as much as the rest
     of a pipelined op. Ops torch decomposes before they reach a tensor subclass (composite
     ones, such as `reshape`) and pointers under autograd take torch's own way."""
-    decomposed = _DECOMPOSED.get(func)
-    if decomposed is None:
-        decomposed = _DECOMPOSED[func] = torch._C._dispatch_has_kernel_for_dispatch_key(
-            func.name(), "CompositeImplicitAutograd")
-    if decomposed or not _pointers_outside_autograd(args):
+    if decomposes(func) or not _pointers_outside_autograd(args):
         return func(*args, **kwargs)
     return run_remote(func, args, kwargs)
 
@@ -260,4 +298,6 @@ def _run_synchronously(
         else:
             shape, stride, dtype = meta
             results.append(PointerTensor(ref, shape, stride, dtype))
+    if not returns:
+        return None
     return results[0] if len(returns) == 1 else tuple(results)

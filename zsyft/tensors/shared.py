@@ -58,9 +58,10 @@ from zsyft.tensors._torch_compat import (
     disabled_torch_function,
     make_wrapper_subclass,
 )
+from zsyft.tensors.fetching import get_many
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
 from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain
-from zsyft.tensors.pointer import PointerTensor, deepcopy_by_clone, get_many
+from zsyft.tensors.pointer import PointerTensor, deepcopy_by_clone
 from zsyft.tensors.transfer import send
 
 __all__ = ["SharedTensor", "check_sharing_options", "share"]

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from zsyft.errors import ProtocolUnavailableError, UnsupportedOpError
-from zsyft.tensors._torch_compat import OpOverload, OpOverloadPacket
+from zsyft.tensors._torch_compat import OpOverload, OpOverloadPacket, decomposes
 
 __all__ = [
     "FIXED_OPS",
@@ -41,6 +41,11 @@ def op_name(func: Any) -> str:
     """A readable name for an aten overload: `aten.mul.Tensor` -> `mul`."""
     name = getattr(func, "__name__", str(func))
     return name.split(".")[0]
+
+
+def _decomposed(func: OpOverload, args: tuple, kwargs: dict) -> Any:
+    """The handler of an op torch decomposes: the ops it is made of, each handled."""
+    return func.decompose(*args, **kwargs)
 
 
 class OpTable:
@@ -77,6 +82,8 @@ class OpTable:
         handler = self._by_overload.get(func)
         if handler is None:
             handler = self._by_packet.get(func.overloadpacket)
+        if handler is None and decomposes(func):  # under inference_mode (see `decomposes`)
+            handler = self._by_overload[func] = _decomposed
         if handler is None:
             raise UnsupportedOpError(
                 f"{op_name(func)} ({func.__name__}) is not supported on {self.what}",
