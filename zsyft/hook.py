@@ -30,7 +30,8 @@ from zsyft.nn import (
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor, fix_precision
 from zsyft.tensors.pointer import PointerTensor, refuse_several_workers
-from zsyft.tensors.shared import SharedTensor, share
+from zsyft.tensors.shared import SharedTensor
+from zsyft.tensors.sharing import share
 from zsyft.tensors.transfer import send
 
 
@@ -74,7 +75,7 @@ def _tensor_share(
     requires_grad: bool = False,
     **options: Any,
 ) -> SharedTensor:
-    """Secret-share this tensor among `workers`; `.get()` gives it back (see `shared.share`,
+    """Secret-share this tensor among `workers`; `.get()` gives it back (see `sharing.share`,
     which also takes PySyft's `protocol`, `field` and `dtype` options)."""
     return share(
         self, *workers, crypto_provider=crypto_provider, requires_grad=requires_grad, **options

@@ -22,7 +22,8 @@ from zsyft.remote.interrupts import interrupts_deferred
 from zsyft.remote.node import local_node
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor, fix_precision
 from zsyft.tensors.pointer import PointerTensor, refuse_several_workers
-from zsyft.tensors.shared import SharedTensor, check_sharing_options, share
+from zsyft.tensors.shared import SharedTensor
+from zsyft.tensors.sharing import check_sharing_options, share
 from zsyft.tensors.transfer import send
 
 

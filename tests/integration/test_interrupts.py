@@ -18,7 +18,7 @@ from torch import nn
 import zsyft as sy
 import zsyft.remote.handle as handle_module
 import zsyft.tensors.fetching as fetching
-import zsyft.transport.zmq as zmq_module
+import zsyft.transport.link as link_module
 from zsyft.wire.messages import FetchMode, Kind
 
 BIG = 1 << 18  # float32 elements: the reply's tensor travels as a frame of its own
@@ -117,15 +117,15 @@ def test_a_reply_lost_while_decoded_is_fetched_again(bob, monkeypatch):
 def test_a_reply_cut_between_its_frames_is_fetched_again(bob, monkeypatch):
     _never_wait_for_lost_replies(monkeypatch)
     x = torch.full((BIG,), 3.0).send(bob)
-    real = zmq_module.recv_frames
+    real = link_module.recv_frames
 
     def recv_frames(socket):  # Ctrl-C after the header frame, before the tensor's frame
         socket.recv()
-        monkeypatch.setattr(zmq_module, "recv_frames", real)
+        monkeypatch.setattr(link_module, "recv_frames", real)
         raise KeyboardInterrupt
 
     bob.sync()
-    monkeypatch.setattr(zmq_module, "recv_frames", recv_frames)
+    monkeypatch.setattr(link_module, "recv_frames", recv_frames)
     with pytest.raises(KeyboardInterrupt):
         x.get()
     assert torch.equal(x.get(), torch.full((BIG,), 3.0))  # the cut message's rest is skipped
@@ -158,19 +158,19 @@ def test_an_interrupt_while_sending_waits_until_the_message_is_whole(bob, monkey
     """SIGINT between two frames of a message: without holding it back, ZeroMQ would glue
     the next message's frames to the half-sent one and the worker would get garbage."""
     x = torch.ones(BIG).send(bob)
-    real, interrupted = zmq_module.send_frames, []
+    real, interrupted = link_module.send_frames, []
 
     def send_frames(socket, frames, prefix=None):
         for i, frame in enumerate(frames):  # a real SIGINT right after the first frame
-            socket.send(frame, zmq_module.zmq.SNDMORE if i < len(frames) - 1 else 0)
+            socket.send(frame, link_module.zmq.SNDMORE if i < len(frames) - 1 else 0)
             if not interrupted:
                 interrupted.append(True)
                 os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(zmq_module, "send_frames", send_frames)
+    monkeypatch.setattr(link_module, "send_frames", send_frames)
     with pytest.raises(KeyboardInterrupt):  # raised once the STORE message is whole
         torch.full((BIG,), 0.5).send(bob)  # header frame, then the buffer's frame
-    monkeypatch.setattr(zmq_module, "send_frames", real)
+    monkeypatch.setattr(link_module, "send_frames", real)
     assert interrupted
     assert torch.equal((x * 2).get(), torch.full((BIG,), 2.0))
     assert len(bob._objects) == 1  # x; the tensor whose pointer the interrupt lost is deleted

@@ -11,7 +11,7 @@ import torch
 
 import zsyft as sy
 from tests.integration.conftest import settle
-from zsyft.transport.zmq import Link
+from zsyft.transport.link import Link
 
 
 @pytest.fixture(autouse=True)

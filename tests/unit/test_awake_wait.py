@@ -58,9 +58,9 @@ def test_a_link_waits_awake_only_when_no_other_python_thread_needs_the_interpret
     monkeypatch.setattr(transport.SETTINGS, "spin_s", 0.0003)
     monkeypatch.setattr(transport.zmq_garbage.gc, "thread", None)  # no zero-copy send yet
     monkeypatch.setattr(threading, "active_count", lambda: 1)
-    assert transport._awake_wait_s() == 0.0003
+    assert transport.awake_wait_s() == 0.0003
     monkeypatch.setattr(threading, "active_count", lambda: 2)  # e.g. a worker in a thread
-    assert transport._awake_wait_s() == 0.0
+    assert transport.awake_wait_s() == 0.0
 
 
 def test_pyzmqs_garbage_collector_thread_does_not_stop_waiting_awake(pair, monkeypatch):
@@ -74,6 +74,6 @@ def test_pyzmqs_garbage_collector_thread_does_not_stop_waiting_awake(pair, monke
     monkeypatch.setattr(transport.SETTINGS, "spin_s", 0.0003)
     monkeypatch.setattr(transport.SETTINGS, "spin_beside_threads", False)
     monkeypatch.setattr(threading, "active_count", lambda: 2)  # this thread and the collector
-    assert transport._awake_wait_s() == 0.0003
+    assert transport.awake_wait_s() == 0.0003
     monkeypatch.setattr(threading, "active_count", lambda: 3)  # and a thread of the program's
-    assert transport._awake_wait_s() == 0.0
+    assert transport.awake_wait_s() == 0.0

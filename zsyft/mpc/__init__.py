@@ -48,12 +48,9 @@ from .prg import OpId, Prg, fresh_seed, random_tensor
 from .protocol import PartyProtocol, Transcript, open_sum, open_xor, run_local
 from .provider import (
     BeaverTriple,
-    TruncationMaterial,
     bilinear_output_shape,
     deal_triple,
-    deal_truncation,
     party_triple,
-    party_truncation,
 )
 from .ring import unsigned_floordiv, wrap
 from .sharing import reconstruct, reconstruct_xor, share, share_xor
@@ -63,6 +60,11 @@ from .truncation import (
     truncation_constants,
     truncation_error_bounds,
     truncation_message_bytes,
+)
+from .truncation_material import (
+    TruncationMaterial,
+    deal_truncation,
+    party_truncation,
 )
 
 __all__ = [

@@ -44,15 +44,17 @@ from .provider import (
     DealerStreams,
     PartyStreams,
     Shape,
-    TruncationMaterial,
     batched_bilinear,
     bilinear_output_shape,
-    check_divisor,
-    draw_truncation,
     prgs_for_pairs,
-    take_truncation,
 )
 from .truncation import TruncationParty
+from .truncation_material import (
+    TruncationMaterial,
+    check_divisor,
+    draw_truncation,
+    take_truncation,
+)
 
 __all__ = [
     "deal_fixed_product", "deal_fixed_products", "fixed_product_party", "run_local_fixed_product"

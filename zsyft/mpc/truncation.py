@@ -23,13 +23,15 @@ import torch
 from .prg import OpId, Prg
 from .protocol import PartyProtocol, Transcript, open_sum, run_local
 from .provider import (
-    TruncationMaterial,
     as_prgs,
+)
+from .ring import RING_SIZE, check_int64, unsigned_floordiv, wrap
+from .truncation_material import (
+    TruncationMaterial,
     check_divisor,
     deal_truncation,
     party_truncation,
 )
-from .ring import RING_SIZE, check_int64, unsigned_floordiv, wrap
 
 __all__ = [
     "OFFSET",
@@ -83,8 +85,9 @@ def truncation_message_bytes(numel: int) -> int:
 class TruncationParty(PartyProtocol):
     """Party ``i`` of the division of a shared ``x`` (``|x| < 2^62 - D``) by a public ``D``.
 
-    Material (see :func:`zsyft.mpc.provider.deal_truncation`): additive shares of a uniform
-    ``r`` in [0, 2^64), of ``floor(r / D)`` and of ``r_hi = r >> 63`` (unsigned readings).
+    Material (see :func:`zsyft.mpc.truncation_material.deal_truncation`): additive shares of
+    a uniform ``r`` in [0, 2^64), of ``floor(r / D)`` and of ``r_hi = r >> 63`` (unsigned
+    readings).
 
     1. Party i broadcasts ``c_i = x_i + r_i`` (party 0 also adds ``S``, about ``2^62``): one
        round, 8 bytes per element to each other party.  All parties sum them into the public

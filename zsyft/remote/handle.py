@@ -25,21 +25,15 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
 from zsyft.errors import (
-    AuthenticationError,
-    ObjectLostError,
-    ObjectNotFoundError,
-    OpNotAllowedError,
-    RemoteError,
-    WorkerBusyError,
     WorkerError,
-    WorkerLostError,
     WorkerUnavailableError,
-    remote_error_class,
 )
 from zsyft.remote.interrupts import interrupts_deferred
+from zsyft.remote.received import error_from_body, listed
 from zsyft.remote.refs import collect_dropped
 from zsyft.transport.keys import KeyPair
-from zsyft.transport.zmq import SETTINGS, Link, context
+from zsyft.transport.link import Link
+from zsyft.transport.zmq import SETTINGS, context
 from zsyft.wire.codec import batch, decode, encode
 from zsyft.wire.messages import Kind, id_number
 
@@ -60,61 +54,6 @@ class Process(Protocol):
     def diagnose(self) -> str | None: ...
 
     def stop(self) -> None: ...
-
-
-def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
-    """The typed exception for an ERROR body received from a worker."""
-    if not isinstance(body, dict):
-        return RemoteError(f"malformed error reply: {body!r}")
-    worker, message = body.get("worker"), str(body.get("message"))
-    if body.get("type") == "OpNotAllowedError":
-        return OpNotAllowedError(message, worker=worker)
-    unavailable = {
-        "WorkerUnavailableError": WorkerUnavailableError,
-        "WorkerLostError": WorkerLostError,
-        "AuthenticationError": AuthenticationError,
-        "WorkerBusyError": WorkerBusyError,
-    }.get(body.get("type"))
-    if unavailable is not None:
-        path = " -> ".join(body.get("path") or [])
-        return unavailable(f"{message} (via {path})", worker=worker)
-    cls = {
-        "ObjectNotFoundError": ObjectNotFoundError, "ObjectLostError": ObjectLostError
-    }.get(body.get("type")) or remote_error_class(body.get("type"))
-    return cls(
-        message,
-        worker=worker,
-        op=body.get("op"),
-        remote_type=body.get("type"),
-        remote_traceback=body.get("traceback"),
-        path=body.get("path"),
-        callsite=callsite,
-    )
-
-
-class HeldPointer:
-    """How a pointer held by a worker shows in its `_objects` (display only, owns nothing)."""
-
-    def __init__(self, descriptor: dict[str, Any]) -> None:
-        self.owner = descriptor.get("owner")
-        self.location = descriptor.get("location")
-        self.id = descriptor.get("id")
-        object_id = descriptor.get("id_at_location")
-        self.id_at_location = id_number(object_id) if isinstance(object_id, bytes) else None
-        self.shape = tuple(descriptor.get("shape") or ())
-        self.dtype = descriptor.get("dtype")
-
-    def __repr__(self) -> str:
-        return (
-            f"(Wrapper)>[PointerTensor | {self.owner}:{self.id} -> "
-            f"{self.location}:{self.id_at_location}]"
-        )
-
-
-def _listed(value: Any) -> Any:
-    if isinstance(value, dict) and value.get("pointer") == 1:
-        return HeldPointer(value)
-    return value
 
 
 class WorkerHandle:
@@ -420,7 +359,7 @@ class WorkerHandle:
         self.node.sync()
         listing = self.request(Kind.LIST, None)
         self.node.raise_pending()
-        return {id_number(oid): _listed(value) for oid, value in listing.items()}
+        return {id_number(oid): listed(value) for oid, value in listing.items()}
 
     def clear_objects(self) -> WorkerHandle:
         """Delete every object this client holds at the worker, as PySyft's `clear_objects()`

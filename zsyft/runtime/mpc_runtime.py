@@ -37,7 +37,8 @@ from zsyft.runtime.mpc_bodies import checked_id, op_ids, output_ids, party_list,
 from zsyft.runtime.op_order import NO_OP, HeldRuns, OpKey, op_key
 from zsyft.runtime.protocols import protocol
 from zsyft.runtime.store import Failed
-from zsyft.transport.zmq import SETTINGS, Link, poll_awake
+from zsyft.transport.link import Link
+from zsyft.transport.zmq import SETTINGS, poll_awake
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind
 

@@ -28,11 +28,13 @@ from zsyft.mpc.protocol import PartyProtocol
 from zsyft.mpc.provider import (
     BilinearKind,
     deal_triples,
-    deal_truncations,
     party_triple,
-    party_truncation,
 )
 from zsyft.mpc.truncation import TruncationParty
+from zsyft.mpc.truncation_material import (
+    deal_truncations,
+    party_truncation,
+)
 
 MAX_NUMEL = 1 << 28  # refuse protocol material larger than this many elements
 

@@ -123,12 +123,12 @@ class FixedPrecisionTensor(torch.Tensor):
         requires_grad: bool = False,
         **options: Any,
     ) -> torch.Tensor:
-        """Secret-share the encoding among `workers` (see `zsyft.tensors.shared.share`, which
+        """Secret-share the encoding among `workers` (see `zsyft.tensors.sharing.share`, which
         also takes PySyft's `protocol`, `field` and `dtype` options).
 
         `.get()` on the result gives a FixedPrecisionTensor back.
         """
-        from zsyft.tensors.shared import share
+        from zsyft.tensors.sharing import share
 
         return share(
             self, *workers, crypto_provider=crypto_provider, requires_grad=requires_grad,
