@@ -143,6 +143,9 @@ def _setitem(x, y):
 
 
 LINEAR = [
+    ("pad", lambda x, y: F.pad(x, (1, 2, 0, 1), value=-2.5)),
+    ("cumsum", lambda x, y: x.cumsum(dim=1)),
+    ("pow_zero", lambda x, y: x**0),
     ("add", lambda x, y: x + y),
     ("sub", lambda x, y: x - y),
     ("neg", lambda x, y: -x),
@@ -571,8 +574,21 @@ def test_indexing_by_a_shared_mask_is_refused_naming_where(bob, alice, james, fn
 
 def test_protocol_ops_need_a_crypto_provider(bob, alice):
     xs = torch.ones(2).fix_precision().share(bob, alice)
-    with pytest.raises(sy.PointerUsageError, match="crypto_provider=james"):
+    with pytest.raises(sy.PointerUsageError, match=r"\(fixed_mul.*crypto_provider=james"):
         (xs * xs).get()
+
+
+def test_max_pooling_with_padding_works_on_a_padded_input(bob, alice, james):
+    """max_pool2d with padding is refused, saying to pad with a low number first: that works."""
+    torch.manual_seed(5)
+    image = torch.randn(1, 2, 5, 5)
+    shared = image.fix_precision().share(bob, alice, crypto_provider=james)
+    with pytest.raises(sy.UnsupportedOpError, match=r"F\.pad"):
+        F.max_pool2d(shared, 2, padding=1)
+    with torch.no_grad():
+        pooled = F.max_pool2d(F.pad(shared, (1, 1, 1, 1), value=-1000.0), 2)
+    expected = F.max_pool2d(image, 2, padding=1)
+    torch.testing.assert_close(pooled.get().float_precision(), expected, atol=2e-3, rtol=0)
 
 
 @pytest.mark.parametrize(
@@ -590,8 +606,8 @@ def test_branching_on_a_comparison_and_unknown_ops(bob, alice, james):
     with pytest.raises(sy.PointerUsageError, match=r"\.get\(\)"):
         if xs > 0:
             pass
-    with pytest.raises(sy.UnsupportedOpError, match=r"cumsum.*secret-shared"):
-        xs.cumsum(0)
+    with pytest.raises(sy.UnsupportedOpError, match=r"cumprod.*secret-shared"):
+        xs.cumprod(0)
 
 
 def test_mismatched_parties_and_bad_workers(bob, alice, charlie, james):

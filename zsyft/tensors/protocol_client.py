@@ -108,12 +108,12 @@ def dealt_ahead(provider: WorkerHandle) -> DealtAhead:
     return found
 
 
-def session(parties: Sequence[WorkerHandle], provider: WorkerHandle) -> bytes:
+def session(parties: Sequence[WorkerHandle], provider: WorkerHandle, protocol: str) -> bytes:
     """The session id under which `provider` seeded `parties` (set up on first use)."""
     if provider is None:
         raise PointerUsageError(
-            "this operation needs a crypto provider: share with "
-            "share(bob, alice, crypto_provider=james)"
+            f"this operation ({protocol}: products, division, comparisons and the like) needs "
+            "a crypto provider: share with share(bob, alice, crypto_provider=james)"
         )
     if any(provider is p for p in parties):
         raise PointerUsageError("the crypto provider must not be one of the parties")
@@ -162,7 +162,7 @@ def run_protocol_outputs(
             )
         for share in shares:
             share.ref.check_live()
-    session_id = session(parties, provider)
+    session_id = session(parties, provider, name)
     numel = max(1, *(math.prod(shape) for shape in [output_shape, *(s[0].shape for s in inputs)]))
     with interrupts_deferred():  # every party gets its part, or none does
         op_id = dealt_ahead(provider).op_id(provider, session_id, name, params, numel)

@@ -81,7 +81,7 @@ def group(func: Any, args: Any) -> Group:
             raise PointerUsageError(
                 f"{op_name(func)} combines shared tensors held by "
                 f"({', '.join(w.id for w in g.parties)}) and ({', '.join(w.id for w in where)}); "
-                "shares must be at the same workers, in the same order"
+                "share both among the same workers"
             )
         if other.encoder != g.encoder:
             raise UnsupportedOpError(
@@ -243,7 +243,8 @@ _NEEDS_A_PROTOCOL = (
 
 
 _SUPPORTED = (
-    "+, -, *, @ (mm, bmm, mv, dot, addmm, addmv), convolutions, average pooling, sum, mean, "
+    "+, -, *, @ (mm, bmm, mv, dot, addmm, addmv), convolutions, average pooling, sum, "
+    "cumsum, mean, F.pad, "
     "division by a public number, pow with a small integer exponent, relu, abs, sign, "
     "sigmoid and tanh (approximated), clamp, hardtanh, relu6, leaky_relu, >, <, >=, <=, ==, "
     "!=, torch.where and masked_fill by a mask, F.mse_loss, F.l1_loss, and for evaluation "

@@ -168,12 +168,14 @@ def mul(func: Any, args: tuple, kwargs: dict) -> Any:
 def power(func: Any, args: tuple, kwargs: dict) -> Any:
     x = args[0]
     exponent = 2 if func.overloadpacket is aten.square else integral_value(args[1])
-    if not (isinstance(exponent, int) and 1 <= exponent <= MAX_POWER):
+    if not (isinstance(exponent, int) and 0 <= exponent <= MAX_POWER):
         raise UnsupportedOpError(
-            f"pow on a SharedTensor needs an integer exponent from 1 to {MAX_POWER}, "
+            f"pow on a SharedTensor needs an integer exponent from 0 to {MAX_POWER}, "
             f"got {args[1]!r}",
             op="pow",
         )
+    if exponent == 0:  # x ** 0 is 1 everywhere, as in torch (0 ** 0 too)
+        return torch.ones_like(x)
     g = linear.group(func, args)
     result = g.result([s.clone() for s in x.shares])
     for _ in range(exponent - 1):

@@ -31,7 +31,7 @@ PER_SHARE = (
     aten.clone.default, aten.flip.default, aten.roll.default, aten.repeat.default,
     aten.unbind.int, aten.split.Tensor, aten.split_with_sizes.default, aten.diagonal.default,
     aten.tril.default, aten.triu.default, aten.gather.default, aten.index_put.default,
-    aten.index_put_.default, aten.unfold.default,
+    aten.index_put_.default, aten.unfold.default, aten.cumsum.default,
 )
 _INDEX_ARGUMENT = {
     aten.index.Tensor: 1, aten.index_select.default: 2, aten.gather.default: 2,
@@ -214,6 +214,16 @@ def _known_constant(result: SharedTensor, value: Any) -> SharedTensor:
     if isinstance(value, bool | int | float):
         result.set_public_value(torch.full(tuple(result.shape), value, dtype=result.dtype))
     return result
+
+
+@SHARED_OPS.register(aten.constant_pad_nd.default)
+def constant_pad(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`F.pad(x, pad, value=v)`: every share padded, with v's encoding at party 0 and zeros
+    at the others, so the padding adds up to v."""
+    x, pad = args[0], args[1]
+    value = args[2] if len(args) > 2 else kwargs.get("value", 0)
+    outs = _constant(x, value, func, lambda piece, v: call_remote(func, piece, pad, v))
+    return group(func, args).result(outs)
 
 
 @SHARED_OPS.register(aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default,
