@@ -252,3 +252,31 @@ def test_optimizers_that_write_with_out_train_like_plaintext(bob, make):
     torch.testing.assert_close(model.weight.data, plain.weight.data)
     opt.state.clear()
     del remote_x, remote_y
+
+
+def test_split_learning_moves_the_activation_and_its_gradient_back(bob, alice):
+    """Half a network at bob, half at alice: the activation moves from bob to alice, and
+    `backward()` at alice reaches bob's half, as `.to()` would carry it in torch."""
+    torch.manual_seed(0)
+    first, second = nn.Linear(3, 4), nn.Linear(4, 1)
+    plain_first, plain_second = copy.deepcopy(first), copy.deepcopy(second)
+    data, target = torch.randn(5, 3), torch.randn(5, 1)
+    ((plain_second(torch.relu(plain_first(data))) - target) ** 2).sum().backward()
+    first.send(bob)
+    second.send(alice)
+    hidden = torch.relu(first(data.send(bob)))
+    moved = hidden.move(alice)
+    assert moved.location is alice and hidden.location is bob  # the graph keeps the original
+    loss = ((second(moved) - target.send(alice)) ** 2).sum()
+    loss.backward()
+    first.get()
+    second.get()
+    torch.testing.assert_close(first.weight.grad, plain_first.weight.grad)
+    torch.testing.assert_close(second.weight.grad, plain_second.weight.grad)
+    local = torch.ones(2, requires_grad=True)
+    sent = (local * 3).send(bob)  # a local activation sent: its gradient comes home
+    (sent * sent).sum().backward()
+    torch.testing.assert_close(local.grad, torch.full((2,), 18.0))
+    with pytest.raises(sy.PointerUsageError, match=r"\.move\(alice\)"):
+        (sent * 2).send(alice)  # a chain would cut the graph
+    del hidden, moved, loss, sent

@@ -6,6 +6,7 @@ import uuid
 
 import zmq
 
+from zsyft.errors import WorkerUnavailableError
 from zsyft.runtime import worker as worker_module
 from zsyft.runtime.worker import Worker
 from zsyft.wire.codec import decode, encode
@@ -35,6 +36,48 @@ def test_messages_beyond_the_deferred_bound_get_a_busy_error(monkeypatch):
         worker._busy.pop()
         worker._run_deferred()  # the queued ones still run, in order
         assert [decode(client.recv_multipart()).rid for _ in range(3)] == [2, 3, 4]
+    finally:
+        client.close(0)
+        worker.close()
+
+
+class _PeerThatDied:
+    """A worker's link to a peer that died with messages queued for it: flushing raises."""
+
+    def attach(self, *args):
+        pass
+
+    def set_origin(self, origin, principal=None):
+        pass
+
+    def call(self, op, args, kwargs):
+        raise AssertionError("no pointer is stored here")
+
+    def sockets(self):
+        return []
+
+    def flush(self):
+        raise WorkerUnavailableError("worker 'alice' ... its send queue stayed full",
+                                     worker="alice")
+
+
+def test_a_peer_lost_while_forwarding_is_reported_and_the_worker_keeps_serving():
+    ctx = zmq.Context.instance()
+    worker = Worker("carol", f"inproc://carol-{uuid.uuid4().hex}", ctx, peer=_PeerThatDied())
+    client = ctx.socket(zmq.DEALER)
+    client.setsockopt(zmq.RCVTIMEO, 2000)
+    client.setsockopt(zmq.LINGER, 0)
+    client.connect(worker.address)
+    try:
+        client.send_multipart(encode(Kind.PING, 1, None))
+        worker.serve_one()
+        replies = [decode(client.recv_multipart()) for _ in range(2)]
+        assert replies[0].kind == Kind.PONG
+        assert replies[1].kind == Kind.ERROR and replies[1].body["worker"] == "alice"
+        assert replies[1].body["type"] == "WorkerUnavailableError"
+        client.send_multipart(encode(Kind.PING, 2, None))
+        worker.serve_one()  # still serving
+        assert decode(client.recv_multipart()).kind == Kind.PONG
     finally:
         client.close(0)
         worker.close()

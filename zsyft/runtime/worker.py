@@ -23,7 +23,7 @@ import torch
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from zsyft.errors import ProtocolError
+from zsyft.errors import ProtocolError, WorkerUnavailableError
 from zsyft.runtime.clients import DEFAULT_LEASE_S, Clients
 from zsyft.runtime.executor import Executor
 from zsyft.runtime.handlers import HANDLERS, exception_body
@@ -231,7 +231,11 @@ class Worker:
         what it queued for peers."""
         self._handle_message(identity, frames, in_batch=False)
         if self.peer is not None:
-            self.peer.flush()
+            try:
+                self.peer.flush()
+            except WorkerUnavailableError as exc:  # a peer died with messages queued for it
+                log.warning("could not forward to a peer: %s", exc)
+                self.send(identity, Kind.ERROR, 0, exception_body(self, exc, None, None))
 
     def _handle_message(self, identity: bytes, frames: list[Any], in_batch: bool) -> None:
         rid = 0

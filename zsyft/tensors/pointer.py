@@ -158,14 +158,20 @@ class PointerTensor(torch.Tensor):
         The old copy is deleted and the returned pointer points at `worker`, its `.grad` moved
         along. A leaf pointer (data sent with `send()`, a parameter) is that pointer itself,
         changed in place as in PySyft: `x.move(alice)` and `x = x.move(alice)` both leave `x`
-        at alice. Moving to where the data already is changes nothing, and moving to the
-        local worker is `get()`. A chain pointer's data comes from the chain's end, hop by
-        hop, each hop's pointer deleted: `worker` then holds the data itself.
+        at alice. A tensor an op made under autograd (an activation) moves as a copy that
+        stays in the graph: its gradient comes back here (`zsyft.tensors.carry`). Moving to
+        where the data already is changes nothing, and moving to the local worker is `get()`.
+        A chain pointer's data comes from the chain's end, hop by hop, each hop's pointer
+        deleted: `worker` then holds the data itself.
         """
         if isinstance(worker, LocalNode):
             return self.get()
         if self.location is worker:
             return self
+        from zsyft.tensors.carry import carried, in_graph
+
+        if in_graph(self):  # an activation (split learning): the graph follows, as with .to()
+            return carried(self, worker)
         claims = [self.ref, *([self.grad.ref] if isinstance(self.grad, PointerTensor) else [])]
         moved = self.send(worker)  # the gradient too: a chain through `worker`, like the data
         try:
@@ -177,7 +183,7 @@ class PointerTensor(torch.Tensor):
                 for claim in claims:
                     claim.reclaim()
             raise
-        if not self.is_leaf:  # part of an autograd graph at the old worker: left as it was
+        if not self.is_leaf:  # a view or a result outside autograd: a new pointer
             return moved
         self._adopt(moved)
         self.grad = moved.grad

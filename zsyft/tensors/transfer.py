@@ -20,6 +20,7 @@ from zsyft.errors import PointerUsageError, ProtocolError, WorkerUnavailableErro
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import LocalNode
 from zsyft.remote.refs import RemoteRef
+from zsyft.tensors.carry import carried, in_graph
 from zsyft.tensors.pointer import PointerTensor
 from zsyft.transport.keys import is_public_key
 from zsyft.wire.messages import Kind, is_object_id
@@ -122,6 +123,14 @@ def send(value: torch.Tensor, worker: Any, owner: str, object_id: bytes | None =
             f"send() expects a worker such as sy.VirtualWorker(hook, id='bob'), "
             f"got {type(worker).__name__}"
         )
+    if in_graph(value) and object_id is None:
+        if isinstance(value, PointerTensor):
+            raise PointerUsageError(
+                "this pointer is part of an autograd graph at "
+                f"{value.location.id}: sending it on would make a chain that cuts the graph; "
+                f"use .move({worker.id}) (its gradient comes back), or send .detach()"
+            )
+        return carried(value, worker)
     grad = value.grad if value.is_leaf else None
     pointer = _send_value(value, worker, owner, object_id)
     if grad is not None:
