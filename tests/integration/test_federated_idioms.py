@@ -280,3 +280,29 @@ def test_split_learning_moves_the_activation_and_its_gradient_back(bob, alice):
     with pytest.raises(sy.PointerUsageError, match=r"\.move\(alice\)"):
         (sent * 2).send(alice)  # a chain would cut the graph
     del hidden, moved, loss, sent
+
+
+def test_a_failed_step_in_a_send_train_get_loop_is_raised_by_that_steps_model_get(bob):
+    """PySyft's loop (send, train, get per batch) with a bad label in one batch: that
+    batch's `model.get()` raises the error, as torch raises at the bad line, and once; run
+    again it brings the model home (no gradient from the failed backward)."""
+    torch.manual_seed(1)
+    model = nn.Linear(4, 3)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    data = torch.randn(6, 4).send(bob)
+    labels = [torch.tensor([0, 1, 2, 1, 0, 2]), torch.tensor([0, 1, 7, 1, 0, 2])]
+    raised = []
+    for target in labels:
+        model.send(bob)
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(data), target.send(bob))
+        loss.backward()
+        opt.step()
+        try:
+            model.get()
+        except IndexError as error:
+            raised.append(error)
+            model.get()
+    assert len(raised) == 1 and "out of bounds" in str(raised[0])
+    assert model.weight.grad is None and not isinstance(model.weight, sy.PointerTensor)
+    del loss, data

@@ -29,7 +29,7 @@ _SKIP_DIRS = (
 )
 
 
-RAISED_MEMORY = 256  # failed commands remembered as raised (`LocalNode.raised_before`)
+RAISED_MEMORY = 256  # failed commands remembered as raised (`LocalNode.raised_failures`)
 _INSIDE: dict[Any, bool] = {}  # code object -> whether it is zsyft's or torch's own
 
 
@@ -65,7 +65,7 @@ class LocalNode:
         # Workers whose loss was raised to the user: later reports of it (a peer relaying
         # that it lost that worker too) are dropped rather than raised at the next sync point.
         self.gone: set[str] = set()
-        # The commands whose failure was raised to the user lately (`raised_before`).
+        # The commands whose failure was raised to the user lately (`raised_failures`).
         self._raised: OrderedDict[Any, None] = OrderedDict()
         self._lock = threading.Lock()
         # Set inside a worker process (pointer chains): keep serving while waiting, send
@@ -125,11 +125,10 @@ class LocalNode:
                 self._raised.popitem(last=False)
         return error
 
-    def raised_before(self, error: WorkerError) -> bool:
-        """Whether the failure of the command `error` reports was raised to the user before
-        (values computed from it raise it again; a gradient need not, see `get()`)."""
-        issued = getattr(error, "issued", None)
-        return issued is not None and issued in self._raised
+    def raised_failures(self) -> set[Any]:
+        """The commands whose failure was raised to the user lately (their `issued`):
+        values computed from them raise it again; a gradient need not, see `get()`."""
+        return set(self._raised)
 
     def discard_error(self, error: WorkerError) -> None:
         """Forget pending errors of the command `error` reports (it is being raised now)."""

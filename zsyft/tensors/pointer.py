@@ -131,14 +131,16 @@ class PointerTensor(torch.Tensor):
                 # Part of this get(), whose end raises the errors reported meanwhile.
                 from zsyft.tensors.fetching import get_many
 
+                raised = self.owner.raised_failures()
                 try:
                     value.grad = get_many([grad], sync_point=False)[0]
                 except RemoteError as error:
                     # The backward that made it failed: no gradient, as torch leaves none
-                    # after a failed backward. Raised unless it was already (model.get() of
-                    # a model after a failed training step); get() again returns the value.
+                    # after a failed backward. Raised unless it was before this get()
+                    # (model.get() run again after a failed training step); get() again
+                    # returns the value.
                     self.grad = None
-                    if not self.owner.raised_before(error):
+                    if getattr(error, "issued", None) not in raised:
                         raise
         elif grad is not None:
             value.grad = grad
