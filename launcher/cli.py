@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -80,6 +81,9 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
             f"{port + len(names) - 1}, over 65535); choose a lower first port"
         )
     if lease is not None:
+        if not (math.isfinite(lease) and lease >= 0):
+            raise click.BadParameter(f"{lease} is not a number of seconds >= 0",
+                                     param_hint="'--lease'")
         os.environ[LEASE_ENV] = str(lease)  # inherited by the workers
     if threads is not None:
         os.environ[THREADS_ENV] = str(threads)
@@ -184,11 +188,15 @@ def stop(cluster_file: Path | None, timeout: float) -> None:
         recorded = cluster.read(path)
     except ClusterFileError as exc:
         raise click.ClickException(str(exc)) from None
-    running = [w.name for w in recorded.workers.values() if process_is(w.pid, "zsyft-worker")]
-    if process_is(recorded.launcher_pid, "launch"):
+    # Without a running launch, the recorded pids are stale (its workers died with it) and
+    # may belong to unrelated processes now: nothing is signalled.
+    launched = cluster.launch_running(path)
+    running = [w.name for w in recorded.workers.values()
+               if launched and process_is(w.pid, "zsyft-worker")]
+    if launched and process_is(recorded.launcher_pid, "launch"):
         os.kill(recorded.launcher_pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    pids = [w.pid for w in recorded.workers.values()]
+    pids = [w.pid for w in recorded.workers.values()] if launched else []
     while time.monotonic() < deadline and any(process_is(p, "zsyft-worker") for p in pids):
         time.sleep(0.05)
     for pid in pids:

@@ -13,6 +13,7 @@ Clients authenticate with the `client` key pair in `key_dir` and check each work
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -100,13 +101,36 @@ def read(path: Path | None = None) -> Cluster:
         if not all(is_public_key(w.public_key) for w in workers.values()):
             raise ClusterFileError(f"cluster file {path} has a malformed worker public key")
         return Cluster(int(data["launcher_pid"]), workers, Path(data["key_dir"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ClusterFileError(f"cluster file {path} is malformed: {exc}") from None
+    except KeyError as exc:
+        raise ClusterFileError(
+            f"cluster file {path} is malformed: it has no {exc} entry (`zsyft launch` writes it; "
+            "launch the cluster again)") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ClusterFileError(
+            f"cluster file {path} is malformed ({exc}): it is not what `zsyft launch` writes; "
+            "launch the cluster again") from None
 
 
 def claim_path(path: Path) -> Path:
     """The lock file a running `zsyft launch` holds locked, next to its cluster file."""
     return path.with_name(path.name + ".lock")
+
+
+def launch_running(path: Path) -> bool:
+    """Whether a `zsyft launch` still runs for the cluster file at `path` (it holds the claim's
+    lock while it runs, whatever pid it had; a pid recorded in a stale file may belong to an
+    unrelated process by now)."""
+    try:
+        fd = os.open(claim_path(path), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock, if this took it
+    return False
 
 
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "*": "127.0.0.1"}

@@ -671,8 +671,9 @@ class Fuzzer:
 
     def bad_version(self) -> tuple:
         fields = self.base_fields()
-        fields[0] = self.rng.choice((0, 2, 3, -1, 255, 2**32, 2**64 - 1, "1", b"\x01", None,
-                                     [1], 1.5, {}, False))  # fmt: skip
+        v = PROTOCOL_VERSION
+        fields[0] = self.rng.choice((0, v + 1, v + 2, -1, 255, 2**32, 2**64 - 1, str(v),
+                                     bytes([v]), None, [v], v + 0.5, {}, False))  # fmt: skip
         return self.undecodable(pack(fields))
 
     def bad_field_type(self) -> tuple:
@@ -899,7 +900,8 @@ class Fuzzer:
         rng = self.rng
         frames = [rng.randbytes(rng.randrange(64)) for _ in range(rng.randrange(1, 4))]
         if rng.random() < 0.5:
-            frames[0] = rng.choice((b"\x94", b"\x95", b"\x94\x01")) + frames[0]
+            starts = (b"\x94", b"\x95", b"\x94" + bytes([PROTOCOL_VERSION]))
+            frames[0] = rng.choice(starts) + frames[0]
         return self.certain(frames)
 
 

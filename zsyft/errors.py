@@ -30,6 +30,7 @@ This module imports nothing from zsyft so that every layer may raise these.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
 class ZsyftError(Exception):
@@ -158,6 +159,21 @@ class WorkerLostError(WorkerUnavailableError):
 
 class PointerUsageError(ZsyftError, RuntimeError):
     """A local use of a remote value that zsyft will not do implicitly."""
+
+
+def formatting_refused(advice: str) -> Any:
+    """`__format__` for a tensor type whose value is not here (a pointer, shares, an
+    encoding): `f"{x}"` prints it as `str(x)` does; `f"{x:.3f}"` needs the number and raises
+    `PointerUsageError` with `advice`, as `item()` does, instead of Python's bare TypeError."""
+
+    def __format__(self: Any, spec: str) -> str:
+        if not spec:
+            return str(self)
+        raise PointerUsageError(
+            f"formatting a {type(self).__name__} with {spec!r} needs its value; {advice}"
+        )
+
+    return __format__
 
 
 class UnsupportedOpError(ZsyftError, NotImplementedError):

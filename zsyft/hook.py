@@ -4,8 +4,10 @@ Nothing changes in torch until the user asks for it: importing zsyft adds nothin
 adds to `torch.Tensor`: `send`, `id`, `fix_precision`/`fix_prec`, `float_precision`/
 `float_prec` and `share`; to `nn.Module`: `send`, `get`, `fix_precision`/`fix_prec`,
 `float_precision`/`float_prec` and `share`; to `torch.optim.Optimizer`: `fix_precision`/
-`fix_prec`. Pointers, fixed-precision and shared tensors carry their own versions of these
-(`get`, `float_precision`, ...) as methods of their classes.
+`fix_prec`, and a check before every optimizer's step that refuses, with a clear error, the
+optimizers it cannot run on encrypted parameters. Pointers, fixed-precision and shared
+tensors carry their own versions of these (`get`, `float_precision`, ...) as methods of
+their classes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from zsyft.nn import (
     fix_precision_module,
@@ -82,10 +85,34 @@ def _tensor_share(
     )
 
 
-_DIVIDING_BY_GRADIENT_STATISTICS = (
-    torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
-    torch.optim.RAdam, torch.optim.Adagrad, torch.optim.Adadelta, torch.optim.RMSprop,
-)
+_DIVIDES = ("'s step divides by a running statistic of the gradients, and zsyft cannot divide "
+            "by a secret-shared or fixed-precision value")
+# Optimizers whose step zsyft cannot run on encrypted parameters, and why.
+_REFUSED_STEPS: dict[type, str] = {
+    **{cls: _DIVIDES for cls in (
+        torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
+        torch.optim.RAdam, torch.optim.Adagrad, torch.optim.Adadelta, torch.optim.RMSprop,
+        torch.optim.SparseAdam,
+    )},
+    torch.optim.Rprop: ("'s step assigns through masks of the gradients' signs, which would "
+                        "show every party which elements they select"),
+    torch.optim.LBFGS: "'s step reads the loss as a Python float at every iteration",
+}
+_step_hook: Any = None  # the handle of `_refuse_encrypted_step`, registered once
+
+
+def _refuse_encrypted_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    """Raise a clear error before the step of an optimizer zsyft cannot run on encrypted
+    parameters (registered for every optimizer's step, with or without `.fix_precision()`)."""
+    reason = next((why for cls, why in _REFUSED_STEPS.items() if isinstance(optimizer, cls)), None)
+    if reason is None:
+        return
+    params = (p for group in optimizer.param_groups for p in group["params"])
+    if any(isinstance(p, SharedTensor | FixedPrecisionTensor) for p in params):
+        raise TypeError(
+            f"{type(optimizer).__name__}{reason}; use optim.SGD (momentum, nesterov and "
+            "weight_decay work)"
+        )
 
 
 def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
@@ -98,22 +125,16 @@ def _optimizer_fix_precision(self: torch.optim.Optimizer, *args: Any, **kwargs: 
     parameters' precision (`FixedPointEncoder.encode_factor`), so there is nothing to convert
     and the arguments are ignored. Warns when no shared parameter requires grad (the model
     was shared without `requires_grad=True`: step() would silently change nothing); refuses
-    the optimizers whose step divides by the gradients' statistics (Adam, RMSprop, ...) for
-    encrypted models.
+    the optimizers zsyft cannot step on encrypted models (Adam, RMSprop, Rprop, ...), as
+    their `step()` does without this call.
 
     Plain SGD (no momentum, weight decay or maximize) of secret-shared
     parameters is switched to torch's multi-tensor step, which updates every parameter with
     one `_foreach_add_(params, grads, alpha=-lr)`: that truncates all the scaled gradients in
     one protocol round instead of one round per parameter.
     """
+    _refuse_encrypted_step(self)
     params = [p for group in self.param_groups for p in group["params"]]
-    encrypted = any(isinstance(p, SharedTensor | FixedPrecisionTensor) for p in params)
-    if encrypted and isinstance(self, _DIVIDING_BY_GRADIENT_STATISTICS):
-        raise TypeError(
-            f"{type(self).__name__}'s step divides by a running statistic of the gradients, "
-            "and zsyft cannot divide by a secret-shared or fixed-precision value; use "
-            "optim.SGD (momentum, nesterov and weight_decay work)"
-        )
     if params and all(isinstance(p, SharedTensor) and not p.requires_grad for p in params):
         warnings.warn(
             "none of this optimizer's secret-shared parameters requires grad, so step() will "
@@ -170,6 +191,9 @@ class TorchHook:
         nn.Module.share = share_module  # type: ignore[attr-defined]
         torch.optim.Optimizer.fix_precision = _optimizer_fix_precision  # type: ignore[attr-defined]
         torch.optim.Optimizer.fix_prec = _optimizer_fix_precision  # type: ignore[attr-defined]
+        global _step_hook
+        if _step_hook is None:
+            _step_hook = register_optimizer_step_pre_hook(_refuse_encrypted_step)
 
     def __repr__(self) -> str:
         return "<TorchHook zsyft>"

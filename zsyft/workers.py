@@ -4,6 +4,7 @@ to workers started by `zsyft launch`.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from launcher.supervisor import name_problem, process_is
 from zsyft.errors import ClusterFileError, WorkerUnavailableError
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import local_node
+from zsyft.remote.refs import claims_at, collect_dropped
 from zsyft.transport.at_exit import at_exit
 from zsyft.transport.keys import session_pair
 
@@ -38,11 +40,32 @@ class VirtualWorker(WorkerHandle):
     def __init__(self, hook: Any = None, id: str = "worker", **_ignored: Any) -> None:
         if (problem := name_problem(id)) is not None:
             raise ValueError(f"VirtualWorker id: {problem}")
+        _warn_if_replacing_objects(id)
         process = spawn.spawn_private(id)
         super().__init__(
             local_node(), id, process.address, process.pid, process, public_key=process.public_key
         )
         _register(self)
+
+
+def _warn_if_replacing_objects(name: str) -> None:
+    """Warn (as PySyft did) when a new worker replaces one that still holds objects of ours:
+    they go with it (a notebook's setup cell run again, say)."""
+    old = local_node().workers.get(name)
+    if old is None or old.link.socket.closed:
+        return
+    collect_dropped()
+    held = claims_at(old)
+    if held:
+        fate = ("are lost with it" if isinstance(old, VirtualWorker) else
+                "stay at the launched worker until its lease ends, out of this program's reach")
+        warnings.warn(
+            f"VirtualWorker {name!r} replaces the worker of that name, which holds {held} "
+            f"object(s) this program still points to (data, shares, a model): they {fate}, "
+            f"and later use of them raises WorkerUnavailableError. To keep them, go on using "
+            f"the existing handle (sy.local_worker.workers[{name!r}])",
+            stacklevel=3,
+        )
 
 
 CONNECT_TIMEOUT_S = 10.0  # a launched worker is ready before it is recorded: it answers fast
@@ -55,6 +78,8 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
     same worker, so pointers made through it keep working. A worker whose process is gone
     (on this host) or that does not answer within 10 s raises `WorkerUnavailableError`.
     """
+    if not names:
+        raise TypeError('sy.connect needs the names of the workers, e.g. sy.connect("bob")')
     recorded = cluster.read(Path(cluster_file) if cluster_file else None)
     client = session_pair(recorded.key_dir)
     handles = []

@@ -344,6 +344,54 @@ def test_status_and_stop_check_their_options_and_name_a_stale_cluster(launched, 
     assert not launch.cluster_file.exists()
 
 
+def test_stop_with_a_stale_cluster_file_signals_no_process_that_reused_a_recorded_pid(
+    launched
+):
+    launch = launched("reuse1")
+    recorded = launch.wait_ready()
+    launch.proc.kill()  # its worker dies with it; the cluster file stays
+    launch.proc.wait(5)
+    sleeper = "import time; time.sleep(60)"
+    decoys = [subprocess.Popen([sys.executable, "-c", sleeper, marker])
+              for marker in ("ipykernel_launcher", "zsyft-worker")]
+    try:
+        recorded["launcher_pid"] = decoys[0].pid  # the pids came back to other programs
+        recorded["workers"]["reuse1"]["pid"] = decoys[1].pid
+        launch.cluster_file.write_text(json.dumps(recorded))
+        stopped = run("stop", "--cluster-file", str(launch.cluster_file))
+        assert stopped.returncode == 0 and "stale" in stopped.stdout
+        time.sleep(0.3)
+        assert [decoy.poll() for decoy in decoys] == [None, None]
+    finally:
+        for decoy in decoys:
+            decoy.kill()
+            decoy.wait(5)
+
+
+@pytest.mark.parametrize("lease", ["-5", "nan", "inf"])
+def test_launch_refuses_a_lease_that_is_not_a_duration(tmp_path, lease):
+    launched = run("launch", "never", "--lease", lease, "--cluster-file",
+                   str(tmp_path / "c.json"))
+    assert launched.returncode == 2 and "--lease" in launched.stderr
+    assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"version": 2, "launcher_pid": 1, "key_dir": "/k"}', "has no 'workers' entry"),
+    ('[1, 2]', "not what `zsyft launch` writes"),
+    ('{"version": 2, "launcher_pid": 1, "key_dir": "/k", "workers": []}', "not what"),
+])
+def test_a_malformed_cluster_file_is_named_with_what_to_do(tmp_path, content, says):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    status = run("status", "--cluster-file", str(path))
+    assert status.returncode == 1 and says in status.stderr and "launch" in status.stderr
+    with pytest.raises(sy.ClusterFileError, match="launch the cluster again"):
+        sy.connect("bob", cluster_file=path)
+    with pytest.raises(TypeError, match="needs the names"):
+        sy.connect(cluster_file=path)
+
+
 def test_status_names_a_missing_key_directory_and_creates_nothing(launched):
     launch = launched("kd1")
     recorded = launch.wait_ready()

@@ -20,12 +20,32 @@ ROUNDS = 40
 
 CLIENT = textwrap.dedent(
     """
-    import sys, torch, torch.nn.functional as F, zsyft as sy
+    import copy, sys, torch, torch.nn.functional as F, zsyft as sy
     hook = sy.TorchHook(torch)
     bob, alice, james = sy.connect("bob", "alice", "james", cluster_file=sys.argv[1])
+    if sys.argv[2] == "train":  # the Part 12 loop, next to plaintext from the same weights
+        data = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1.0]])
+        target = torch.tensor([[0], [0], [1], [1.0]])
+        plain = torch.nn.Linear(2, 1)
+        model = copy.deepcopy(plain).fix_precision().share(
+            bob, alice, crypto_provider=james, requires_grad=True)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1).fix_precision()
+        plain_opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+        d, t = (v.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+                for v in (data, target))
     for i in range(int(sys.argv[3])):
         v = torch.full((4,), float(i))
-        if sys.argv[2] == "move":
+        if sys.argv[2] == "train":
+            opt.zero_grad()
+            loss = ((model(d) - t) ** 2).sum()
+            loss.backward()
+            opt.step()
+            plain_opt.zero_grad()
+            expected = ((plain(data) - target) ** 2).sum()
+            expected.backward()
+            plain_opt.step()
+            got, expected = loss.get().float_precision(), expected.detach()
+        elif sys.argv[2] == "move":
             got = v.send(bob).move(james).get()
             expected = v
         else:
@@ -46,8 +66,11 @@ def cluster(tmp_path):
     launch.stop()
 
 
-@pytest.mark.parametrize("work", ["move", "encrypted"])
+@pytest.mark.parametrize("work", ["move", "encrypted", "train"])
 def test_two_programs_working_at_once_both_finish(cluster, work):
+    """`train`: a program's ops, run while a party waits on a protocol round of the other's,
+    ran in the round's inference mode, and the next SGD step could not change what they
+    stored ("Inplace update to inference tensor outside InferenceMode")."""
     clients = [
         subprocess.Popen([sys.executable, "-c", CLIENT, str(cluster), work, str(ROUNDS)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -73,9 +96,18 @@ CHAIN_USER = textwrap.dedent(
     direct = torch.zeros(3).send(bob)
     sy.sync()
     print(bob.ping()["objects"], alice.ping()["objects"], flush=True)
-    os._exit(0)  # gone without deleting anything
+    if sys.argv[2] == "crash":
+        os._exit(0)  # gone without deleting anything
     """
 )
+
+
+def _objects(cluster_file) -> list[str]:
+    """The OBJECTS column of `zsyft status`."""
+    status = subprocess.run(
+        [sys.executable, "-m", "launcher.cli", "status", "--cluster-file", str(cluster_file)],
+        capture_output=True, text=True, timeout=30)
+    return [line.split()[4] for line in status.stdout.strip().splitlines()[1:]]
 
 
 def test_a_program_that_used_a_chain_has_its_objects_freed_after_the_lease(tmp_path):
@@ -84,16 +116,26 @@ def test_a_program_that_used_a_chain_has_its_objects_freed_after_the_lease(tmp_p
     launch = Launch(tmp_path, "bob", "alice", "--lease", "1")
     try:
         cluster = launch.wait_ready()
-        user = subprocess.run([sys.executable, "-c", CHAIN_USER, str(launch.cluster_file)],
-                              capture_output=True, text=True, timeout=60)
+        user = subprocess.run(
+            [sys.executable, "-c", CHAIN_USER, str(launch.cluster_file), "crash"],
+            capture_output=True, text=True, timeout=60)
         assert user.returncode == 0 and user.stdout.split() == ["3", "2"], user.stderr[-2000:]
+        assert wait_until(lambda: _objects(launch.cluster_file) == ["0", "0"], 20), (
+            _objects(launch.cluster_file), cluster)
+    finally:
+        launch.stop()
 
-        def objects() -> list[str]:
-            status = subprocess.run(
-                [sys.executable, "-m", "launcher.cli", "status", "--cluster-file",
-                 str(launch.cluster_file)], capture_output=True, text=True, timeout=30)
-            return [line.split()[4] for line in status.stdout.strip().splitlines()[1:]]
 
-        assert wait_until(lambda: objects() == ["0", "0"], 20), (objects(), cluster)
+def test_a_program_that_ends_frees_its_objects_at_launched_workers_at_once(tmp_path):
+    """Nothing could reach them once it is gone (its session key goes with it); the lease
+    (an hour here) would have held them."""
+    launch = Launch(tmp_path, "bob", "alice", "--lease", "3600")
+    try:
+        launch.wait_ready()
+        user = subprocess.run(
+            [sys.executable, "-c", CHAIN_USER, str(launch.cluster_file), "exit"],
+            capture_output=True, text=True, timeout=60)
+        assert user.returncode == 0 and user.stdout.split() == ["3", "2"], user.stderr[-2000:]
+        assert _objects(launch.cluster_file) == ["0", "0"]
     finally:
         launch.stop()

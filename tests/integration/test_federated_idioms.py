@@ -226,6 +226,11 @@ def test_an_optimizer_whose_state_stayed_at_another_worker_is_named_in_the_error
             opt.step()
         model.get()
     opt.state.clear()
+    a, b = torch.ones(2).send(bob), torch.ones(2).send(alice)
+    with pytest.raises(sy.PointerUsageError, match="move one") as refused:
+        a += b  # the same refusal outside an optimizer says nothing about optimizers
+    assert "optimizer" not in str(refused.value)
+    del a, b, refused
     settle(bob, alice)
 
 

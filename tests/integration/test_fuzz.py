@@ -61,7 +61,8 @@ from tests.fuzzing import (
     pack,
 )
 from zsyft.transport import keys
-from zsyft.wire.codec import batch, decode, encode
+from zsyft.wire.batching import batch
+from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import PROTOCOL_VERSION, Kind
 
 

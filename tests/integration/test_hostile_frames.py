@@ -73,10 +73,12 @@ def test_raw_tcp_garbage_does_not_disturb_a_launched_worker(tmp_path):
         process.stop()
 
 
-def _batch_of(*messages, counts=None):
-    counts = counts if counts is not None else [len(m) for m in messages]
-    header = msgpack.packb([PROTOCOL_VERSION, Kind.BATCH, 0, counts])
-    return [header, *(frame for message in messages for frame in message)]
+def _batch_of(*messages, body=None):
+    body = body if body is not None else [[len(m[0]) for m in messages],
+                                          [len(m) - 1 for m in messages]]
+    header = msgpack.packb([PROTOCOL_VERSION, Kind.BATCH, 0, body])
+    joined = b"".join(m[0] for m in messages)
+    return [header, joined, *(frame for message in messages for frame in message[1:])]
 
 
 def test_a_batch_runs_its_messages_in_order_and_answers_each_request(bob, raw_dealer):
@@ -93,11 +95,12 @@ def test_a_batch_runs_its_messages_in_order_and_answers_each_request(bob, raw_de
 
 
 @pytest.mark.parametrize("frames, reason", [
-    (lambda: _batch_of(encode(Kind.PING, 1, None), counts=[2]), "announces 2 frames"),
-    (lambda: _batch_of(encode(Kind.PING, 1, None), counts="x"), "frame counts"),
+    (lambda: _batch_of(encode(Kind.PING, 1, None), body=[[99], [0]]), "announces 99 bytes"),
+    (lambda: _batch_of(encode(Kind.PING, 1, None), body=[[5], [2]]), "buffer frames"),
+    (lambda: _batch_of(encode(Kind.PING, 1, None), body="x"), "header lengths"),
     (lambda: _batch_of(_batch_of(encode(Kind.PING, 1, None), encode(Kind.PING, 2, None))),
      "cannot carry another BATCH"),
-], ids=["miscounted", "not counts", "nested"])
+], ids=["header bytes miscounted", "buffers miscounted", "not counts", "nested"])
 def test_a_malformed_batch_gets_an_error_naming_it_and_the_worker_keeps_serving(
     bob, raw_dealer, frames, reason
 ):

@@ -166,6 +166,16 @@ def test_in_place_ops_update_the_remote_tensor(bob):
     assert torch.equal(x, torch.zeros(3)), "the local original must not change"
 
 
+def test_augmented_shift_and_bitwise_assignments_update_the_remote_tensor(bob):
+    x = torch.tensor([1, 2, 3])
+    ptr = x.send(bob)
+    for step in (lambda t: t.__ilshift__(2), lambda t: t.__irshift__(1),
+                 lambda t: t.__iand__(3), lambda t: t.__ior__(4), lambda t: t.__ixor__(1)):
+        assert step(ptr) is ptr
+        step(x)
+    assert torch.equal(ptr.get(), x)
+
+
 @pytest.mark.parametrize("fn", [
     lambda t: t.t_(), lambda t: t.transpose_(0, 1), lambda t: t.unsqueeze_(0),
     lambda t: t.view(1, 2, 3).squeeze_(), lambda t: t.as_strided_((3, 2), (1, 3)),

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zsyft.errors import ProtocolError
-from zsyft.wire.codec import DTYPES, batch, decode, encode, unbatch
+from zsyft.wire import codec
+from zsyft.wire.batching import batch, unbatch
+from zsyft.wire.codec import DTYPES, decode, encode
 from zsyft.wire.messages import PROTOCOL_VERSION, ZERO_COPY_THRESHOLD, Kind, Limits
 
 
@@ -84,7 +86,7 @@ def nested(depth: int) -> list:
     ("frames", "reason"),
     [
         ([], "empty"),
-        ([header(2, 1, 0, None)], "version"),
+        ([header(PROTOCOL_VERSION + 1, 1, 0, None)], "version"),
         ([header(PROTOCOL_VERSION, "x", 0, None)], "integers"),
         ([header(PROTOCOL_VERSION, 1, 0)], "header must be"),
         ([b"\xc1"], "msgpack"),
@@ -161,33 +163,55 @@ def test_a_burst_is_packed_into_batches_that_unpack_to_the_same_messages():
     messages = [encode(Kind.COMMAND, 0, [i, "add.Tensor", [], {}, [], False]) for i in range(5)]
     messages.insert(2, encode(Kind.STORE, 0, [b"i" * 16, torch.arange(3)]))  # two frames
     (packed,) = batch(messages)
+    assert len(packed) == 3  # the batch header, the six headers joined, the one buffer
     head = decode(packed)
-    assert head.kind == Kind.BATCH and head.body == [1, 1, 2, 1, 1, 1]
+    assert head.kind == Kind.BATCH
+    assert head.body == [[len(m[0]) for m in messages], [0, 0, 1, 0, 0, 0]]
     parts = unbatch(packed, head.body)
     assert [decode(p).body for p in parts[:2]] == [decode(m).body for m in messages[:2]]
     assert torch.equal(decode(parts[2]).body[1], torch.arange(3))
+    assert [decode(p).body for p in parts[3:]] == [decode(m).body for m in messages[3:]]
 
 
 def test_a_lone_message_is_not_wrapped_and_batches_respect_the_frame_limit():
     one = encode(Kind.SYNC, 4, None)
     assert batch([one]) == [one]
-    messages = [encode(Kind.DELETE, 0, [[b"d" * 16]]) for _ in range(10)]
-    packed = batch(messages, max_frames=4)  # a header and at most 3 messages each
-    assert [len(p) for p in packed] == [4, 4, 4, 1]
-    assert sum(len(unbatch(p, decode(p).body)) if len(p) > 1 else 1 for p in packed) == 10
+    messages = [encode(Kind.STORE, 0, [b"s" * 16, torch.ones(2)]) for _ in range(10)]
+    packed = batch(messages, max_frames=7)  # a header and at most 3 two-frame messages each
+    assert [len(p) for p in packed] == [5, 5, 5, 2]
+    assert sum(len(unbatch(p, decode(p).body)) if p[0] != messages[0][0] else 1
+               for p in packed) == 10
 
 
 @pytest.mark.parametrize(
     "body, frames, reason",
     [
-        ("3", 3, "frame counts"),
-        ([], 1, "frame counts"),
-        ([1, 0], 2, "frame counts"),
-        ([1, True], 3, "frame counts"),
-        ([2, 2], 4, "announces 4 frames but carries 3"),
+        ("3", [b"\x90"], "header lengths, buffer counts"),
+        ([], [b"\x90"], "header lengths, buffer counts"),
+        ([[], []], [b""], "header lengths, buffer counts"),
+        ([[1], [0, 0]], [b"\x90"], "header lengths, buffer counts"),
+        ([[1, True], [0, 0]], [b"\x90\x90"], "header lengths, buffer counts"),
+        ([[1], [-1]], [b"\x90"], "header lengths, buffer counts"),
+        ([[1, 1], [0, 0]], [b"\x90"], "announces 2 bytes of headers but carries 1"),
+        ([[1, 1], [1, 1]], [b"\x90\x90", b"x"], "announces 2 buffer frames but carries 1"),
+        ([[1]], [], "header lengths, buffer counts"),
+        ([[2], [0]], [], "announces 2 bytes of headers but carries 0"),
     ],
 )
 def test_a_malformed_batch_body_names_the_problem(body, frames, reason):
-    packed = [msgpack.packb([PROTOCOL_VERSION, Kind.BATCH, 0, body])] + [b"\x90"] * (frames - 1)
+    packed = [msgpack.packb([PROTOCOL_VERSION, Kind.BATCH, 0, body]), *frames]
     with pytest.raises(ProtocolError, match=reason):
         unbatch(packed, decode(packed).body)
+
+
+def test_a_tensor_larger_than_a_frame_travels_in_frames_and_decodes_whole(monkeypatch):
+    monkeypatch.setattr(codec, "MAX_FRAME_BYTES", 1 << 16)
+    tensor = torch.arange(50_000, dtype=torch.float32).reshape(500, 100)  # 200,000 bytes
+    frames = encode(Kind.STORE, 0, [b"i" * 16, tensor, torch.tensor([7])])
+    assert [bytes(f).__len__() for f in frames[1:]] == [65536, 65536, 65536, 3392, 8]
+    body = decode(frames).body
+    assert torch.equal(body[1], tensor) and torch.equal(body[2], torch.tensor([7]))
+    with pytest.raises(ProtocolError, match="needs 4 frames"):
+        decode(frames[:3])
+    with pytest.raises(ProtocolError, match="has 3391 bytes, not 3392"):
+        decode([*frames[:4], bytes(frames[4])[:-1], frames[5]])

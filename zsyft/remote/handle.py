@@ -5,7 +5,7 @@ The handle owns the link to the worker and speaks the request/notice protocol ov
 - `post()` pipelines a message (commands, stores, deletes): no reply is awaited. Pipelined
   messages wait in an outbox and leave in bursts (64 messages, or 2 ms after the oldest was
   queued, checked at the next post; at once when they carry a large tensor) and always before
-  any request, which rides in the same burst. A burst is one BATCH message (`codec.batch`):
+  any request, which rides in the same burst. A burst is one BATCH message (`batching.batch`):
   one ZeroMQ send, one wake-up of each side's I/O thread, instead of one per message.
   The first message after a reply leaves at once: the worker is idle then, and starts on it
   while the client prepares the next one (a `get()` right after an op overlaps the two).
@@ -34,13 +34,15 @@ from zsyft.remote.refs import collect_dropped
 from zsyft.transport.keys import KeyPair
 from zsyft.transport.link import Link
 from zsyft.transport.zmq import SETTINGS, context
-from zsyft.wire.codec import batch, decode, encode
+from zsyft.wire.batching import batch
+from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, id_number
 
 if TYPE_CHECKING:
     from zsyft.remote.node import LocalNode
 
 ISSUED_MEMORY = 4096  # how many recent commands keep their call site for error messages
+RELEASE_TIMEOUT_S = 2.0  # how long a program that ends waits for a worker to free its objects
 DELETE_BATCH = 64  # garbage-collected ids wait for this many (or for a request) before a DELETE
 OUTBOX_MESSAGES = 64  # pipelined messages sent together in one burst
 OUTBOX_AGE_S = 0.002  # a burst leaves at the next post once its oldest message is this old
@@ -196,7 +198,8 @@ class WorkerHandle:
         if self.link.socket.closed:
             raise WorkerUnavailableError(
                 f"the connection to worker {self.id!r} was closed (it was shut down, or a new "
-                f"worker named {self.id!r} replaced it); the objects it held are gone",
+                f"worker named {self.id!r} replaced it); what this program held there is out "
+                "of its reach",
                 worker=self.id,
             )
         try:
@@ -391,6 +394,18 @@ class WorkerHandle:
         except WorkerError:
             count = "? (unreachable)"
         return f"<Worker id:{self.id} #objects:{count}>"
+
+    def release_all(self, timeout: float = RELEASE_TIMEOUT_S) -> None:
+        """Delete every object of this program at the worker, without raising (a program
+        that ends: no one could reach them afterwards, as its session key goes with it, and
+        the worker's lease would hold them for its whole length). Skipped for a worker
+        that is not answering; waits at most `timeout` seconds."""
+        if self.link.socket.closed or self.link.state != "up":
+            return
+        try:
+            self.request(Kind.CLEAR, None, timeout=timeout)
+        except (WorkerError, KeyboardInterrupt):
+            pass
 
     def close(self) -> None:
         """Close the link; stop the worker process too if this handle started it."""

@@ -45,7 +45,13 @@ def _inside(code: Any) -> bool:
 def callsite(depth: int = 2) -> str | None:
     """ "file:line" of the innermost frame outside zsyft and torch (the user's line)."""
     frame = sys._getframe(depth)
-    while frame is not None and _inside(frame.f_code):
+    known = _INSIDE.get  # per op, through the frames of autograd or an optimizer: keep it lean
+    while frame is not None:
+        inside = known(frame.f_code)
+        if inside is None:
+            inside = _inside(frame.f_code)
+        if not inside:
+            break
         frame = frame.f_back
     if frame is None:
         return None
@@ -171,8 +177,11 @@ class LocalNode:
         self.raise_pending()
 
     def shutdown(self) -> None:
-        """Close every handle (stopping worker processes this node started)."""
+        """Close every handle (stopping worker processes this node started); at a worker it
+        only connected to, delete what this program holds there first (`release_all`)."""
         for handle in self.all_handles():
+            if handle.process is None:
+                handle.release_all()
             handle.close()
         self.workers.clear()
         self.extra_handles.clear()

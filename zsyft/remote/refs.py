@@ -62,6 +62,11 @@ def collect_dropped() -> None:
             location.release(object_id, principal)
 
 
+def claims_at(location: Location) -> int:
+    """How many objects at `location` this process still holds pointers to."""
+    return sum(1 for claim in list(_claims.values()) if claim[0] is location)
+
+
 class RemoteRef:
     """The client's claim on object `id` at `location`; deletes it remotely when dropped."""
 

@@ -21,7 +21,8 @@ from zsyft.errors import OpNotAllowedError
 POINTWISE = """
 abs absolute acos acosh add addcdiv addcmul angle asin asinh atan atan2 atanh bitwise_and
 bitwise_not bitwise_or bitwise_xor bitwise_left_shift bitwise_right_shift __and__ __or__ __xor__
-__lshift__ __rshift__ ceil clamp clamp_min clamp_max clip copysign cos cosh deg2rad digamma div
+__lshift__ __rshift__ __ilshift__ __irshift__ __iand__ __ior__ __ixor__ ceil clamp clamp_min
+clamp_max clip copysign cos cosh deg2rad digamma div
 eq erf erfc erfinv exp exp2 expm1 floor floor_divide fmod frac ge gt le lt ne hypot lerp lgamma
 log log10 log1p log2 logaddexp logical_and logical_not logical_or logical_xor logit maximum
 minimum fmax fmin mul nan_to_num neg negative pow rad2deg reciprocal remainder round rsqrt

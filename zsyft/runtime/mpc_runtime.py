@@ -158,10 +158,13 @@ class MpcRuntime:
                     raise WorkerUnavailableError(
                         f"{waiting_on.peer} did not send {what} in time", worker=waiting_on.peer
                     )
-            self.held.take_deferred()
-            self.held.release_before(key)  # ops that may start inside this one now do
-            if poll_awake(poller, awake, 100):
-                with torch.inference_mode(False):  # other messages get torch's usual mode
+            # Other messages, run meanwhile, get torch's usual mode (this op runs in
+            # inference mode): a tensor they store would be an inference tensor, which a
+            # later in-place op (another program's SGD step) may not change.
+            with torch.inference_mode(False):
+                self.held.take_deferred()
+                self.held.release_before(key)  # ops that may start inside this one now do
+                if poll_awake(poller, awake, 100):
                     self.worker.serve_one(hold=hold)
         return box.pop(entry)
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from zsyft.wire.codec import decode, peek_kind, unbatch
+from zsyft.wire.batching import peek_kind, unbatch
+from zsyft.wire.codec import decode
 from zsyft.wire.messages import Kind, is_object_id
 
 if TYPE_CHECKING:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from zsyft.errors import ProtocolError
-from zsyft.wire.codec import decode, unbatch
+from zsyft.wire.batching import unbatch
+from zsyft.wire.codec import decode
 from zsyft.wire.messages import Kind
 
 

@@ -40,7 +40,8 @@ from zsyft.transport.zmq import (
     send_frames,
     server_socket,
 )
-from zsyft.wire.codec import decode, encode, unbatch
+from zsyft.wire.batching import unbatch
+from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind, Message, error_body
 
 log = logging.getLogger("zsyft.worker")
@@ -85,6 +86,7 @@ class Worker:
         self._busy: list[bytes] = []  # identities whose message is being handled (a stack)
         self._deferred: deque[tuple[bytes, list[Any]]] = deque()
         self._queued: Counter[bytes] = Counter()  # deferred messages per client
+        self._requesting: list[bytes] = []  # clients whose request is being handled (a stack)
         self._draining = False  # `_run_deferred` is running (further down the stack)
         self._next_lease_check = 0.0
         self._origin: Any = None
@@ -173,7 +175,12 @@ class Worker:
     def handle(self, identity: bytes, frames: list[Any], in_turn: bool = False) -> None:
         """Handle one message now, or defer it while the same client is being served or has
         messages deferred already: a client's messages run in the order they came."""
-        if identity in self._busy or (self._queued[identity] and not in_turn):
+        if identity in self._requesting:
+            # The sender waits for our reply to its request, so what it sends meanwhile comes
+            # from serving a message of ours (a chain that passes through it and back here,
+            # me -> alice -> bob -> alice -> bob): it runs now, or both wait for each other.
+            pass
+        elif identity in self._busy or (self._queued[identity] and not in_turn):
             self.defer(identity, frames)
             return
         self._busy.append(identity)
@@ -253,7 +260,14 @@ class Worker:
                 raise ProtocolError(f"unknown message kind {msg.kind}")
             principal = self.clients.principal(identity, msg.on_behalf)
             seq = msg.body[0] if msg.kind == Kind.COMMAND and msg.body else None
-            reply = self._as(principal, (identity, seq), handler, msg)
+            if rid == 0:
+                reply = self._as(principal, (identity, seq), handler, msg)
+            else:
+                self._requesting.append(identity)
+                try:
+                    reply = self._as(principal, (identity, seq), handler, msg)
+                finally:
+                    self._requesting.pop()
         except Exception as exc:
             if not isinstance(exc, ProtocolError | TypeError | ValueError):
                 log.exception("request failed")

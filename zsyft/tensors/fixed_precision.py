@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from zsyft.errors import PointerUsageError
+from zsyft.errors import PointerUsageError, formatting_refused
 from zsyft.mpc.encoding import FixedPointEncoder
 from zsyft.mpc.ring import check_int64
 from zsyft.tensors._torch_compat import (
@@ -147,6 +147,7 @@ class FixedPrecisionTensor(torch.Tensor):
         return f"(Wrapper)>{autograd}FixedPrecisionTensor>{self.encoded!r}"
 
     __str__ = __repr__
+    __format__ = formatting_refused("call .float_precision() first to decode it")
 
 
 def fix_precision(

@@ -14,7 +14,12 @@ from typing import Any
 
 import torch
 
-from zsyft.errors import PointerUsageError, RemoteError, WorkerUnavailableError
+from zsyft.errors import (
+    PointerUsageError,
+    RemoteError,
+    WorkerUnavailableError,
+    formatting_refused,
+)
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.remote.refs import RemoteRef, new_id
 from zsyft.tensors._torch_compat import (
@@ -26,6 +31,16 @@ from zsyft.tensors._torch_compat import (
 from zsyft.wire.messages import Kind, id_number
 
 
+def _run_remote(func: Any, args: tuple, kwargs: dict) -> Any:
+    """`remote_ops.run_remote`, bound on first use (that module imports this one): an import
+    statement in `__torch_dispatch__` would cost every op on a pointer ~0.5 µs."""
+    global _run_remote
+    from zsyft.tensors.remote_ops import run_remote
+
+    _run_remote = run_remote
+    return run_remote(func, args, kwargs)
+
+
 class PointerTensor(torch.Tensor):
     """A pointer to a tensor at `location` under `id_at_location`.
 
@@ -34,6 +49,10 @@ class PointerTensor(torch.Tensor):
     """
 
     ref: RemoteRef
+    # (shape, stride, dtype, storage offset) as an op's metadata-cache key: reading them off a
+    # wrapper subclass costs ~1.5 µs per op and argument. None until first used, and again
+    # after anything of ours changes the metadata in place (`.data =`, `remote_ops._restrided`).
+    meta_key: tuple | None
 
     @staticmethod
     def __new__(
@@ -47,6 +66,7 @@ class PointerTensor(torch.Tensor):
     ) -> PointerTensor:
         tensor = make_wrapper_subclass(cls, shape, stride, dtype, storage_offset, requires_grad)
         tensor.ref = ref
+        tensor.meta_key = None
         ref.hold(tensor)
         return tensor
 
@@ -61,14 +81,13 @@ class PointerTensor(torch.Tensor):
         self.ref.drop(self)
         self.ref = value.ref
         self.ref.hold(self)
+        self.meta_key = None  # the metadata is copied from `value` next
 
     data = data_property(_adopt)
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]
-        from zsyft.tensors.remote_ops import run_remote
-
-        return run_remote(func, args, kwargs or {})
+        return _run_remote(func, args, kwargs or {})
 
     # -- PySyft's pointer attributes ------------------------------------------------------
     @property
@@ -102,6 +121,7 @@ class PointerTensor(torch.Tensor):
         )
 
     __str__ = __repr__
+    __format__ = formatting_refused("call .get() first to bring the tensor back")
 
     # -- moving data ----------------------------------------------------------------------
     def get(self) -> torch.Tensor:
@@ -168,7 +188,10 @@ class PointerTensor(torch.Tensor):
         """
         if isinstance(worker, LocalNode):
             return self.get()
-        if self.location is worker:
+        if self.location is worker:  # the data, or the start of a chain to it, is there
+            for pointer in (self, self.grad):
+                if isinstance(pointer, PointerTensor) and pointer.location is worker:
+                    worker.request(Kind.REMOTE_GET, [pointer.ref.id, True])  # data: a no-op
             return self
         from zsyft.tensors.carry import carried, in_graph
 
@@ -192,11 +215,13 @@ class PointerTensor(torch.Tensor):
         return self
 
     def remote_get(self) -> PointerTensor:
-        """Make the worker this pointer points at fetch the data from the end of its chain.
+        """Make the worker this pointer points at fetch what its own pointer points at: one
+        hop, as PySyft's `remote_get` (`mid_get`) does.
 
         For `p2p` (me -> alice -> bob): alice fetches the tensor from bob, bob deletes it, and
-        alice now holds the tensor itself (its gradient too, if it has one). Returns this
-        pointer.
+        alice now holds the tensor itself (its gradient too, if it has one). On a longer chain
+        (me -> carol -> alice -> bob) carol then holds alice's pointer to bob; `move(carol)`
+        brings the data itself to carol. Returns this pointer.
         """
         self.ref.check_live()
         self.location.request(Kind.REMOTE_GET, [self.ref.id])

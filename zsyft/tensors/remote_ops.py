@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import torch
@@ -71,7 +73,10 @@ def _prepare(obj: Any, key: list[Any], pointers: list[PointerTensor]) -> Any:
         return obj
     if isinstance(obj, PointerTensor):
         pointers.append(obj)
-        key.append((obj.shape, obj.stride(), obj.dtype, obj.storage_offset()))
+        meta = obj.meta_key
+        if meta is None:
+            meta = obj.meta_key = (obj.shape, obj.stride(), obj.dtype, obj.storage_offset())
+        key.append(meta)
         return obj.ref.id
     if isinstance(obj, torch.Tensor):
         if obj.requires_grad and torch.is_grad_enabled():
@@ -131,9 +136,21 @@ def _into_out(functional: Any, out_name: str, args: tuple, kwargs: dict) -> Any:
     return out.copy_(result)
 
 
+_OPTIM_DIR = os.path.dirname(torch.optim.__file__)
+
+
+def _in_optimizer_step() -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_OPTIM_DIR):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _optimizer_hint(op: str) -> str:
-    """For an in-place op (as an optimizer's step runs): where optimizer state lives."""
-    if not op.split(".")[0].endswith("_"):
+    """For an in-place op that an optimizer's step runs: where optimizer state lives."""
+    if not op.split(".")[0].endswith("_") or not _in_optimizer_step():
         return ""
     return (" (in an optimizer's step: its state, such as momentum or Adam's moments, stays "
             "where it was made when the model moves; make a new optimizer after model.send() "
@@ -268,6 +285,7 @@ def _restrided(pointer: PointerTensor, meta: Any) -> PointerTensor:
         or meta.storage_offset() != pointer.storage_offset()
     ):
         restride_wrapper(pointer, meta.shape, meta.stride(), meta.storage_offset())
+        pointer.meta_key = None
     return pointer
 
 

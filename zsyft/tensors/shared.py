@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from zsyft.errors import PointerUsageError
+from zsyft.errors import PointerUsageError, formatting_refused
 from zsyft.mpc.encoding import FixedPointEncoder
 from zsyft.mpc.ring import check_int64
 from zsyft.mpc.sharing import reconstruct
@@ -326,3 +326,4 @@ class SharedTensor(torch.Tensor):
         return "\n".join(lines)
 
     __str__ = __repr__
+    __format__ = formatting_refused("call .get() first to reconstruct it here")

@@ -49,6 +49,11 @@ class LinkSettings:
 SETTINGS = LinkSettings()
 
 
+# Plain ints, not pyzmq's enums: `zmq.EVENTS & zmq.POLLIN` or passing `zmq.SNDMORE` runs
+# Python's enum code on every call, per frame.
+_SNDMORE, _RCVMORE = int(zmq.SNDMORE), int(zmq.RCVMORE)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
 DEFAULT_SPIN_S = 0.0003
 SPIN_ENV = "ZSYFT_SPIN_US"
 
@@ -175,17 +180,16 @@ def send_frames(socket: zmq.Socket, frames: Sequence[Any], prefix: bytes | None 
     """Send one multipart message; large buffers go zero-copy, small ones by copy (faster)."""
     last = len(frames) - 1
     if prefix is not None:
-        socket.send(prefix, zmq.SNDMORE)
+        socket.send(prefix, _SNDMORE)
     for i, frame in enumerate(frames):
-        flags = zmq.SNDMORE if i < last else 0
         size = frame.nbytes if isinstance(frame, memoryview) else len(frame)
-        socket.send(frame, flags, copy=size < ZERO_COPY_THRESHOLD)
+        socket.send(frame, _SNDMORE if i < last else 0, copy=size < ZERO_COPY_THRESHOLD)
 
 
 def recv_frames(socket: zmq.Socket) -> list[Any]:
     """Receive one multipart message: small frames as bytes, large ones as zmq.Frame."""
     frames = [socket.recv()]
-    while socket.getsockopt(zmq.RCVMORE):
+    while socket.getsockopt(_RCVMORE):
         frame = socket.recv(copy=False)
         frames.append(frame.bytes if len(frame) < ZERO_COPY_THRESHOLD else frame)
     return frames
@@ -197,14 +201,12 @@ def recv_routed(socket: zmq.Socket) -> tuple[bytes, zmq.Frame, list[Any]]:
     identity = socket.recv()
     first = socket.recv(copy=False)
     frames = [first.bytes]
-    while socket.getsockopt(zmq.RCVMORE):
+    while socket.getsockopt(_RCVMORE):
         frame = socket.recv(copy=False)
         frames.append(frame.bytes if len(frame) < ZERO_COPY_THRESHOLD else frame)
     return identity, first, frames
 
 
-_RCVMORE, _EVENTS, _POLLIN = int(zmq.RCVMORE), int(zmq.EVENTS), int(zmq.POLLIN)  # not enums:
-# `zmq.EVENTS & zmq.POLLIN` runs Python's enum code on every call
 
 
 def readable(socket: zmq.Socket) -> bool:

@@ -12,15 +12,14 @@ command a `bin` is always an object reference).
 `decode(frames)` checks every limit in `Limits` and raises `ProtocolError` naming the broken
 rule; callers turn that into an error reply instead of crashing.
 
-`batch(messages)` packs messages bound for one peer into BATCH messages (one ZeroMQ message,
-one wake-up of each side's I/O thread, for a whole burst); `unbatch` takes them apart again.
+A tensor larger than `MAX_FRAME_BYTES` travels in several frames (see there why).
+Bursts of messages are packed into BATCH messages by `batching`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import itertools
 import struct
 import threading
 from collections.abc import Sequence
@@ -32,9 +31,9 @@ import torch
 from zsyft.errors import ProtocolError
 from zsyft.wire.messages import (
     DEFAULT_LIMITS,
+    MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     ZERO_COPY_THRESHOLD,
-    Kind,
     Limits,
     Message,
 )
@@ -96,8 +95,9 @@ class _Encoder:
             tensor = _plain(obj)
             if tensor.dtype not in _DTYPE_CODE:
                 raise ProtocolError(f"dtype {tensor.dtype} cannot be sent")
-            self.buffers.append(tensor_buffer(tensor))
-            return _tensor_ext(len(self.buffers), _DTYPE_CODE[tensor.dtype], tensor.shape)
+            index = len(self.buffers) + 1
+            self.buffers.extend(_frames_of(tensor_buffer(tensor)))
+            return _tensor_ext(index, _DTYPE_CODE[tensor.dtype], tensor.shape)
         if isinstance(obj, torch.dtype):
             return msgpack.ExtType(_EXT_DTYPE, bytes([_DTYPE_CODE[obj]]))
         if isinstance(obj, torch.device):
@@ -109,6 +109,13 @@ class _Encoder:
         if isinstance(obj, complex):
             return msgpack.ExtType(_EXT_COMPLEX, struct.pack("<dd", obj.real, obj.imag))
         raise ProtocolError(f"cannot serialize a value of type {type(obj).__name__}")
+
+
+def _frames_of(buffer: memoryview | bytes) -> list[memoryview | bytes]:
+    """A tensor's bytes as frames of at most `MAX_FRAME_BYTES` (views, not copies)."""
+    if type(buffer) is bytes or buffer.nbytes <= MAX_FRAME_BYTES:
+        return [buffer]
+    return [buffer[i:i + MAX_FRAME_BYTES] for i in range(0, buffer.nbytes, MAX_FRAME_BYTES)]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -176,6 +183,9 @@ class _Decoder:
             raise ProtocolError(f"tensor refers to missing buffer frame {index}")
         if numel > self.limits.max_tensor_numel:
             raise ProtocolError(f"tensor of {numel} elements exceeds the limit")
+        if numel * dtype.itemsize > MAX_FRAME_BYTES:
+            flat = self._joined(index, numel, dtype)
+            return flat if len(shape) == 1 else flat.reshape(shape)
         buffer = self.buffers[index - 1]
         view = buffer.buffer if hasattr(buffer, "buffer") else memoryview(buffer)
         nbytes = numel * dtype.itemsize
@@ -195,6 +205,31 @@ class _Decoder:
                 raw = raw.clone()  # misaligned for this dtype: one copy
             flat = raw.view(dtype)
         return flat if len(shape) == 1 else flat.reshape(shape)  # 1-d: already its shape
+
+
+    def _joined(self, index: int, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        """A tensor whose bytes came in several frames (`_frames_of`), copied into one."""
+        nbytes = numel * dtype.itemsize
+        count = -(-nbytes // MAX_FRAME_BYTES)
+        if index + count - 1 > len(self.buffers):
+            raise ProtocolError(
+                f"tensor of {nbytes} bytes needs {count} frames from frame {index}, the message "
+                f"has {len(self.buffers)}"
+            )
+        flat = torch.empty(numel, dtype=dtype)
+        out = flat.view(torch.uint8)
+        for i in range(count):
+            buffer = self.buffers[index - 1 + i]
+            view = buffer.buffer if hasattr(buffer, "buffer") else memoryview(buffer)
+            expected = min(MAX_FRAME_BYTES, nbytes - i * MAX_FRAME_BYTES)
+            if view.nbytes != expected:
+                raise ProtocolError(
+                    f"frame {index + i} of a tensor of {nbytes} bytes has {view.nbytes} bytes, "
+                    f"not {expected}"
+                )
+            start = i * MAX_FRAME_BYTES
+            out[start:start + expected].copy_(torch.frombuffer(view, dtype=torch.uint8))
+        return flat
 
 
 @functools.lru_cache(maxsize=1024)
@@ -313,55 +348,3 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     if isinstance(body, list | dict) and markers > limits.max_depth:
         _check_depth(body, limits.max_depth)
     return Message(kind, rid, body, on_behalf)
-
-
-def batch(messages: Sequence[list[Any]], max_frames: int = DEFAULT_LIMITS.max_frames) -> list[Any]:
-    """`messages` (each `[header, *buffers]`) as what to send, in the same order: runs of them
-    packed into BATCH messages of at most `max_frames` frames; a message alone stays as it is."""
-    packed: list[list[Any]] = []
-    run: list[list[Any]] = []
-    size = 1  # the batch header
-    for message in messages:
-        if run and size + len(message) > max_frames:
-            packed.append(_pack(run))
-            run, size = [], 1
-        run.append(message)
-        size += len(message)
-    if run:
-        packed.append(_pack(run))
-    return packed
-
-
-def _pack(run: list[list[Any]]) -> list[Any]:
-    if len(run) == 1:
-        return run[0]
-    header = msgpack.packb([PROTOCOL_VERSION, Kind.BATCH, 0, [len(m) for m in run]])
-    return [header, *itertools.chain.from_iterable(run)]
-
-
-_HEADER_ARRAYS = (0x94, 0x95)  # msgpack arrays of 4 or 5: [version, kind, rid, body(, on behalf)]
-
-
-def peek_kind(frames: Sequence[Any]) -> int | None:
-    """A message's kind read from its header without decoding it (version and kind are small
-    integers, one byte each); None if the header does not start as `encode` writes it."""
-    header = frames[0] if frames else b""
-    header = header.bytes if hasattr(header, "bytes") else header
-    if len(header) > 2 and header[0] in _HEADER_ARRAYS:
-        return header[2]
-    return None
-
-
-def unbatch(frames: Sequence[Any], body: Any) -> list[list[Any]]:
-    """The messages a BATCH carries, given its frames and its decoded body (frame counts)."""
-    if not (isinstance(body, list) and body and all(type(n) is int and n > 0 for n in body)):
-        raise ProtocolError("a batch body must be a non-empty list of frame counts, each >= 1")
-    if sum(body) != len(frames) - 1:
-        raise ProtocolError(
-            f"the batch announces {sum(body)} frames but carries {len(frames) - 1}"
-        )
-    messages, start = [], 1
-    for count in body:
-        messages.append(list(frames[start:start + count]))
-        start += count
-    return messages

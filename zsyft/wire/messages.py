@@ -17,9 +17,13 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: a BATCH joins its messages' headers in one frame
 ID_BYTES = 16  # object ids: random 128-bit, sent as msgpack bin
 ZERO_COPY_THRESHOLD = 1 << 16  # buffers at least this large are sent without a copy
+# A tensor's bytes travel in frames of at most this size. ZeroMQ encrypts (CURVE) and writes
+# one frame at a time, and its heartbeats wait behind the frame being written: frames of
+# gigabytes kept them waiting past the heartbeat timeout, and a live worker was reported lost.
+MAX_FRAME_BYTES = 1 << 26
 
 
 def is_object_id(value: object) -> bool:
@@ -52,8 +56,8 @@ class Kind(IntEnum):
     MPC_RUN = 14  # client -> party: [seq, session, op id, protocol, inputs, output(s), params]
     MPC_MSG = 15  # party -> party: [session, op id, round, sender index, tensor] -> nothing
     MATERIAL = 16  # provider -> last party: [session, op id, correction] -> nothing
-    BATCH = 17  # body: [frame count of each message that follows]; handled one by one, in
-    #              order, as if each had come alone (see `codec.batch`)
+    BATCH = 17  # body: [header lengths, buffer counts]; frames: the headers joined, then the
+    #              buffers; handled one by one, in order, as if each had come alone (`batching`)
     CLEAR = 18  # body: None                        -> OK once every object of the sender is
     #                                                  deleted (PySyft's `clear_objects`)
     PONG = 64  # body: {name, pid, objects, version, threads}

@@ -31,7 +31,9 @@ __all__ = [
     "UnsupportedOpError",
     "integral_value",
     "is_plain",
+    "mixed_encodings",
     "op_name",
+    "written_into_public",
 ]
 
 Handler = Callable[[OpOverload, tuple, dict], Any]
@@ -41,6 +43,68 @@ def op_name(func: Any) -> str:
     """A readable name for an aten overload: `aten.mul.Tensor` -> `mul`."""
     name = getattr(func, "__name__", str(func))
     return name.split(".")[0]
+
+
+_NO_EXP_LOG = (
+    "it needs exp and log of encrypted values, which zsyft does not compute; train with "
+    "F.mse_loss against one-hot targets (as tutorial Part 12 trains), take argmax for "
+    "predictions, or .get() the values and compute it in plaintext"
+)
+_NO_DROPOUT = (
+    "it draws a random mask; call model.eval() before training, or leave dropout out of an "
+    "encrypted model"
+)
+# What to do instead of an op that fixed-precision and shared tensors cannot run, by the op
+# the user's function reached: a user calls F.cross_entropy, not aten._log_softmax.
+_INSTEAD = {
+    "_softmax": ("softmax", _NO_EXP_LOG),
+    "_log_softmax": ("log_softmax (and F.cross_entropy, nn.CrossEntropyLoss)", _NO_EXP_LOG),
+    "nll_loss_forward": ("nll_loss (and F.cross_entropy)", _NO_EXP_LOG),
+    "nll_loss": ("nll_loss (and F.cross_entropy)", _NO_EXP_LOG),
+    "nll_loss2d_forward": ("nll_loss (and F.cross_entropy)", _NO_EXP_LOG),
+    "binary_cross_entropy": ("binary_cross_entropy", _NO_EXP_LOG),
+    "binary_cross_entropy_with_logits": ("binary_cross_entropy_with_logits", _NO_EXP_LOG),
+    "smooth_l1_loss": ("smooth_l1_loss", "use F.mse_loss or F.l1_loss"),
+    "huber_loss": ("huber_loss", "use F.mse_loss or F.l1_loss"),
+    "bernoulli_": ("dropout", _NO_DROPOUT),
+    "bernoulli": ("dropout", _NO_DROPOUT),
+    "native_dropout": ("dropout", _NO_DROPOUT),
+}
+
+
+def _unsupported(func: OpOverload, what: str) -> UnsupportedOpError:
+    name = op_name(func)
+    if name in _INSTEAD:
+        user_name, advice = _INSTEAD[name]
+        return UnsupportedOpError(
+            f"{user_name} is not supported on {what} ({func.__name__}): {advice}", op=name
+        )
+    return UnsupportedOpError(f"{name} ({func.__name__}) is not supported on {what}", op=name)
+
+
+def mixed_encodings(func: Any, first: Any, second: Any) -> UnsupportedOpError:
+    """The error for an op on values of two fixed-point encodings (`FixedPointEncoder`s)."""
+    if 0 in (first.precision_fractional, second.precision_fractional):
+        advice = ("a tensor shared without fix_precision() is encoded with "
+                  "precision_fractional=0: share x.fix_precision() to encode it like the other")
+    else:
+        advice = ("re-encode one like the other: x.float_precision().fix_precision("
+                  "base=..., precision_fractional=...)")
+    return UnsupportedOpError(
+        f"{op_name(func)} mixes fixed-precision encodings {first} and {second}; {advice}",
+        op=op_name(func),
+    )
+
+
+def written_into_public(op: str) -> UnsupportedOpError:
+    """The error for an in-place op that would store a shared result in a public tensor (an
+    optimizer stepping a plain model with gradients from shared data, typically)."""
+    return UnsupportedOpError(
+        f"{op} would write a shared value into a public tensor; in an optimizer's step this "
+        "means the model is plain while its data is shared: share the model too, "
+        "model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)",
+        op=op,
+    )
 
 
 def _decomposed(func: OpOverload, args: tuple, kwargs: dict) -> Any:
@@ -85,10 +149,7 @@ class OpTable:
         if handler is None and decomposes(func):  # under inference_mode (see `decomposes`)
             handler = self._by_overload[func] = _decomposed
         if handler is None:
-            raise UnsupportedOpError(
-                f"{op_name(func)} ({func.__name__}) is not supported on {self.what}",
-                op=op_name(func),
-            )
+            raise _unsupported(func, self.what)
         return handler
 
     def supports(self, func: OpOverload) -> bool:

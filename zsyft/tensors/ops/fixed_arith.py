@@ -24,7 +24,14 @@ import torch
 
 from zsyft.mpc.encoding import EncodingOverflowError, FixedPointEncoder
 from zsyft.tensors.fixed_precision import FixedPrecisionTensor
-from zsyft.tensors.ops import FIXED_OPS, UnsupportedOpError, integral_value, is_plain, op_name
+from zsyft.tensors.ops import (
+    FIXED_OPS,
+    UnsupportedOpError,
+    integral_value,
+    is_plain,
+    mixed_encodings,
+    op_name,
+)
 
 aten = torch.ops.aten
 LIMIT = 1 << 62
@@ -49,11 +56,7 @@ def common(func: Any, args: Any) -> tuple[FixedPointEncoder, torch.dtype]:
     encoder, dtype = fixed[0].encoder, fixed[0].dtype
     for other in fixed[1:]:
         if other.encoder != encoder:
-            raise UnsupportedOpError(
-                f"{op_name(func)} mixes fixed-precision encodings {encoder} and "
-                f"{other.encoder}; re-encode one of them",
-                op=op_name(func),
-            )
+            raise mixed_encodings(func, encoder, other.encoder)
         dtype = torch.promote_types(dtype, other.dtype)
     return encoder, dtype
 

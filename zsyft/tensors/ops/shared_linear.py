@@ -32,7 +32,9 @@ from zsyft.tensors.ops import (
     UnsupportedOpError,
     integral_value,
     is_plain,
+    mixed_encodings,
     op_name,
+    written_into_public,
 )
 from zsyft.tensors.pointer import PointerTensor
 from zsyft.tensors.remote_ops import call_remote
@@ -84,11 +86,7 @@ def group(func: Any, args: Any) -> Group:
                 "share both among the same workers"
             )
         if other.encoder != g.encoder:
-            raise UnsupportedOpError(
-                f"{op_name(func)} mixes fixed-precision encodings {g.encoder} and "
-                f"{other.encoder}",
-                op=op_name(func),
-            )
+            raise mixed_encodings(func, g.encoder, other.encoder)
         g.dtype = torch.promote_types(g.dtype, other.dtype)
         if g.crypto_provider is None:
             g.crypto_provider = other.crypto_provider
@@ -101,11 +99,7 @@ def public_encoding(value: Any, g: Group, func: Any) -> Any:
     """The encoding of a public operand: an int for a number, an int64 tensor otherwise."""
     if isinstance(value, FixedPrecisionTensor):
         if value.encoder != g.encoder:
-            raise UnsupportedOpError(
-                f"{op_name(func)} mixes fixed-precision encodings {g.encoder} and "
-                f"{value.encoder}",
-                op=op_name(func),
-            )
+            raise mixed_encodings(func, g.encoder, value.encoder)
         return value.encoded
     if not (is_plain(value) or isinstance(value, bool | int | float)):
         raise UnsupportedOpError(
@@ -155,9 +149,7 @@ def add_sub(func: Any, args: tuple, kwargs: dict) -> Any:
     packet = func.overloadpacket
     in_place = packet in (aten.add_, aten.sub_)
     if in_place and not isinstance(a, SharedTensor):
-        raise UnsupportedOpError(
-            f"{op_name(func)} would write a shared value into a public tensor", op=op_name(func)
-        )
+        raise written_into_public(op_name(func))
     if isinstance(a, SharedTensor) and isinstance(b, SharedTensor):
         outs = [call_remote(func, x, y, **extra) for x, y in zip(a.shares, b.shares, strict=True)]
         return a if in_place else g.result(outs)
@@ -206,7 +198,7 @@ def mul(func: Any, args: tuple, kwargs: dict) -> Any:
             op="mul",
         )
     if func.overloadpacket is aten.mul_ and not a_shared:
-        raise UnsupportedOpError("mul_ would write a shared value into a public tensor", op="mul")
+        raise written_into_public("mul_")
     k = integral_value(public)
     outs = [
         call_remote(func, piece, k) if a_shared else call_remote(func, k, piece)

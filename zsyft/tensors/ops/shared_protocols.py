@@ -99,7 +99,10 @@ def product(
             encoded = linear.public_encoding(x, g, func)
             shares = [op(encoded, s) for s in y.shares]
         return truncate(g, shares)
-    shape = list(bilinear_output_shape(kind, x.shape, y.shape))
+    try:
+        shape = list(bilinear_output_shape(kind, x.shape, y.shape))
+    except ValueError as exc:  # operands that do not fit: torch raises RuntimeError
+        raise RuntimeError(str(exc)) from None
     params = {"x_shape": list(x.shape), "y_shape": list(y.shape), **(params or {})}
     xs, ys = x.shares, y.shares
     if g.encoder.scale == 1:

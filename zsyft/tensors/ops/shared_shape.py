@@ -16,7 +16,13 @@ from typing import Any
 import torch
 
 from zsyft.tensors._torch_compat import restride_wrapper
-from zsyft.tensors.ops import SHARED_OPS, UnsupportedOpError, is_plain, op_name
+from zsyft.tensors.ops import (
+    SHARED_OPS,
+    UnsupportedOpError,
+    is_plain,
+    op_name,
+    written_into_public,
+)
 from zsyft.tensors.ops.shared_linear import group, public_encoding
 from zsyft.tensors.pointer import PointerTensor
 from zsyft.tensors.remote_ops import call_remote
@@ -247,8 +253,7 @@ def new_empty_strided(func: Any, args: tuple, kwargs: dict) -> Any:
 def copy_(func: Any, args: tuple, kwargs: dict) -> Any:
     target, source = args[0], args[1]
     if not isinstance(target, SharedTensor):
-        raise UnsupportedOpError("copy_ would write a shared value into a public tensor",
-                                 op="copy_")
+        raise written_into_public("copy_")
     if isinstance(source, SharedTensor):
         group(func, args)
         for mine, theirs in zip(target.shares, source.shares, strict=True):
