@@ -29,20 +29,20 @@ from zsyft.errors import (
     WorkerUnavailableError,
 )
 from zsyft.remote.interrupts import interrupts_deferred
-from zsyft.remote.received import error_from_body, listed
+from zsyft.remote.received import error_from_body
 from zsyft.remote.refs import collect_dropped
+from zsyft.remote.worker_api import WorkerApi
 from zsyft.transport.keys import KeyPair
 from zsyft.transport.link import Link
 from zsyft.transport.zmq import SETTINGS, context
 from zsyft.wire.batching import batch
 from zsyft.wire.codec import decode, encode
-from zsyft.wire.messages import Kind, id_number
+from zsyft.wire.messages import Kind
 
 if TYPE_CHECKING:
     from zsyft.remote.node import LocalNode
 
 ISSUED_MEMORY = 4096  # how many recent commands keep their call site for error messages
-RELEASE_TIMEOUT_S = 2.0  # how long a program that ends waits for a worker to free its objects
 DELETE_BATCH = 64  # garbage-collected ids wait for this many (or for a request) before a DELETE
 OUTBOX_MESSAGES = 64  # pipelined messages sent together in one burst
 OUTBOX_AGE_S = 0.002  # a burst leaves at the next post once its oldest message is this old
@@ -58,7 +58,7 @@ class Process(Protocol):
     def stop(self) -> None: ...
 
 
-class WorkerHandle:
+class WorkerHandle(WorkerApi):
     """The client side of one worker: `id` (its name), `address`, `pid` and `_objects`."""
 
     def __init__(
@@ -343,69 +343,6 @@ class WorkerHandle:
     def store(self, object_id: bytes, tensor: Any) -> None:
         """Pipeline storing a local tensor under `object_id`."""
         self.post(Kind.STORE, [object_id, tensor])
-
-    def ping(self, timeout: float | None = None) -> dict[str, Any]:
-        """The worker's status: name, pid, object count, protocol version, torch threads."""
-        return self.request(Kind.PING, None, timeout)
-
-    def sync(self) -> None:
-        """Wait until the worker has run every message sent so far."""
-        self.request(Kind.SYNC, None)
-
-    @property
-    def _objects(self) -> dict[int, Any]:
-        """A snapshot of the worker's store: {id: tensor, or the pointer it holds}.
-
-        Everything issued before (at every worker, including commands forwarded along pointer
-        chains) has run when the snapshot is taken.
-        """
-        self.node.sync()
-        listing = self.request(Kind.LIST, None)
-        self.node.raise_pending()
-        return {id_number(oid): listed(value) for oid, value in listing.items()}
-
-    def clear_objects(self) -> WorkerHandle:
-        """Delete every object this client holds at the worker, as PySyft's `clear_objects()`
-        does; returns this handle. Pointers to them then raise `ObjectNotFoundError` on use.
-        Everything issued before runs first (a sync point)."""
-        self.node.sync()
-        self.request(Kind.CLEAR, None)
-        return self
-
-    def add_worker(self, worker: WorkerHandle) -> WorkerHandle:
-        """Accepted for PySyft tutorials (`bob.add_worker(alice)`); returns this handle.
-
-        Nothing to register: a worker learns another's address and key from each message that
-        needs it (a pointer sent along a chain, a move, a protocol session) and dials it then.
-        """
-        if not isinstance(worker, WorkerHandle):
-            raise TypeError(f"add_worker expects a worker handle, got {type(worker).__name__}")
-        return self
-
-    def add_workers(self, workers: Any) -> WorkerHandle:
-        """`add_worker` for each of `workers`; returns this handle."""
-        for worker in workers:
-            self.add_worker(worker)
-        return self
-
-    def __repr__(self) -> str:
-        try:  # a worker still starting up gets the full request timeout, a running one 2 s
-            count = self.ping(timeout=2.0 if self.answered else None)["objects"]
-        except WorkerError:
-            count = "? (unreachable)"
-        return f"<Worker id:{self.id} #objects:{count}>"
-
-    def release_all(self, timeout: float = RELEASE_TIMEOUT_S) -> None:
-        """Delete every object of this program at the worker, without raising (a program
-        that ends: no one could reach them afterwards, as its session key goes with it, and
-        the worker's lease would hold them for its whole length). Skipped for a worker
-        that is not answering; waits at most `timeout` seconds."""
-        if self.link.socket.closed or self.link.state != "up":
-            return
-        try:
-            self.request(Kind.CLEAR, None, timeout=timeout)
-        except (WorkerError, KeyboardInterrupt):
-            pass
 
     def close(self) -> None:
         """Close the link; stop the worker process too if this handle started it."""

@@ -175,12 +175,11 @@ class Worker:
     def handle(self, identity: bytes, frames: list[Any], in_turn: bool = False) -> None:
         """Handle one message now, or defer it while the same client is being served or has
         messages deferred already: a client's messages run in the order they came."""
-        if identity in self._requesting:
-            # The sender waits for our reply to its request, so what it sends meanwhile comes
-            # from serving a message of ours (a chain that passes through it and back here,
-            # me -> alice -> bob -> alice -> bob): it runs now, or both wait for each other.
-            pass
-        elif identity in self._busy or (self._queued[identity] and not in_turn):
+        # A sender whose request is in hand here waits for our reply, so what it sends
+        # meanwhile comes from serving a message of ours (a chain that passes through it and
+        # back, me -> alice -> bob -> alice -> bob): it runs now, or both wait for each other.
+        nested = identity in self._requesting
+        if not nested and (identity in self._busy or (self._queued[identity] and not in_turn)):
             self.defer(identity, frames)
             return
         self._busy.append(identity)
@@ -260,13 +259,12 @@ class Worker:
                 raise ProtocolError(f"unknown message kind {msg.kind}")
             principal = self.clients.principal(identity, msg.on_behalf)
             seq = msg.body[0] if msg.kind == Kind.COMMAND and msg.body else None
-            if rid == 0:
-                reply = self._as(principal, (identity, seq), handler, msg)
-            else:
+            if rid:
                 self._requesting.append(identity)
-                try:
-                    reply = self._as(principal, (identity, seq), handler, msg)
-                finally:
+            try:
+                reply = self._as(principal, (identity, seq), handler, msg)
+            finally:
+                if rid:
                     self._requesting.pop()
         except Exception as exc:
             if not isinstance(exc, ProtocolError | TypeError | ValueError):
