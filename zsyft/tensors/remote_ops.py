@@ -158,7 +158,8 @@ def _optimizer_hint(op: str) -> str:
 
 
 _REVEALED_BY = {
-    "_local_scalar_dense": "item(), float(), int() or bool() (an `if` on a pointer)",
+    "_local_scalar_dense": ("item(), float(), int() or bool() (an `if` on a pointer, or "
+                            "indexing with a 0-dim pointer: index with p.reshape(1) instead)"),
     "is_nonzero": "bool() (an `if` on a pointer)",
     "equal": "torch.equal",
     "allclose": "torch.allclose",
