@@ -235,6 +235,20 @@ def test_dead_end_of_chain_gives_typed_error_naming_it(hook, alice):
         _drop(dan)
 
 
+def test_a_dead_end_of_a_three_hop_chain_is_named_with_the_whole_path(hook, alice, carol):
+    dan = _disposable(hook, "dan")
+    try:
+        p = torch.ones(2).send(dan).send(alice).send(carol)
+        os.kill(dan.pid, signal.SIGKILL)
+        with pytest.raises(sy.WorkerUnavailableError) as lost:
+            p.nonzero()
+        assert str(lost.value).endswith("(via carol -> alice -> dan)"), str(lost.value)
+        del p, lost
+        alice.clear_objects()  # her pointer to the lost worker (README: errors, chains)
+    finally:
+        _drop(dan)
+
+
 def test_a_chain_end_dead_before_its_first_use_fails_within_seconds(hook, alice):
     """alice has never dialled gus: his address refuses the connection, which alice reports
     within seconds (not after the 30 s a starting worker is given)."""

@@ -3,6 +3,7 @@ holds as they show in its `_objects`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from zsyft.errors import (
@@ -19,6 +20,8 @@ from zsyft.errors import (
 )
 from zsyft.wire.messages import id_number
 
+_VIA = re.compile(r" \(via ([^()]*)\)$")  # the path a lost worker was reached by
+
 
 def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
     """The typed exception for an ERROR body received from a worker."""
@@ -34,8 +37,11 @@ def error_from_body(body: Any, callsite: str | None = None) -> WorkerError:
         "WorkerBusyError": WorkerBusyError,
     }.get(body.get("type"))
     if unavailable is not None:
-        path = " -> ".join(body.get("path") or [])
-        return unavailable(f"{message} (via {path})", worker=worker)
+        path = [str(hop) for hop in body.get("path") or []]
+        if (inner := _VIA.search(message)) is not None:  # named by a worker further on
+            hops = inner.group(1).split(" -> ")
+            message, path = message[:inner.start()], [h for h in path if h not in hops] + hops
+        return unavailable(f"{message} (via {' -> '.join(path)})", worker=worker)
     cls = {
         "ObjectNotFoundError": ObjectNotFoundError, "ObjectLostError": ObjectLostError
     }.get(body.get("type")) or remote_error_class(body.get("type"))
