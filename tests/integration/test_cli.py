@@ -227,6 +227,7 @@ def test_two_programs_connected_to_the_same_worker_own_their_objects_apart(launc
         mine = torch.tensor([1.0]).send(bob)
         assert list(bob._objects.values()) == [torch.tensor([1.0])]  # not the other's 42
         assert bob.ping()["objects"] == 2  # both are there
+        assert repr(bob) == "<Worker id:owner1 #objects:1>"  # only ours: the other's is private
         bob.clear_objects()
         assert bob.ping()["objects"] == 1  # the other program's object stays
         del mine

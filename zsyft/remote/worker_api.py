@@ -28,7 +28,8 @@ class WorkerApi:
         raise NotImplementedError  # `WorkerHandle.request`
 
     def ping(self, timeout: float | None = None) -> dict[str, Any]:
-        """The worker's status: name, pid, object count, protocol version, torch threads."""
+        """The worker's status: name, pid, object count (`objects`: every client's; `mine`:
+        this program's, as `_objects` lists them), protocol version, torch threads."""
         return self.request(Kind.PING, None, timeout)
 
     def sync(self) -> None:
@@ -73,7 +74,7 @@ class WorkerApi:
 
     def __repr__(self) -> str:
         try:  # a worker still starting up gets the full request timeout, a running one 2 s
-            count = self.ping(timeout=2.0 if self.answered else None)["objects"]
+            count = self.ping(timeout=2.0 if self.answered else None)["mine"]
         except WorkerError:
             count = "? (unreachable)"
         return f"<Worker id:{self.id} #objects:{count}>"

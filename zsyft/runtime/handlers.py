@@ -68,7 +68,8 @@ def handle_ping(worker: Worker, msg: Message) -> Reply:
     return Kind.PONG, {
         "name": worker.name,
         "pid": os.getpid(),
-        "objects": len(worker.store),
+        "objects": len(worker.store),  # every client's: the worker's load (`zsyft status`)
+        "mine": sum(not isinstance(value, Failed) for _, value in worker.store.items()),
         "version": PROTOCOL_VERSION,
         "threads": torch.get_num_threads(),
     }

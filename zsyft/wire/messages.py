@@ -60,7 +60,7 @@ class Kind(IntEnum):
     #              buffers; handled one by one, in order, as if each had come alone (`batching`)
     CLEAR = 18  # body: None                        -> OK once every object of the sender is
     #                                                  deleted (PySyft's `clear_objects`)
-    PONG = 64  # body: {name, pid, objects, version, threads}
+    PONG = 64  # body: {name, pid, objects (all), mine (the sender's), version, threads}
     OK = 65  # body: None
     DATA = 66  # body: the requested value
     META = 67  # body: [seq, result metadata]      (reply to a command run synchronously)
