@@ -89,6 +89,8 @@ class WorkerHandle(WorkerApi):
         self._seqs = itertools.count(1)
         self._issued: OrderedDict[int, tuple[str, str | None, Any]] = OrderedDict()
         self.dirty = False  # messages posted since the last reply: the worker may lag behind
+        self._posts = 0  # messages queued so far; a reply covers those sent before its request
+        self._covered: dict[int, int] = {}  # request id -> `_posts` when it was sent
         # A protocol op was posted since the last reply: the next reply waits on its rounds.
         self.computing = False
         self.answered = False  # whether the worker replied yet (it may still be starting)
@@ -141,6 +143,7 @@ class WorkerHandle(WorkerApi):
         if not self._outbox:
             self._outbox_since = time.monotonic()
         self._outbox.append(frames)
+        self._posts += 1
         self.dirty = True
 
     def _flush_outbox(self, request: list[Any] | None = None) -> None:
@@ -226,6 +229,7 @@ class WorkerHandle(WorkerApi):
             self._flush_deletes()
             self._flush_outbox(request=frames)
             self._awaited.add(rid)
+            self._covered[rid] = self._posts
             return rid
 
     def await_reply(self, rid: int, timeout: float | None = None) -> Any:
@@ -245,7 +249,10 @@ class WorkerHandle(WorkerApi):
             try:
                 while (reply := self._early.pop(rid, None)) is None:
                     self._receive(rid, deadline, awake)
-                self.dirty = self.computing = False
+                if self._covered.get(rid, self._posts) == self._posts:
+                    # Nothing was posted after the request (a worker waiting on it may post
+                    # more, serving a message nested): the worker ran all we sent it.
+                    self.dirty = self.computing = False
                 self.answered = True
                 self.node.gone.discard(self.id)  # back (a restarted worker), or never gone
                 if reply.kind == Kind.ERROR:
@@ -261,6 +268,7 @@ class WorkerHandle(WorkerApi):
             finally:
                 if not interrupted:
                     self._awaited.discard(rid)
+                    self._covered.pop(rid, None)
                 self.in_flight -= 1
 
     def _receive(self, rid: int, deadline: float, awake: bool) -> None:
@@ -295,6 +303,7 @@ class WorkerHandle(WorkerApi):
         with self._lock:
             self._awaited.discard(rid)
             self._early.pop(rid, None)
+            self._covered.pop(rid, None)
 
     def drain_notices(self) -> None:
         """Collect ERROR notices that already arrived, without waiting."""

@@ -107,8 +107,8 @@ def fence(handle: WorkerHandle) -> None:
     worker runs messages in order, so it already ran everything sent before that request (and
     waiting again would deadlock, because it defers our messages until it answered us).
     """
-    if handle.unsynced and not handle.in_flight:
-        handle.sync()
+    while handle.unsynced and not handle.in_flight:  # again if it served a message nested
+        handle.sync()  # and posted to the same worker meanwhile
 
 
 def send(value: torch.Tensor, worker: Any, owner: str, object_id: bytes | None = None) -> Any:
