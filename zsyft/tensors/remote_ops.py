@@ -140,6 +140,7 @@ _OPTIM_DIR = os.path.dirname(torch.optim.__file__)
 
 
 def _in_optimizer_step() -> bool:
+    """Whether torch.optim code is on the stack (an optimizer's step issued the op)."""
     frame = sys._getframe(2)
     while frame is not None:
         if frame.f_code.co_filename.startswith(_OPTIM_DIR):
