@@ -82,7 +82,7 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
         )
     if lease is not None:
         if not (math.isfinite(lease) and lease >= 0):
-            raise click.BadParameter(f"{lease} is not a number of seconds >= 0",
+            raise click.BadParameter(f"{lease} is not a finite number of seconds >= 0",
                                      param_hint="'--lease'")
         os.environ[LEASE_ENV] = str(lease)  # inherited by the workers
     if threads is not None:

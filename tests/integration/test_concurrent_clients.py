@@ -45,6 +45,9 @@ CLIENT = textwrap.dedent(
             expected.backward()
             plain_opt.step()
             got, expected = loss.get().float_precision(), expected.detach()
+        elif sys.argv[2] == "chain":  # a pointer chain me -> bob -> alice
+            got = (v.send(bob).send(alice) + 1).get().get()
+            expected = v + 1
         elif sys.argv[2] == "move":
             got = v.send(bob).move(james).get()
             expected = v
@@ -78,6 +81,25 @@ def test_two_programs_working_at_once_both_finish(cluster, work):
     ]
     try:
         results = [client.communicate(timeout=90) for client in clients]
+    finally:
+        for client in clients:
+            client.kill()
+            client.wait(10)
+    for (out, err), client in zip(results, clients, strict=True):
+        assert client.returncode == 0 and out.strip() == "ok", err[-2000:]
+
+
+def test_a_program_using_a_chain_beside_one_computing_on_shared_values_both_finish(cluster):
+    """alice serves the chain program's requests nested while she waits on bob; the other
+    program's FETCH, served that way, overtook its own protocol op held back meanwhile
+    (object not in store, then a hang)."""
+    clients = [
+        subprocess.Popen([sys.executable, "-c", CLIENT, str(cluster), work, str(rounds)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for work, rounds in (("chain", 1500), ("encrypted", 300))  # about as long each
+    ]
+    try:
+        results = [client.communicate(timeout=120) for client in clients]
     finally:
         for client in clients:
             client.kill()

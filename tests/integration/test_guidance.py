@@ -52,7 +52,8 @@ def test_an_optimizer_zsyft_cannot_step_is_refused_at_step_without_fix_precision
     (lambda x: F.softmax(x, dim=1), r"softmax .*exp and log.*argmax"),
     (lambda x: F.dropout(x, 0.5, training=True), r"dropout .*model\.eval\(\)"),
     (lambda x: F.smooth_l1_loss(x, x), r"smooth_l1_loss .*F\.mse_loss or F\.l1_loss"),
-], ids=["cross_entropy", "softmax", "dropout", "smooth_l1"])
+    (lambda x: F.gelu(x), r"gelu .*use F\.relu"),
+], ids=["cross_entropy", "softmax", "dropout", "smooth_l1", "gelu"])
 def test_a_function_without_an_encrypted_form_is_named_with_what_to_do_instead(
     bob, alice, james, call, match
 ):
@@ -94,7 +95,7 @@ def test_a_format_spec_on_a_value_that_is_not_here_says_how_to_get_it(bob, alice
     pointer = torch.tensor(1.5).send(bob)
     shared = torch.tensor(1.5).fix_precision().share(bob, alice, crypto_provider=james)
     fixed = torch.tensor(1.5).fix_precision()
-    for value, advice in ((pointer, r"\.get\(\)"), (shared, r"\.get\(\)"),
+    for value, advice in ((pointer, r"\.get\(\)"), (shared, r"\.get\(\)\.float_precision\(\)"),
                           (fixed, r"\.float_precision\(\)")):
         assert f"{value}" == str(value)
         with pytest.raises(PointerUsageError, match=rf"with '\.3f' needs its value; call {advice}"):

@@ -17,7 +17,10 @@ and never buried under another op anywhere: it completes, and by induction every
 
 For that, a client's messages that the worker deferred while one of its messages was being
 served join the held ones as soon as that message is done (`HeldRuns.take_deferred`),
-rather than waiting until the whole stack of nested handling unwinds.
+rather than waiting until the whole stack of nested handling unwinds. A message that comes
+while its client has held ones is held too, also outside a protocol wait (the worker may
+serve it nested while it waits on a pointer chain's next worker): a client's FETCH must not
+overtake its held MPC_RUN.
 """
 
 from __future__ import annotations
@@ -83,6 +86,16 @@ class HeldRuns:
             return True
         return False
 
+    def keep_behind(self, identity: bytes, frames: list[Any]) -> bool:
+        """Hold back a message that came while its client has held ones (outside a wait);
+        whether it did. Round messages are never held: the ops in progress wait for them."""
+        if not self._held or peek_kind(frames) in _ALWAYS_NOW:
+            return False
+        if any(held[0] == identity for held in self._held):
+            self._held.append((identity, frames, NO_OP))
+            return True
+        return False
+
     def take_deferred(self) -> None:
         """Hold the worker's deferred messages whose client is no longer being served, each
         before its client's later held ones: they can run before the stack unwinds."""
@@ -98,7 +111,7 @@ class HeldRuns:
         while (index := self._next_allowed(waiting_in)) is not None:
             identity, frames, _ = self._held[index]
             del self._held[index]
-            self.worker.handle(identity, frames)
+            self.worker.handle(identity, frames, released=True)
 
     def _next_allowed(self, waiting_in: OpKey) -> int | None:
         blocked: set[bytes] = set()

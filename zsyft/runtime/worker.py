@@ -172,13 +172,17 @@ class Worker:
             out.write(len(data).to_bytes(8, "little") + data)
         out.flush()
 
-    def handle(self, identity: bytes, frames: list[Any], in_turn: bool = False) -> None:
+    def handle(
+        self, identity: bytes, frames: list[Any], in_turn: bool = False, released: bool = False
+    ) -> None:
         """Handle one message now, or defer it while the same client is being served or has
         messages deferred already: a client's messages run in the order they came."""
         # A sender whose request is in hand here waits for our reply, so what it sends
         # meanwhile comes from serving a message of ours (a chain that passes through it and
         # back, me -> alice -> bob -> alice -> bob): it runs now, or both wait for each other.
         nested = identity in self._requesting
+        if not (nested or in_turn or released) and self.mpc.held.keep_behind(identity, frames):
+            return  # behind its client's held protocol op
         if not nested and (identity in self._busy or (self._queued[identity] and not in_turn)):
             self.defer(identity, frames)
             return

@@ -326,4 +326,4 @@ class SharedTensor(torch.Tensor):
         return "\n".join(lines)
 
     __str__ = __repr__
-    __format__ = formatting_refused("call .get() first to reconstruct it here")
+    __format__ = formatting_refused("call .get().float_precision() first to reconstruct it here")

@@ -220,6 +220,8 @@ class _Decoder:
         out = flat.view(torch.uint8)
         for i in range(count):
             buffer = self.buffers[index - 1 + i]
+            if isinstance(buffer, bytes):  # a small last frame: immutable, torch warns on it
+                buffer = bytearray(buffer)
             view = buffer.buffer if hasattr(buffer, "buffer") else memoryview(buffer)
             expected = min(MAX_FRAME_BYTES, nbytes - i * MAX_FRAME_BYTES)
             if view.nbytes != expected:

@@ -54,6 +54,10 @@ _NO_DROPOUT = (
     "it draws a random mask; call model.eval() before training, or leave dropout out of an "
     "encrypted model"
 )
+_OTHER_ACTIVATION = (
+    "use F.relu, F.leaky_relu, F.hardtanh, torch.sigmoid or torch.tanh, which encrypted "
+    "values support"
+)
 # What to do instead of an op that fixed-precision and shared tensors cannot run, by the op
 # the user's function reached: a user calls F.cross_entropy, not aten._log_softmax.
 _INSTEAD = {
@@ -66,6 +70,8 @@ _INSTEAD = {
     "binary_cross_entropy_with_logits": ("binary_cross_entropy_with_logits", _NO_EXP_LOG),
     "smooth_l1_loss": ("smooth_l1_loss", "use F.mse_loss or F.l1_loss"),
     "huber_loss": ("huber_loss", "use F.mse_loss or F.l1_loss"),
+    **{act: (act, _OTHER_ACTIVATION) for act in ("gelu", "elu", "selu", "celu", "silu",
+                                                  "mish", "softplus", "log_sigmoid_forward")},
     "bernoulli_": ("dropout", _NO_DROPOUT),
     "bernoulli": ("dropout", _NO_DROPOUT),
     "native_dropout": ("dropout", _NO_DROPOUT),
