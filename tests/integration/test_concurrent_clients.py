@@ -69,43 +69,36 @@ def cluster(tmp_path):
     launch.stop()
 
 
-@pytest.mark.parametrize("work", ["move", "encrypted", "train"])
-def test_two_programs_working_at_once_both_finish(cluster, work):
-    """`train`: a program's ops, run while a party waits on a protocol round of the other's,
-    ran in the round's inference mode, and the next SGD step could not change what they
-    stored ("Inplace update to inference tensor outside InferenceMode")."""
+def _run_at_once(cluster, programs: list[tuple[str, int]], timeout: float) -> None:
+    """Run one CLIENT per (work, rounds) at the same time; each must finish and say ok."""
     clients = [
-        subprocess.Popen([sys.executable, "-c", CLIENT, str(cluster), work, str(ROUNDS)],
+        subprocess.Popen([sys.executable, "-c", CLIENT, str(cluster), work, str(rounds)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
+        for work, rounds in programs
     ]
     try:
-        results = [client.communicate(timeout=90) for client in clients]
+        results = [client.communicate(timeout=timeout) for client in clients]
     finally:
         for client in clients:
             client.kill()
             client.wait(10)
     for (out, err), client in zip(results, clients, strict=True):
         assert client.returncode == 0 and out.strip() == "ok", err[-2000:]
+
+
+@pytest.mark.parametrize("work", ["move", "encrypted", "train"])
+def test_two_programs_working_at_once_both_finish(cluster, work):
+    """`train`: a program's ops, run while a party waits on a protocol round of the other's,
+    ran in the round's inference mode, and the next SGD step could not change what they
+    stored ("Inplace update to inference tensor outside InferenceMode")."""
+    _run_at_once(cluster, [(work, ROUNDS), (work, ROUNDS)], timeout=90)
 
 
 def test_a_program_using_a_chain_beside_one_computing_on_shared_values_both_finish(cluster):
     """alice serves the chain program's requests nested while she waits on bob; the other
     program's FETCH, served that way, overtook its own protocol op held back meanwhile
     (object not in store, then a hang)."""
-    clients = [
-        subprocess.Popen([sys.executable, "-c", CLIENT, str(cluster), work, str(rounds)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for work, rounds in (("chain", 1500), ("encrypted", 300))  # about as long each
-    ]
-    try:
-        results = [client.communicate(timeout=120) for client in clients]
-    finally:
-        for client in clients:
-            client.kill()
-            client.wait(10)
-    for (out, err), client in zip(results, clients, strict=True):
-        assert client.returncode == 0 and out.strip() == "ok", err[-2000:]
+    _run_at_once(cluster, [("chain", 1500), ("encrypted", 300)], timeout=120)  # as long each
 
 
 CHAIN_USER = textwrap.dedent(
