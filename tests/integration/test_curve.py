@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import socket
@@ -20,6 +21,7 @@ from zsyft.errors import AuthenticationError
 from zsyft.remote.handle import WorkerHandle
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.transport import keys
+from zsyft.transport.zmq import SETTINGS
 from zsyft.wire.codec import decode, encode
 from zsyft.wire.messages import Kind
 
@@ -74,6 +76,39 @@ def test_refused_handshake_is_a_clear_error_within_a_second(node, tcp_worker, wh
         handle.ping(timeout=10)
     assert info.value.worker == "curvy"
     assert time.monotonic() - started < 1.5
+
+
+@pytest.fixture
+def fast_reconnects(monkeypatch):
+    """Links reconnect every millisecond: one that is refused reports ~1,000 failures a second."""
+    monkeypatch.setattr(SETTINGS, "reconnect_ivl_ms", 1)
+    monkeypatch.setattr(SETTINGS, "reconnect_ivl_max_ms", 1)
+
+
+def test_a_refused_link_nobody_reads_does_not_stall_other_connections(
+    node, tcp_worker, fast_reconnects
+):
+    refused = _handle(node, tcp_worker, public_key=keys.generate().public)
+    try:
+        time.sleep(3)  # it reconnects over and over; nothing reads what its monitor reports
+        assert _handle(node, tcp_worker).ping(timeout=10)["name"] == "curvy"
+        with pytest.raises(AuthenticationError, match="public key is not the one"):
+            refused.ping(timeout=10)
+    finally:
+        refused.close()
+
+
+def test_refused_links_dropped_without_close_do_not_stall_other_connections(
+    node, tcp_worker, fast_reconnects
+):
+    for _ in range(20):
+        refused = _handle(node, tcp_worker, public_key=keys.generate().public)
+        cycle = [refused]
+        cycle.append(cycle)  # freed by the garbage collector, in its own order
+        time.sleep(0.05)
+        del refused, cycle
+        gc.collect()
+    assert _handle(node, tcp_worker).ping(timeout=10)["name"] == "curvy"
 
 
 def test_plaintext_and_raw_clients_get_nothing_and_the_worker_keeps_serving(node, tcp_worker):

@@ -39,6 +39,8 @@ from zsyft.transport.zmq import (
     recv_routed,
     send_frames,
     server_socket,
+    unwatch,
+    watch,
 )
 from zsyft.wire.batching import unbatch
 from zsyft.wire.codec import decode, encode
@@ -74,7 +76,7 @@ class Worker:
             policy.is_worker if policy else lambda key: False,
             policy.last_handshake if policy else lambda key: 0.0,
         )
-        self._disconnects = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._disconnects = watch(self.socket, zmq.EVENT_DISCONNECTED)
         self.store = ObjectStore(name)
         self.executor = Executor(self.store, name)
         self.started = time.time()
@@ -321,6 +323,4 @@ class Worker:
         if self._record is not None:
             self._record.close()
         self.mpc.close()
-        self.socket.disable_monitor()
-        self._disconnects.close(0)
-        self.socket.close(0)
+        unwatch(self.socket, self._disconnects)

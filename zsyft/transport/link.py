@@ -9,7 +9,9 @@ public key, the link is a CURVE client, so an impostor cannot answer in its plac
 
 from __future__ import annotations
 
+import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from errno import EAGAIN
 from typing import Any
@@ -33,6 +35,8 @@ from zsyft.transport.zmq import (
     recv_frames,
     send_frames,
     spin_poll,
+    unwatch,
+    watch,
 )
 
 _RCVMORE = int(zmq.RCVMORE)  # not the enum: its Python code would run on every frame
@@ -71,9 +75,14 @@ class Link:
         elif address.startswith("tcp://"):
             raise ValueError(f"worker {peer!r} at {address}: TCP links need its public key")
         self.reading = False  # see `_read`
-        self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
-        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1_000)
-        self._monitor = self.socket.get_monitor_socket(_WATCHED)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, SETTINGS.reconnect_ivl_ms)
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, SETTINGS.reconnect_ivl_max_ms)
+        self._monitor = watch(self.socket, _WATCHED)
+        # A link dropped without `close()` is closed in the right order when collected.
+        self._closer = weakref.finalize(
+            self, _close_in_owner, os.getpid(), self.socket, self._monitor
+        )
+        self._closer.atexit = False  # the process is ending; its sockets go with it
         self.state = "connecting"
         self.failure: str | None = None
         # Set for a worker process this one started: why it exited, or None while it runs (a
@@ -247,8 +256,11 @@ class Link:
 
     def close(self) -> None:
         """Close the socket and its monitor; safe to call twice."""
-        if self.socket.closed:
-            return
-        self.socket.disable_monitor()
-        self._monitor.close(0)
-        self.socket.close(0)
+        self._closer()
+
+
+def _close_in_owner(owner: int, socket: zmq.Socket, monitor: zmq.Socket) -> None:
+    """`unwatch` in the process that opened the link; a forked child's copies are not its own
+    (their context's threads run in the parent only)."""
+    if os.getpid() == owner:
+        unwatch(socket, monitor)

@@ -14,6 +14,7 @@ module also holds the links' timing (`SETTINGS`), waiting awake for the next mes
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ class LinkSettings:
     heartbeat_ivl_ms: int = 250
     heartbeat_timeout_ms: int = 3_000
     lost_grace_s: float = 0.1
+    reconnect_ivl_ms: int = 100  # a link's first reconnect; each failed one doubles it...
+    reconnect_ivl_max_ms: int = 1_000  # ...up to this (a handshake's failure restarts at 100)
     spin_s: float | None = None  # waiting awake for a reply (`spin_poll`); None: `spin_setting`
     # Also while other Python threads run: set in worker processes, whose one other thread
     # (the key checker) works during handshakes only.
@@ -207,6 +210,45 @@ def recv_routed(socket: zmq.Socket) -> tuple[bytes, zmq.Frame, list[Any]]:
     return identity, first, frames
 
 
+
+
+_monitors = itertools.count()
+
+
+def watch(socket: zmq.Socket, events: int) -> zmq.Socket:
+    """A PAIR socket that receives `socket`'s monitor `events`; close both with `unwatch`.
+
+    libzmq's I/O thread sends each event and blocks while the monitor's queue is full, and
+    with it every connection of the process stalls. A link that nobody reads while it
+    reconnects to a worker refusing it (~30 events a second against a wrong key) filled
+    pyzmq's default queue (2,000 events) within a minute; so this queue has no bound. An event
+    is a few dozen bytes, and a link's events are read at its next use.
+    """
+    address = f"inproc://zsyft-monitor-{os.getpid()}-{next(_monitors)}"
+    socket.monitor(address, events)
+    reader = socket.context.socket(zmq.PAIR)
+    reader.setsockopt(zmq.LINGER, 0)
+    reader.setsockopt(zmq.RCVHWM, 0)  # no bound (set before connecting: it sizes the queue)
+    reader.connect(address)
+    return reader
+
+
+def unwatch(socket: zmq.Socket, reader: zmq.Socket) -> None:
+    """Close `socket` and the monitor `reader` of it (`watch`); safe to call twice.
+
+    The monitor stops first: libzmq's I/O thread blocks for good on an event whose reader is
+    closed, stalling every connection of the process (as when garbage collection closed a
+    dropped link's reader before its socket).
+    """
+    if socket.closed:
+        reader.close(0)
+        return
+    try:
+        socket.disable_monitor()
+    except zmq.ZMQError:
+        pass  # the context is already terminated (interpreter exit)
+    reader.close(0)
+    socket.close(0)
 
 
 def readable(socket: zmq.Socket) -> bool:
