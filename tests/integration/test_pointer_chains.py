@@ -144,7 +144,7 @@ def test_sync_reports_a_failure_at_the_end_of_a_chain_that_takes_the_same_step_t
 ):
     """alice, waiting on her SYNC to bob, forwards the op to bob nested; the reply to that
     SYNC used to count as bob having run it too, and sync returned before the failure."""
-    for _ in range(10):  # missed 7 times in 10, then (deadlock fixed) 1 in 5
+    for _ in range(30):  # missed 7 times in 10; then 1 in 30 (errors relayed back through bob)
         p = torch.tensor([1, 2]).send(bob).send(alice).send(bob).send(alice)
         r = p // 0
         with pytest.raises(sy.RemoteError, match="ZeroDivisionError"):

@@ -19,6 +19,7 @@ from zsyft.errors import WorkerError
 from zsyft.runtime.executor import FailedInput, tensor_meta
 from zsyft.runtime.store import Failed
 from zsyft.wire.messages import (
+    AFTER_RELAY,
     PROTOCOL_VERSION,
     FetchMode,
     Kind,
@@ -163,7 +164,7 @@ def handle_list(worker: Worker, msg: Message) -> Reply:
 
 def handle_sync(worker: Worker, msg: Message) -> Reply:
     if worker.peer is not None:
-        worker.peer.sync()
+        worker.peer.sync(after_relay=msg.body == AFTER_RELAY)
     return Kind.OK, None
 
 

@@ -47,8 +47,10 @@ class Peer(Protocol):
     def flush(self) -> None:
         """Send deletes queued by pointers this worker dropped."""
 
-    def sync(self) -> None:
-        """Wait until every peer ran what this worker sent it (transitively)."""
+    def sync(self, after_relay: bool = False) -> None:
+        """Wait until every peer ran what this worker sent it (transitively), and every error
+        that came back meanwhile was relayed on; with `after_relay`, first read what came from
+        each peer (the requester relayed errors to us: `AFTER_RELAY`)."""
 
     def attach(
         self,

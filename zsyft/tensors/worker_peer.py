@@ -26,6 +26,7 @@ from zsyft.tensors.transfer import (
     import_pointer,
     send,
 )
+from zsyft.wire.messages import AFTER_RELAY, Kind
 
 log = logging.getLogger("zsyft.worker")
 
@@ -35,6 +36,7 @@ class WorkerPeer:
 
     def __init__(self) -> None:
         self.node = local_node()
+        self.relays = 0  # errors relayed to the clients (or peers) whose commands caused them
 
     def attach(
         self,
@@ -46,7 +48,12 @@ class WorkerPeer:
         self.node.id = name
         self.node.user_facing = False  # no user's line to name in this process's errors
         self.node.serve_while_waiting = (socket, serve_one)
-        self.node.error_sink = relay_error
+
+        def relay(body: Any, origin: Any) -> None:
+            self.relays += 1
+            relay_error(body, origin)
+
+        self.node.error_sink = relay
 
     def set_origin(self, origin: Any, principal: str | None = None) -> None:
         self.node.origin = origin
@@ -103,15 +110,36 @@ class WorkerPeer:
         for handle in self._handles():
             handle.flush()
 
-    def sync(self) -> None:
-        for handle in self._handles():
-            try:
-                fence(handle)
-            except WorkerUnavailableError as exc:
-                # A peer that died cannot run anything more, and what it held is gone: the
-                # error already reached whoever used it. Forget the peer so later syncs pass.
-                log.warning("dropping unreachable peer %s: %s", handle.id, exc)
-                self.node.workers.pop(handle.id, None)
-                if handle in self.node.extra_handles:
-                    self.node.extra_handles.remove(handle)
-                handle.link.close()
+    def sync(self, after_relay: bool = False) -> None:
+        """Wait until every peer ran what this worker posted to it, and every error that came
+        back meanwhile was relayed on.
+
+        An error relayed to a peer may come back through it: a chain that visits a worker twice
+        relays its errors back along the chain, on the other connection of each pair of workers
+        than the one a sync's reply comes on. So after a pass that relayed an error, another
+        pass syncs every peer with `AFTER_RELAY`, which has it read what we sent it (and relay
+        it on, to us) before it answers; until a pass relays nothing. `after_relay`: our
+        requester did so, so the first pass syncs every peer too (reading its notices to us).
+        """
+        force, body = after_relay, None
+        while True:
+            relays = self.relays
+            for handle in self._handles():
+                self._sync_peer(handle, force, body)
+            if self.relays == relays:
+                return
+            force, body = True, AFTER_RELAY
+
+    def _sync_peer(self, handle: Any, force: bool, body: str | None) -> None:
+        try:
+            if force and not handle.in_flight:  # a request in flight reads the link anyway
+                handle.request(Kind.SYNC, body)
+            fence(handle)
+        except WorkerUnavailableError as exc:
+            # A peer that died cannot run anything more, and what it held is gone: the
+            # error already reached whoever used it. Forget the peer so later syncs pass.
+            log.warning("dropping unreachable peer %s: %s", handle.id, exc)
+            self.node.workers.pop(handle.id, None)
+            if handle in self.node.extra_handles:
+                self.node.extra_handles.remove(handle)
+            handle.link.close()

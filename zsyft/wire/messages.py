@@ -45,7 +45,7 @@ class Kind(IntEnum):
     FETCH = 4  # body: [id, mode(, round)], see `FetchMode` -> DATA
     DELETE = 5  # body: [ids]                        -> nothing
     LIST = 6  # body: None                          -> DATA {id: object description}
-    SYNC = 7  # body: None                          -> OK once every earlier message ran,
+    SYNC = 7  # body: None | AFTER_RELAY            -> OK once every earlier message ran,
     #                                                  including what it forwarded to peers
     STORE_POINTER = 8  # body: [id, pointer descriptor] -> nothing (pipelined)
     REMOTE_GET = 9  # body: [id]                    -> OK once the holder fetched the data
@@ -65,6 +65,12 @@ class Kind(IntEnum):
     DATA = 66  # body: the requested value
     META = 67  # body: [seq, result metadata]      (reply to a command run synchronously)
     ERROR = 68  # body: error dict, see `error_body`; reply to a request or notice of a command
+
+
+AFTER_RELAY = "after-relay"
+"""A worker's SYNC body once it relayed errors to the worker it syncs: that worker reads what
+came from each of its peers (a round trip each) before it answers, so errors relayed on
+through it reach the syncing client before the OK (see `WorkerPeer.sync`)."""
 
 
 class FetchMode(IntEnum):
