@@ -210,8 +210,6 @@ def recv_routed(socket: zmq.Socket) -> tuple[bytes, zmq.Frame, list[Any]]:
     return identity, first, frames
 
 
-
-
 _monitors = itertools.count()
 
 
