@@ -268,6 +268,29 @@ def test_a_chain_end_dead_before_its_first_use_fails_within_seconds(hook, alice)
     alice.clear_objects()
 
 
+def test_sync_reports_an_op_lost_at_a_dead_chain_end(hook, alice, carol):
+    """The op carol forwards to alice, and alice to the dead hal, is lost: sy.sync() says so,
+    naming hal and the path, instead of returning as if the op had run; carol keeps alice."""
+    hal = _disposable(hook, "hal")
+    try:
+        p = torch.ones(2).send(hal).send(alice).send(carol)
+        os.kill(hal.pid, signal.SIGKILL)
+        y = p + 1
+        started = time.monotonic()
+        with pytest.raises(sy.WorkerUnavailableError, match=r"hal.*\(via carol -> alice -> hal\)"):
+            sy.sync()
+        assert time.monotonic() - started < 10
+        del p, y
+    finally:
+        _drop(hal)
+    q = torch.ones(2).send(alice).send(carol)
+    assert (q + 1).get().get().tolist() == [2.0, 2.0]
+    del q
+    settle(alice, carol)
+    alice.clear_objects()  # her pointers to the lost worker
+    carol.clear_objects()
+
+
 def test_dead_middle_worker_gives_typed_error_naming_it(hook, bob):
     eve = _disposable(hook, "eve")
     try:

@@ -131,15 +131,21 @@ class WorkerPeer:
             force, body = True, AFTER_RELAY
 
     def _sync_peer(self, handle: Any, force: bool, body: str | None) -> None:
+        posted = handle.dirty  # commands this sync would confirm ran
         try:
             if force and not handle.in_flight:  # a request in flight reads the link anyway
                 handle.request(Kind.SYNC, body)
             fence(handle)
         except WorkerUnavailableError as exc:
-            # A peer that died cannot run anything more, and what it held is gone: the
-            # error already reached whoever used it. Forget the peer so later syncs pass.
+            if exc.worker != handle.id:  # the peer lost a worker further along its chains
+                raise
+            # A peer that died cannot run anything more, and what it held is gone. Forget it
+            # so later syncs pass. Commands posted to it since its last reply are lost: this
+            # sync fails with the loss, as `LocalNode.sync` does (else nobody would learn).
             log.warning("dropping unreachable peer %s: %s", handle.id, exc)
             self.node.workers.pop(handle.id, None)
             if handle in self.node.extra_handles:
                 self.node.extra_handles.remove(handle)
             handle.link.close()
+            if posted:
+                raise
