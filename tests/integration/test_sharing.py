@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -327,7 +329,18 @@ WITH_PROTOCOLS = [
     ("masked_fill_shared_mask", lambda x, y: x.masked_fill(x > 0, 0.5)),
     ("masked_fill_public_mask", lambda x, y: x.masked_fill(torch.tensor([1, 0, 1, 0]).bool(), -1)),
     ("masked_fill_inplace", lambda x, y: (x * 1).masked_fill_(x < y, 2.0)),
+    ("where_public_mask_and_scalar", lambda x, y: torch.where(_MASK, x, 0.0)),
+    ("where_public_mask_and_public", lambda x, y: torch.where(_MASK, torch.ones(3, 4), y)),
+    ("pow_public_tensor_exponent", lambda x, y: x ** torch.tensor(3)),
+    ("abs_inplace", lambda x, y: (x * 1).abs_()),
+    ("sigmoid_inplace", lambda x, y: (x * 1).sigmoid_()),
+    ("pow_inplace", lambda x, y: (x * 1).pow_(2)),
+    ("addmm_beta_alpha", lambda x, y: torch.addmm(y[:, :3], x, y.t(), beta=0.5, alpha=-2)),
+    ("baddbmm", lambda x, y: torch.baddbmm(y[:, :3].reshape(1, 3, 3), x.view(1, 3, 4),
+                                           y.t().reshape(1, 4, 3))),
+    ("addbmm", lambda x, y: torch.addbmm(y[:1, :1], x.view(3, 1, 4), y.view(3, 4, 1))),
 ]
+_MASK = torch.tensor([[True, False, True, False]]).expand(3, 4)
 
 
 @pytest.mark.parametrize(("op", "fn"), WITH_PROTOCOLS, ids=[c[0] for c in WITH_PROTOCOLS])
@@ -729,6 +742,27 @@ def test_sgd_with_momentum_keeps_its_own_step(bob, alice, james):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).fix_precision()
     assert all(group["foreach"] is None for group in opt.param_groups)
     del model, opt
+
+
+def test_sgd_with_momentum_on_the_multi_tensor_path_trains_as_plaintext(bob, alice, james):
+    """`foreach=True` runs momentum's `_foreach_mul_` and `_foreach_add_` one tensor at a time."""
+    torch.manual_seed(1)
+    model, data, target = nn.Linear(3, 1), torch.randn(4, 3), torch.randn(4, 1)
+    plain = copy.deepcopy(model)
+    shared = model.fix_precision().share(bob, alice, crypto_provider=james, requires_grad=True)
+    data_s, target_s = (share(t.fix_precision(), [bob, alice], james) for t in (data, target))
+    opt = torch.optim.SGD(shared.parameters(), lr=0.05, momentum=0.9, foreach=True)
+    opt = opt.fix_precision()
+    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.05, momentum=0.9, foreach=True)
+    for _ in range(4):
+        for m, o, x, y in ((shared, opt, data_s, target_s), (plain, plain_opt, data, target)):
+            o.zero_grad()
+            loss = ((m(x) - y) ** 2).sum()
+            loss.backward()
+            o.step()
+    for mine, theirs in zip(shared.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(mine.get().float_precision(), theirs.detach(), atol=0.02, rtol=0)
+    del shared, opt, data_s, target_s
 
 
 def test_foreach_add_of_shared_tensors_matches_one_add_each(bob, alice, james):

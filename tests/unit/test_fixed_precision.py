@@ -290,12 +290,12 @@ def test_products_round_exactly(x, y, encoding):
     ("fn", "op"),
     [
         (torch.erf, "erf"),
-        (lambda a: a.sigmoid_(), "sigmoid_"),
+        (lambda a: a.lgamma_(), "lgamma_"),
         (lambda a: a.div_(a), "div"),
         (lambda a: a**0.5, "pow"),
         (lambda a: a.long(), "_to_copy"),
     ],
-    ids=["erf", "sigmoid_in_place", "div_fixed_in_place", "pow_fraction", "long"],
+    ids=["erf", "lgamma_in_place", "div_fixed_in_place", "pow_fraction", "long"],
 )
 def test_unsupported_ops_name_the_op(fn, op):
     x = torch.tensor([1.0, 2.0]).fix_precision()
@@ -385,3 +385,10 @@ def test_public_fractions_keep_their_significant_digits(factor):
     expected = torch.tensor([1000.0, -250.0, 3.0], dtype=torch.float64) * factor
     out = (x * factor).float_precision().double()
     torch.testing.assert_close(out, expected, atol=0.0011, rtol=2.0**-15)  # not 0.0004 -> 0
+
+
+def test_in_place_forms_of_supported_ops_write_into_the_tensor():
+    x = torch.tensor([-1.5, 0.25, 2.0]).fix_precision()
+    assert x.sigmoid_() is x and x.abs_() is x
+    expected = torch.tensor([-1.5, 0.25, 2.0]).sigmoid().abs()
+    torch.testing.assert_close(x.float_precision(), expected, atol=1e-3, rtol=0)

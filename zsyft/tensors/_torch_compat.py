@@ -169,3 +169,21 @@ def functional_of(func: torch._ops.OpOverload) -> tuple[torch._ops.OpOverload, s
         if not schema.is_mutable and [(a.name, str(a.type)) for a in schema.arguments] == wanted:
             return candidate, outs[0]
     return None
+
+
+@functools.cache
+def out_of_place_of(func: torch._ops.OpOverload) -> torch._ops.OpOverload | None:
+    """For an in-place overload (`pow_.Scalar`), the overload of the op without the
+    underscore that takes the same arguments and returns its result (`pow.Tensor_Scalar`);
+    else None."""
+    name = func.overloadpacket.__name__
+    packet = getattr(torch.ops.aten, name[:-1], None) if name.endswith("_") else None
+    if packet is None:
+        return None
+    wanted = [(a.name, str(a.type)) for a in func._schema.arguments]
+    for overload in packet.overloads():
+        candidate = getattr(packet, overload)
+        schema = candidate._schema
+        if not schema.is_mutable and [(a.name, str(a.type)) for a in schema.arguments] == wanted:
+            return candidate
+    return None

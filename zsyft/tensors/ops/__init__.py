@@ -13,6 +13,7 @@ lookup: they import the tensor class they build, so the class module cannot impo
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable
@@ -21,7 +22,12 @@ from typing import Any
 import torch
 
 from zsyft.errors import ProtocolUnavailableError, UnsupportedOpError
-from zsyft.tensors._torch_compat import OpOverload, OpOverloadPacket, decomposes
+from zsyft.tensors._torch_compat import (
+    OpOverload,
+    OpOverloadPacket,
+    decomposes,
+    out_of_place_of,
+)
 
 __all__ = [
     "FIXED_OPS",
@@ -85,7 +91,37 @@ def _unsupported(func: OpOverload, what: str) -> UnsupportedOpError:
         return UnsupportedOpError(
             f"{user_name} is not supported on {what} ({func.__name__}): {advice}", op=name
         )
-    return UnsupportedOpError(f"{name} ({func.__name__}) is not supported on {what}", op=name)
+    return UnsupportedOpError(
+        f"{name} ({func.__name__}) is not supported on {what}: write it with the ops they "
+        "support (+, -, *, @, sum, mean, division by a public number, comparisons, relu, "
+        "...), or call .get() and compute it in plaintext",
+        op=name,
+    )
+
+
+def _in_place_of(out_of_place: OpOverload, func: OpOverload, args: tuple, kwargs: dict) -> Any:
+    """An in-place op (`abs_`) whose out-of-place form (`abs`) is supported: that, written
+    back into the target as torch would (the result must keep the target's shape)."""
+    target = args[0]
+    result = out_of_place(*args, **kwargs)
+    if result.shape != target.shape:
+        raise RuntimeError(
+            f"{func.__name__}: output with shape {tuple(target.shape)} doesn't match the "
+            f"broadcast shape {tuple(result.shape)}"
+        )
+    return torch.ops.aten.copy_.default(target, result)
+
+
+def _per_tensor(method: str, in_place: bool, func: OpOverload, args: tuple, kwargs: dict) -> Any:
+    """A multi-tensor op (`torch._foreach_mul_(bufs, 0.9)`, as optimizers run them with
+    `foreach=True`) as its one-tensor op on each tensor of the list in turn."""
+    tensors = args[0]
+    results = []
+    for i, tensor in enumerate(tensors):
+        row = [a[i] if isinstance(a, list | tuple) and len(a) == len(tensors) else a
+               for a in args[1:]]
+        results.append(getattr(tensor, method)(*row, **kwargs))
+    return None if in_place else results
 
 
 def mixed_encodings(func: Any, first: Any, second: Any) -> UnsupportedOpError:
@@ -155,7 +191,28 @@ class OpTable:
         if handler is None and decomposes(func):  # under inference_mode (see `decomposes`)
             handler = self._by_overload[func] = _decomposed
         if handler is None:
+            handler = self._derived(func)
+        if handler is None:
             raise _unsupported(func, self.what)
+        return handler
+
+    def _derived(self, func: OpOverload) -> Handler | None:
+        """A handler made from a supported op for a form of it nobody registered: a
+        `_foreach_` op (per tensor) or an in-place op (its out-of-place form, written back)."""
+        name = func.overloadpacket.__name__
+        if name.startswith("_foreach_"):
+            method = name[len("_foreach_"):]
+            if not hasattr(torch.Tensor, method):
+                return None
+            handler = functools.partial(_per_tensor, method, method.endswith("_"))
+        elif name.endswith("_") and not name.startswith("_"):
+            out_of_place = out_of_place_of(func)
+            if out_of_place is None or not self.supports(out_of_place):
+                return None
+            handler = functools.partial(_in_place_of, out_of_place)
+        else:
+            return None
+        self._by_overload[func] = handler
         return handler
 
     def supports(self, func: OpOverload) -> bool:

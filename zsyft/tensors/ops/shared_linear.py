@@ -235,7 +235,8 @@ _NEEDS_A_PROTOCOL = (
 
 
 _SUPPORTED = (
-    "+, -, *, @ (mm, bmm, mv, dot, addmm, addmv), convolutions, average pooling, sum, "
+    "+, -, *, @ (mm, bmm, mv, dot, addmm, addmv, baddbmm, addbmm), convolutions, average "
+    "pooling, sum, "
     "cumsum, mean, F.pad, "
     "division by a public number, pow with a small integer exponent, relu, abs, sign, "
     "sigmoid and tanh (approximated), clamp, hardtanh, relu6, leaky_relu, >, <, >=, <=, ==, "

@@ -28,16 +28,13 @@ aten = torch.ops.aten
 
 @SHARED_OPS.register(aten.where.self)
 def where(func: Any, args: tuple, kwargs: dict) -> Any:
-    """`torch.where(condition, x, y)`: by arithmetic for a shared condition, else per share."""
+    """`torch.where(condition, x, y)`: per share for a public condition and two shared
+    values, else by arithmetic, `y + condition * (x - y)` (a product with a public 0/1 mask
+    is share-wise; with a shared condition it is one multiplication)."""
     condition, x, y = args
-    if isinstance(condition, SharedTensor):
-        return torch.add(y, torch.mul(condition, torch.sub(x, y)))
-    if not (isinstance(x, SharedTensor) and isinstance(y, SharedTensor)):
-        raise UnsupportedOpError(
-            "where with a public condition needs both values shared (share the other one too)",
-            op="where",
-        )
-    return per_share(func, args, kwargs)
+    if not isinstance(condition, SharedTensor) and all(isinstance(v, SharedTensor) for v in (x, y)):
+        return per_share(func, args, kwargs)
+    return torch.add(y, torch.mul(condition, torch.sub(x, y)))
 
 
 @SHARED_OPS.register(

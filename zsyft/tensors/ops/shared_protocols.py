@@ -167,10 +167,14 @@ def mul(func: Any, args: tuple, kwargs: dict) -> Any:
     return in_place(x, result) if func.overloadpacket is aten.mul_ else result
 
 
-@SHARED_OPS.register(aten.pow.Tensor_Scalar, aten.square)
+@SHARED_OPS.register(aten.pow.Tensor_Scalar, aten.pow.Tensor_Tensor, aten.square)
 def power(func: Any, args: tuple, kwargs: dict) -> Any:
     x = args[0]
+    if not isinstance(x, SharedTensor):  # a public base with a shared exponent
+        return linear.needs_protocol(func, args, kwargs)
     exponent = 2 if func.overloadpacket is aten.square else integral_value(args[1])
+    if isinstance(exponent, torch.Tensor) and exponent.dim() == 0:  # x ** torch.tensor(2)
+        exponent = int(exponent)
     if not (isinstance(exponent, int) and 0 <= exponent <= MAX_POWER):
         raise UnsupportedOpError(
             f"pow on a SharedTensor needs an integer exponent from 0 to {MAX_POWER}, "
@@ -285,17 +289,24 @@ def matrix_vector(func: Any, args: tuple, kwargs: dict) -> Any:
     return product_.squeeze(1) if func is aten.mv.default else product_.reshape(())
 
 
-@SHARED_OPS.register(aten.addmm.default, aten.addmv.default)
+_PRODUCTS = {
+    aten.addmm.default: torch.mm, aten.addmv.default: torch.mv, aten.baddbmm.default: torch.bmm,
+    aten.addbmm.default: lambda x, y: torch.bmm(x, y).sum(0),
+}
+
+
+@SHARED_OPS.register(*_PRODUCTS)
 def add_product(func: Any, args: tuple, kwargs: dict) -> Any:
-    """`bias + x @ y` (`nn.Linear` with a bias): the product, then a share-wise addition."""
+    """`beta * bias + alpha * (x @ y)` (`nn.Linear` with a bias: both 1): the product, then
+    share-wise scaling and addition (a fractional beta or alpha costs one truncation)."""
     bias, x, y = args[0], args[1], args[2]
     beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
-    if integral_value(beta) != 1 or integral_value(alpha) != 1:
-        raise UnsupportedOpError(
-            f"{op_name(func)} with beta or alpha other than 1", op=op_name(func)
-        )
-    product_ = _matmul(func, x, y) if func is aten.addmm.default else torch.mv(x, y)
-    return torch.add(product_, bias)
+    product_ = _PRODUCTS[func](x, y)
+    if integral_value(alpha) != 1:
+        product_ = torch.mul(product_, alpha)
+    if integral_value(beta) == 0:  # as in torch: the bias is ignored
+        return product_
+    return torch.add(product_, bias if integral_value(beta) == 1 else torch.mul(bias, beta))
 
 
 @SHARED_OPS.register(aten.relu.default)
