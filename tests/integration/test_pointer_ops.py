@@ -156,6 +156,22 @@ def test_non_contiguous_tensor_is_sent_as_its_values(bob):
     assert torch.equal((ptr * 1).get(), x)
 
 
+def test_a_large_local_argument_changed_after_the_call_is_used_as_it_was(bob, alice):
+    """Ops are pipelined: ZeroMQ sends a large argument's bytes after the call returned, so
+    changing the argument next (a buffer reused in a loop) must not change what was sent."""
+    n = 20_000  # 80 KB: above the size from which frames are sent without a copy
+    acc, buf = torch.zeros(n).send(bob), torch.empty(n)
+    for i in range(5):
+        buf.fill_(i)
+        acc += buf
+    chained = torch.zeros(n).send(bob).send(alice)
+    ones = torch.ones(n)
+    joined = torch.cat([chained, ones])
+    ones.zero_()
+    assert acc.get().unique().tolist() == [10.0]
+    assert joined.get().get().sum().item() == n  # n zeros, then n ones
+
+
 def test_in_place_ops_update_the_remote_tensor(bob):
     x = torch.zeros(3)
     ptr = x.send(bob)

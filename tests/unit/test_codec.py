@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from zsyft.errors import ProtocolError
 from zsyft.wire import codec
 from zsyft.wire.batching import batch, unbatch
-from zsyft.wire.codec import DTYPES, decode, encode
+from zsyft.wire.codec import DTYPES, Handover, decode, encode
 from zsyft.wire.messages import PROTOCOL_VERSION, ZERO_COPY_THRESHOLD, Kind, Limits
 
 
@@ -219,3 +219,17 @@ def test_a_tensor_larger_than_a_frame_travels_in_frames_and_decodes_whole(monkey
         decode(frames[:3])
     with pytest.raises(ProtocolError, match="has 3391 bytes, not 3392"):
         decode([*frames[:4], bytes(frames[4])[:-1], frames[5]])
+
+
+def test_large_tensors_are_copied_unless_handed_over_with_memory_of_their_own():
+    """ZeroMQ sends a large frame after `encode` returned: the frame must not change with
+    the tensor it came from, unless its sender gave the tensor up (`Handover`)."""
+    n = ZERO_COPY_THRESHOLD // 4 + 1
+    kept, handed, shared = torch.zeros(n), torch.zeros(n), torch.zeros(n)
+    alias = shared[1:]
+    frames = [encode(Kind.DATA, 1, value)[1]
+              for value in (kept, Handover(handed), Handover(shared))]
+    for tensor in (kept, handed, shared):
+        tensor.fill_(7)
+    assert [bytes(frame[:4]) for frame in frames] == [bytes(4), b"\x00\x00\xe0\x40", bytes(4)]
+    del alias

@@ -18,6 +18,7 @@ import torch
 from zsyft.errors import WorkerError
 from zsyft.runtime.executor import FailedInput, tensor_meta
 from zsyft.runtime.store import Failed
+from zsyft.wire.codec import Handover
 from zsyft.wire.messages import (
     AFTER_RELAY,
     PROTOCOL_VERSION,
@@ -125,6 +126,8 @@ def handle_fetch(worker: Worker, msg: Message) -> Reply:
         store.discard(object_id)  # a pointer's ownership went with the reply
     elif handing:
         store.hand_over(object_id, round_)
+    if mode is not FetchMode.COPY and isinstance(exported, torch.Tensor):
+        exported = Handover(exported)  # nothing here changes it any more: no copy to send it
     return Kind.DATA, exported
 
 

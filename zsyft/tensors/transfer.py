@@ -23,6 +23,7 @@ from zsyft.remote.refs import RemoteRef
 from zsyft.tensors.carry import carried, in_graph
 from zsyft.tensors.pointer import PointerTensor
 from zsyft.transport.keys import is_public_key
+from zsyft.wire.codec import Handover
 from zsyft.wire.messages import Kind, is_object_id
 
 ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
@@ -153,8 +154,8 @@ def _send_value(value: torch.Tensor, worker: WorkerHandle, owner: str,
         return PointerTensor(ref, value.shape, value.stride(), value.dtype,
                              requires_grad=value.requires_grad)
     data = value.detach().contiguous()
-    if data.data_ptr() == value.data_ptr():
-        data = data.clone()  # the caller may modify `value` while the bytes are in flight
-    worker.store(ref.id, data)
+    # A copy `contiguous` made is ours to hand over; `value` itself its caller may change
+    # while the bytes are in flight, so the encoder copies it.
+    worker.store(ref.id, Handover(data) if data.data_ptr() != value.data_ptr() else data)
     return PointerTensor(ref, data.shape, data.stride(), data.dtype,
                          requires_grad=value.requires_grad)

@@ -2,7 +2,10 @@
 
 `encode(kind, rid, body)` returns `[header, *buffers]`. The header is msgpack; a tensor in the
 body becomes an extension value `[buffer index, dtype code, shape]` and its bytes travel as
-their own frame, shared with the tensor (zero-copy) when large. Dtypes,
+their own frame. ZeroMQ sends a large frame after `encode` returned, from the memory it was
+given: a large tensor is copied first (its owner may change it meanwhile, `acc += buf` in a
+loop), unless it is wrapped in `Handover` (its sender gives it up) and no other tensor shares
+its memory; then the frame is a view of the tensor's own memory (zero-copy). Dtypes,
 devices, layouts, memory formats and complex numbers are extension values too, so nothing
 from the wire is ever turned into code: the decoder only builds plain data and tensors.
 
@@ -52,15 +55,34 @@ _MEMORY_FORMATS = (
 )  # fmt: skip
 
 
-def tensor_buffer(tensor: torch.Tensor) -> memoryview | bytes:
-    """The bytes of a dense contiguous CPU tensor: a view of its memory when large, else a copy.
+class Handover:
+    """A tensor its sender gives up to `encode`: nobody changes it while ZeroMQ sends it, so
+    when no other tensor shares its memory it goes out zero-copy (see `tensor_buffer`)."""
 
-    The view keeps the tensor alive (the ctypes array holds a reference), so ZeroMQ may send it
-    after the caller dropped the tensor.
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
+def _sole_owner(tensor: torch.Tensor) -> bool:
+    """Whether no other tensor (a view, an alias) shares `tensor`'s memory. The use count
+    includes the storage object this check makes."""
+    return torch._C._storage_Use_Count(tensor.untyped_storage()._cdata) <= 2
+
+
+def tensor_buffer(tensor: torch.Tensor, handed_over: bool = False) -> memoryview | bytes:
+    """The bytes of a dense contiguous CPU tensor: a copy when small; when large, a view of
+    the memory of the tensor itself (`handed_over`, sole owner of its memory) or of a copy.
+
+    The view keeps its tensor alive (the ctypes array holds a reference), so ZeroMQ may send
+    it after the caller dropped the tensor.
     """
     nbytes = tensor.numel() * tensor.element_size()
     if nbytes == 0:
         return b""
+    if nbytes >= ZERO_COPY_THRESHOLD and not (handed_over and _sole_owner(tensor)):
+        tensor = tensor.clone()  # the caller may change its tensor before ZeroMQ sends it
     array = (ctypes.c_char * nbytes).from_address(tensor.data_ptr())
     if nbytes < ZERO_COPY_THRESHOLD:
         return bytes(array)
@@ -91,12 +113,15 @@ class _Encoder:
         self.packer = msgpack.Packer(default=self.default, use_bin_type=True)
 
     def default(self, obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            tensor = _plain(obj)
+        handed_over = type(obj) is Handover
+        if handed_over or isinstance(obj, torch.Tensor):
+            given = obj.tensor if handed_over else obj
+            tensor = _plain(given)
             if tensor.dtype not in _DTYPE_CODE:
                 raise ProtocolError(f"dtype {tensor.dtype} cannot be sent")
             index = len(self.buffers) + 1
-            self.buffers.extend(_frames_of(tensor_buffer(tensor)))
+            own = handed_over or tensor is not given  # _plain's copy is nobody else's
+            self.buffers.extend(_frames_of(tensor_buffer(tensor, own)))
             return _tensor_ext(index, _DTYPE_CODE[tensor.dtype], tensor.shape)
         if isinstance(obj, torch.dtype):
             return msgpack.ExtType(_EXT_DTYPE, bytes([_DTYPE_CODE[obj]]))
