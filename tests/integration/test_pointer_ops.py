@@ -239,6 +239,25 @@ def test_getting_a_view_of_a_temporary_leaves_nothing_behind(bob):
     assert bob._objects == {}
 
 
+def test_getting_a_view_leaves_a_base_that_autograd_or_an_alias_still_needs(bob):
+    model = nn.Linear(3, 1)
+    model.send(bob)
+    x = torch.ones(2, 3).send(bob)
+    hidden = x * 2
+    out = model(hidden)  # autograd saves `hidden` for the weight's gradient
+    flat = hidden.view(-1)
+    del hidden
+    assert flat.get().tolist() == [2.0] * 6
+    out.sum().backward()
+    assert model.weight.grad.get().tolist() == [[4.0, 4.0, 4.0]]
+    base = x + 1
+    alias, view = base.detach(), base.view(3, 2)
+    del base
+    assert view.get().tolist() == [[2.0, 2.0]] * 3
+    assert alias.get().tolist() == [[2.0, 2.0, 2.0]] * 2
+    del model, x, out, flat
+
+
 def test_data_dependent_shapes_run_synchronously(bob):
     x = torch.tensor([0.0, 3.0, 0.0, -1.0])
     ptr = x.send(bob)

@@ -310,13 +310,19 @@ def refuse_several_workers(more: Sequence[Any]) -> None:
         )
 
 
+MAYBE_SAVED = "_zsyft_maybe_saved"  # an input of an op autograd recorded: it may keep it
+
+
 def release_dropped_base(pointer: PointerTensor) -> None:
     """After `(x + y).view(-1).get()`, delete the temporary `x + y` at the worker too (as
     PySyft did when the temporary was dropped): torch keeps it alive as the view's `_base`.
-    Only a base no code holds and autograd does not track; other views of it keep working,
-    since each is its own object at the worker."""
+    Only a base no code holds and autograd does not track: none that requires grad, none
+    that was an input of an op autograd recorded (it may be saved for the backward, where
+    Python cannot see it), and none whose remote object another pointer shares (`detach()`,
+    `.data`); other views of it keep working, since each is its own object at the worker."""
     base = unreferenced_base(pointer)
-    if isinstance(base, PointerTensor) and not base.requires_grad:
+    if (isinstance(base, PointerTensor) and not base.requires_grad
+            and MAYBE_SAVED not in base.__dict__ and not base.ref.shared_beyond(base)):
         base.ref.release()
 
 

@@ -29,7 +29,7 @@ from zsyft.tensors._torch_compat import (
     restride_wrapper,
     return_aliases,
 )
-from zsyft.tensors.pointer import PointerTensor
+from zsyft.tensors.pointer import MAYBE_SAVED, PointerTensor
 
 aten = torch.ops.aten
 
@@ -248,6 +248,9 @@ def run_remote(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
         else:
             results.append(out)
             result_ids.append(None)
+    if torch.is_grad_enabled() and any(p.requires_grad for p in pointers):
+        for pointer in pointers:  # autograd may save any of them for the backward
+            pointer.__dict__[MAYBE_SAVED] = True
     where = callsite(3) if location.node.user_facing else None
     location.command(op_name, wire_args, wire_kwargs, result_ids, where)
     if isinstance(meta_out, tuple | list):
