@@ -271,7 +271,8 @@ def test_data_dependent_shapes_run_synchronously(bob):
 
 @pytest.mark.parametrize("reveal", [bool, float, lambda p: p.item(), lambda p: p.tolist(),
                                     lambda p: p.numpy(), lambda p: torch.equal(p, p),
-                                    lambda p: torch.allclose(p, p)])
+                                    lambda p: torch.allclose(p, p),
+                                    lambda p: p.share_memory_(), torch.from_dlpack])
 def test_implicit_reveal_is_refused_naming_get(bob, reveal):
     ptr = torch.tensor([1.0]).send(bob)
     with pytest.raises(sy.PointerUsageError, match=r"\.get\(\)"):

@@ -392,3 +392,11 @@ def test_in_place_forms_of_supported_ops_write_into_the_tensor():
     assert x.sigmoid_() is x and x.abs_() is x
     expected = torch.tensor([-1.5, 0.25, 2.0]).sigmoid().abs()
     torch.testing.assert_close(x.float_precision(), expected, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("fn", [lambda x: x.share_memory_(), torch.from_dlpack],
+                         ids=["share_memory_", "from_dlpack"])
+def test_handing_out_memory_says_to_decode_first(fn):
+    """The wrapper has no memory of its own: torch would hand out a null pointer."""
+    with pytest.raises(TypeError, match="float_precision"):
+        fn(torch.tensor([1.0]).fix_precision())

@@ -187,3 +187,22 @@ def out_of_place_of(func: torch._ops.OpOverload) -> torch._ops.OpOverload | None
         if not schema.is_mutable and [(a.name, str(a.type)) for a in schema.arguments] == wanted:
             return candidate
     return None
+
+
+class WithoutOwnMemory:
+    """Mixin of zsyft's wrapper tensors: their values live elsewhere (at a worker, with the
+    parties, in an inner encoding), so they have no memory of their own to hand out. torch
+    would hand out a null pointer and crash the process; these raise `memory_error` instead.
+    """
+
+    def memory_error(self, what: str) -> Exception:
+        raise NotImplementedError
+
+    def share_memory_(self) -> Any:
+        raise self.memory_error("share_memory_()")
+
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.memory_error("DLPack export")
+
+    def __dlpack_device__(self) -> Any:
+        raise self.memory_error("DLPack export")

@@ -26,6 +26,7 @@ from zsyft.errors import PointerUsageError, formatting_refused
 from zsyft.mpc.encoding import FixedPointEncoder
 from zsyft.mpc.ring import check_int64
 from zsyft.tensors._torch_compat import (
+    WithoutOwnMemory,
     data_property,
     disabled_torch_function,
     make_wrapper_subclass,
@@ -36,7 +37,7 @@ from zsyft.tensors.pointer import PointerTensor
 __all__ = ["FixedPrecisionTensor", "fix_precision"]
 
 
-class FixedPrecisionTensor(torch.Tensor):
+class FixedPrecisionTensor(WithoutOwnMemory, torch.Tensor):
     """A float tensor stored as its fixed-point encoding `encoded` (int64) under `encoder`."""
 
     encoded: torch.Tensor
@@ -92,6 +93,9 @@ class FixedPrecisionTensor(torch.Tensor):
     @property
     def precision_fractional(self) -> int:
         return self.encoder.precision_fractional
+
+    def memory_error(self, what: str) -> Exception:
+        return TypeError(f"{what} on a fixed-precision tensor: call float_precision() first")
 
     def float_precision(self) -> torch.Tensor:
         """The decoded values as a plain tensor of this tensor's float dtype.

@@ -23,6 +23,7 @@ from zsyft.errors import (
 from zsyft.remote.node import LocalNode, local_node
 from zsyft.remote.refs import RemoteRef, new_id
 from zsyft.tensors._torch_compat import (
+    WithoutOwnMemory,
     data_property,
     disabled_torch_function,
     make_wrapper_subclass,
@@ -41,7 +42,7 @@ def _run_remote(func: Any, args: tuple, kwargs: dict) -> Any:
     return run_remote(func, args, kwargs)
 
 
-class PointerTensor(torch.Tensor):
+class PointerTensor(WithoutOwnMemory, torch.Tensor):
     """A pointer to a tensor at `location` under `id_at_location`.
 
     Attributes follow PySyft: `location` (the worker handle), `id_at_location`, `id` (this
@@ -287,6 +288,12 @@ class PointerTensor(torch.Tensor):
         return deepcopy_by_clone(self, memo, internal=("ref", "_zsyft_id"))
 
     # -- refusing implicit data movement --------------------------------------------------
+    def memory_error(self, what: str) -> Exception:
+        return PointerUsageError(
+            f"{what} needs the data here; this tensor is at {self.location.id}: call .get() "
+            "to bring it here first"
+        )
+
     def numpy(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         raise PointerUsageError(
             f"this tensor is at {self.location.id}; call .get() to bring it here first"

@@ -52,6 +52,7 @@ from zsyft.mpc.encoding import FixedPointEncoder
 from zsyft.mpc.ring import check_int64
 from zsyft.mpc.sharing import reconstruct
 from zsyft.tensors._torch_compat import (
+    WithoutOwnMemory,
     data_property,
     disabled_torch_function,
     make_wrapper_subclass,
@@ -101,7 +102,7 @@ REVEAL_FIXED = "fixed"  # .get() returns a FixedPrecisionTensor
 REVEAL_PLAIN = "plain"  # .get() decodes to a plain tensor of the shared dtype
 
 
-class SharedTensor(torch.Tensor):
+class SharedTensor(WithoutOwnMemory, torch.Tensor):
     """A fixed-point value secret-shared among `len(shares)` parties (party order = `shares`).
 
     `shares[i]` points at party i's int64 share, `encoder` is the fixed-point encoding,
@@ -264,6 +265,9 @@ class SharedTensor(torch.Tensor):
         return self + zeros
 
     # -- refusing what does not apply -------------------------------------------------------
+    def memory_error(self, what: str) -> Exception:
+        return self._use_get(what)
+
     def _use_get(self, what: str) -> PointerUsageError:
         return PointerUsageError(
             f"{what} on a SharedTensor would need the secret value; call .get() first to "
