@@ -310,6 +310,17 @@ def test_dead_middle_worker_gives_typed_error_naming_it(hook, bob):
         bob.fetch(object_id.to_bytes(16, "big"), delete=True)
 
 
+def test_a_write_made_through_a_chain_is_seen_through_a_direct_pointer(bob, alice, carol):
+    """alice forwards `add_` to bob on her own connection: the client's next message to bob
+    (a get, an op) must still come after it, as it came after it in the program."""
+    for read in (lambda x: x.get(), lambda x: (x + 0).get(), lambda x: x.move(carol).get()):
+        x = torch.arange(6.0).send(bob)
+        through_alice = x[2:4].send(alice)
+        through_alice.add_(100)
+        assert read(x).tolist() == [0.0, 1.0, 102.0, 103.0, 4.0, 5.0]
+        del x, through_alice
+
+
 def test_getting_a_detached_alias_leaves_the_original_usable(bob, alice):
     x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True).send(bob)
     loss = (x * x).sum()

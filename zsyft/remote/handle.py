@@ -159,6 +159,8 @@ class WorkerHandle(WorkerApi):
     def post(self, kind: int, body: Any, send: bool = True) -> None:
         """Send a message that expects no reply (errors come back as notices). With
         `send=False` it waits in the outbox for the caller's `flush()` (or the next burst)."""
+        if self.node.forwarders:
+            self.node.settle(self)
         frames = encode(kind, 0, body, self.node.principal)
         with self._lock:
             self.computing = self.computing or kind == Kind.MPC_RUN
@@ -223,6 +225,8 @@ class WorkerHandle(WorkerApi):
     def send_request(self, kind: int, body: Any) -> int:
         """Send a request (after everything queued before it) without waiting for the reply;
         returns the id `await_reply` takes. A client can so wait on several workers at once."""
+        if self.node.forwarders:
+            self.node.settle(self)
         with self._lock:
             rid = next(self._rids)
             frames = encode(kind, rid, body, self.node.principal)

@@ -86,6 +86,19 @@ class LocalNode:
         # Whether ops issued here come from a user's code, whose line an error names (in a
         # worker process they come from a client's message: the error names that client).
         self.user_facing = True
+        # Workers this node gave pointers to: they forward ops to other workers (`settle`).
+        self.forwarders: set[WorkerHandle] = set()
+
+    def settle(self, target: WorkerHandle) -> None:
+        """Before posting to `target`: wait until every other worker that forwards ops ran
+        what this node posted to it. An op forwarded to `target` travels on another
+        connection than ours, so without this `target` could run our next message first:
+        `x.get()` would miss `pointer_to_a_view_of_x.add_(1)` made through a chain."""
+        for handle in list(self.forwarders):
+            if handle.link.socket.closed:
+                self.forwarders.discard(handle)
+            elif handle is not target and handle.dirty and not handle.in_flight:
+                handle.sync()
 
     @property
     def _objects(self) -> dict:
@@ -171,8 +184,8 @@ class LocalNode:
             posted = handle.dirty and handle.id not in self.gone  # deletes cannot be lost
             try:
                 handle.sync()
-            except WorkerUnavailableError:
-                if posted:
+            except WorkerUnavailableError as exc:
+                if posted or exc.worker != handle.id:  # lost ops, or another worker's loss
                     raise
         self.raise_pending()
 

@@ -252,6 +252,7 @@ class PointerTensor(WithoutOwnMemory, torch.Tensor):
             )
         self.ref.check_live()
         self.location.request(Kind.REMOTE_SEND, [self.ref.id, worker.endpoint(), new_id()])
+        self.location.node.forwarders.add(self.location)  # it holds a pointer now
         if (grad := self._remote_grad()) is not None:
             grad.remote_send(worker)  # the gradient goes along, as with send() and move()
         return self

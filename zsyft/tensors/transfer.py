@@ -150,6 +150,7 @@ def _send_value(value: torch.Tensor, worker: WorkerHandle, owner: str,
             )
         fence(value.location)
         worker.post(Kind.STORE_POINTER, [ref.id, descriptor(value, owner)])
+        worker.node.forwarders.add(worker)  # it now forwards ops to the pointer's location
         value.ref.forget(moved_to=worker.id)
         return PointerTensor(ref, value.shape, value.stride(), value.dtype,
                              requires_grad=value.requires_grad)
