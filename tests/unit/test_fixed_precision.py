@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 
 import pytest
@@ -400,3 +401,13 @@ def test_handing_out_memory_says_to_decode_first(fn):
     """The wrapper has no memory of its own: torch would hand out a null pointer."""
     with pytest.raises(TypeError, match="float_precision"):
         fn(torch.tensor([1.0]).fix_precision())
+
+
+def test_a_precision_that_leaves_products_little_range_warns_at_the_users_line():
+    with pytest.warns(UserWarning, match=r"\|x \* y\| < 4\.61") as caught:
+        torch.tensor([1.5]).fix_precision(precision_fractional=9)
+    assert caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.tensor([1.5]).fix_precision()  # products up to ~4.6e12: no warning
+        torch.tensor([1.5]).fix_precision(base=2, precision_fractional=16)

@@ -90,6 +90,12 @@ class FixedPointEncoder:
         return round(factor * self.scale * extra), self.scale * extra
 
     @property
+    def max_product(self) -> float:
+        """Largest magnitude of a product of two encoded values: ``|x * y| < 2^62 / scale^2``
+        (the product of the encodings is scaled twice before its truncation)."""
+        return _LIMIT / self.scale**2
+
+    @property
     def max_magnitude(self) -> float:
         """Largest magnitude that can be encoded: values must satisfy ``|x| < 2^62 / scale``."""
         return _LIMIT / self.scale

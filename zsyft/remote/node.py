@@ -58,6 +58,15 @@ def callsite(depth: int = 2) -> str | None:
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
+def user_stacklevel() -> int:
+    """The `stacklevel` at which `warnings.warn`, called by the caller of this function, names
+    the innermost line outside zsyft and torch (the user's line)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and _inside(frame.f_code):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class LocalNode:
     """The process's own node ("me"): owns pointers, knows every worker handle by name."""
 

@@ -18,6 +18,7 @@ integers (`AutogradTensor>` is inserted when autograd tracks the tensor);
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ import torch
 from zsyft.errors import PointerUsageError, formatting_refused
 from zsyft.mpc.encoding import FixedPointEncoder
 from zsyft.mpc.ring import check_int64
+from zsyft.remote.node import user_stacklevel
 from zsyft.tensors._torch_compat import (
     WithoutOwnMemory,
     data_property,
@@ -33,6 +35,8 @@ from zsyft.tensors._torch_compat import (
 )
 from zsyft.tensors.ops import FIXED_OPS, UnsupportedOpError, is_plain
 from zsyft.tensors.pointer import PointerTensor
+
+NARROW_PRODUCTS = 1e4  # fix_precision() warns when products must stay smaller than this
 
 __all__ = ["FixedPrecisionTensor", "fix_precision"]
 
@@ -173,6 +177,14 @@ def fix_precision(
     if not is_plain(tensor):
         raise TypeError(f"fix_precision() needs a plain tensor, got {type(tensor).__name__}")
     encoder = FixedPointEncoder(base, precision_fractional)
+    if encoder.max_product < NARROW_PRODUCTS:
+        warnings.warn(
+            f"with base={base}, precision_fractional={precision_fractional} a product of two "
+            f"values wraps around (a wrong result, not an error) unless |x * y| < "
+            f"{encoder.max_product:.3g}: choose a lower precision_fractional",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     dtype = tensor.dtype if tensor.is_floating_point() else torch.get_default_dtype()
     encoded = encoder.encode(tensor.detach())
     return FixedPrecisionTensor(encoded, encoder, dtype, requires_grad=tensor.requires_grad)
