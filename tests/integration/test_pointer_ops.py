@@ -138,6 +138,15 @@ def test_op_matches_plain_torch(bob, name, fn):
     torch.testing.assert_close(result.get(), expected)
 
 
+def test_complex_conjugates_run_remotely(bob):
+    z = torch.tensor([1 + 2j, 3 - 1j])
+    p = z.send(bob)
+    assert torch.equal(p.conj().get(), z.conj())
+    assert torch.equal((p.conj() * p).get(), z.conj() * z)
+    assert torch.equal(p.conj().resolve_conj().get(), z.conj())
+    del p
+
+
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.float64, torch.bool,
                                    torch.float16, torch.uint8, torch.bfloat16])
 def test_dtypes_round_trip(bob, dtype):
