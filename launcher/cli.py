@@ -105,11 +105,11 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
         click.echo("interrupted while starting: stopped all workers", err=True)
         raise SystemExit(130) from None
     rows = [["NAME", "PID", "ADDRESS"]] + [[r.name, str(r.pid), r.address] for r in records]
-    click.echo(_table(rows))
-    click.echo(f"{len(records)} worker(s) ready in {time.monotonic() - started:.1f} s; "
-               f"cluster file {supervisor.cluster_file}; keys in {supervisor.key_dir}. "
-               "Ctrl-C stops them.", err=True)
-    try:
+    try:  # from here on the workers run: whatever happens, they are stopped (a closed pipe)
+        click.echo(_table(rows))
+        click.echo(f"{len(records)} worker(s) ready in {time.monotonic() - started:.1f} s; "
+                   f"cluster file {supervisor.cluster_file}; keys in {supervisor.key_dir}. "
+                   "Ctrl-C stops them.", err=True)
         supervisor.run_until_signal(on_exit=lambda text: click.echo(text, err=True))
     finally:
         for signum in STOP_SIGNALS:  # a second Ctrl-C must not cut the stopping short

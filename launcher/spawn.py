@@ -73,6 +73,10 @@ class WorkerProcess:
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
 
+    def _log_note(self) -> str:
+        tail = self.log_tail()
+        return f"; its log ({self.log_path})" + (f":\n{tail}" if tail else " is empty")
+
     def diagnose(self) -> str | None:
         """Why the worker may not answer: its exit status, the error it announced instead of
         starting (if any) and its log tail, if it exited."""
@@ -82,19 +86,17 @@ class WorkerProcess:
         how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
         if self.startup_error is None and self.popen.stdout and not self.popen.stdout.closed:
             line = _read_line(self.popen, 0.1)  # it exited: what it wrote is all there
-            self.startup_error = (json.loads(line).get("error") if line.startswith("{") else "")
+            self.startup_error = str(_announcement(line).get("error") or "")
         if self.startup_error:
             how += f" without starting: {self.startup_error}"
-        tail = self.log_tail()
-        return f"worker process {self.name} (pid {self.pid}) {how}" + (
-            f"; its log ({self.log_path}):\n{tail}" if tail else ""
-        )
+        return f"worker process {self.name} (pid {self.pid}) {how}" + self._log_note()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> str:
         """Block until the worker printed its readiness line; return its bound address."""
         with self._ready_lock:
             if self.ready:
                 return self.address
+            started = time.monotonic()
             line = _read_line(self.popen, timeout)
             if not line:
                 try:  # its output closed: it is exiting (or it is stuck, and we stop it)
@@ -102,16 +104,24 @@ class WorkerProcess:
                 except subprocess.TimeoutExpired:
                     pass
                 why = self.diagnose()  # before terminate(): its own exit, not our SIGKILL
+                if why is None:  # still running: stuck, or its output closed early
+                    waited = time.monotonic() - started
+                    why = (f"no readiness line within {timeout:.0f} s" if waited >= timeout
+                           else f"it closed its output after {waited:.1f} s without a readiness "
+                           "line") + " (its process was stopped)" + self._log_note()
                 self.terminate()
-                raise LaunchError(
-                    f"worker {self.name!r} failed to start"
-                    + (f": {why}" if why else f" within {timeout:.0f} s (its process was "
-                       f"stopped; its log: {self.log_path})")
-                )
-            announced = json.loads(line)
+                raise LaunchError(f"worker {self.name!r} failed to start: {why}")
+            announced = _announcement(line)
             if "error" in announced:
                 self.terminate()
                 raise LaunchError(f"worker {self.name!r} failed to start: {announced['error']}")
+            if not isinstance(announced.get("address"), str):
+                self.terminate()
+                raise LaunchError(
+                    f"worker {self.name!r} failed to start: it printed {line[:200]!r} instead "
+                    f"of its readiness line (something in it writes to stdout at start-up)"
+                    + self._log_note()
+                )
             if announced.get("public_key") != self.public_key:
                 self.terminate()
                 raise LaunchError(f"worker {self.name!r} announced a key it was not given")
@@ -157,6 +167,15 @@ class WorkerProcess:
                 pass
         if self.popen.stdout and not self.popen.stdout.closed:
             self.popen.stdout.close()
+
+
+def _announcement(line: str) -> dict:
+    """A worker's readiness line as a dict ({} if it is not a JSON object)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _read_line(popen: subprocess.Popen, timeout: float) -> str:

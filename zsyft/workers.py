@@ -48,7 +48,7 @@ class VirtualWorker(WorkerHandle):
         _register(self)
 
 
-def _warn_if_replacing_objects(name: str) -> None:
+def _warn_if_replacing_objects(name: str, new: str = "VirtualWorker") -> None:
     """Warn (as PySyft did) when a new worker replaces one that still holds objects of ours:
     they go with it (a notebook's setup cell run again, say)."""
     old = local_node().workers.get(name)
@@ -60,7 +60,7 @@ def _warn_if_replacing_objects(name: str) -> None:
         fate = ("are lost with it" if isinstance(old, VirtualWorker) else
                 "stay at the launched worker until its lease ends, out of this program's reach")
         warnings.warn(
-            f"VirtualWorker {name!r} replaces the worker of that name, which holds {held} "
+            f"{new} {name!r} replaces the worker of that name, which holds {held} "
             f"object(s) this program still points to (data, shares, a model): they {fate}, "
             f"and later use of them raises WorkerUnavailableError. To keep them, go on using "
             f"the existing handle (sy.local_worker.workers[{name!r}])",
@@ -109,6 +109,7 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
         except BaseException:
             handle.link.close()
             raise
+        _warn_if_replacing_objects(name, new=f"sy.connect({name!r}) to another worker")
         handles.append(_register(handle))
     return handles[0] if len(handles) == 1 else tuple(handles)
 
@@ -117,7 +118,7 @@ def _check_running(name: str, record: Any) -> None:
     """Fail at once for a launched worker that is recorded down, or whose process is gone
     (checked for workers on this host, which loopback and ipc addresses are)."""
     # a zombie not yet reaped by its launcher has an empty command line: it counts as gone
-    local = record.address.startswith(("ipc://", "tcp://127.", "tcp://localhost:"))
+    local = record.address.startswith(("ipc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"))
     gone = local and record.pid and not process_is(record.pid, "zsyft-worker")
     if gone or record.state in ("down", "gave-up"):
         raise WorkerUnavailableError(

@@ -204,6 +204,44 @@ def test_connecting_again_keeps_the_handle_and_a_dead_worker_fails_at_once(launc
         bob.close()
 
 
+def test_a_launch_whose_output_pipe_is_closed_stops_its_workers_and_cleans_up(tmp_path):
+    """`zsyft launch ... | head -0`: printing the table fails; the workers must not outlive
+    the launch, nor its cluster file."""
+    cluster_file = tmp_path / "c.json"
+    proc = subprocess.Popen(
+        [*ZSYFT, "launch", "pipe1", "--cluster-file", str(cluster_file),
+         "--log-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    proc.stdout.close()  # nobody reads the table
+    assert proc.wait(30) != 0
+    assert "stopped all workers" in proc.stderr.read()
+    assert not cluster_file.exists()
+    assert wait_until(lambda: not zsyft_pids("zsyft-worker pipe1"), 5)
+
+
+def test_connecting_to_another_worker_of_the_same_name_warns_about_the_objects_left(
+    tmp_path, hook
+):
+    first, second = (tmp_path / "a", tmp_path / "b")
+    launches = [Launch(first, "twin1"), Launch(second, "twin1")]
+    handles = []
+    try:
+        for launch in launches:
+            launch.wait_ready()
+        handles.append(sy.connect("twin1", cluster_file=launches[0].cluster_file))
+        x = torch.ones(2).send(handles[0])
+        with pytest.warns(UserWarning, match=r"replaces the worker of that name, which holds 1"):
+            handles.append(sy.connect("twin1", cluster_file=launches[1].cluster_file))
+        del x
+    finally:
+        for handle in handles:
+            sy.local_worker.workers.pop(handle.id, None)
+            handle.close()
+        for launch in launches:
+            launch.stop()
+
+
 OTHER_PROGRAM = """
 import sys, torch, zsyft as sy
 hook = sy.TorchHook(torch)
@@ -469,6 +507,38 @@ def test_a_malformed_setting_in_the_environment_is_named_when_workers_start(
     assert result.returncode != 0
     assert "worker 'bob' failed to start" in result.stderr and variable in result.stderr
     assert "Traceback" not in result.stderr
+
+
+_NOISY_START = """
+import os, sys, time
+if "zsyft-worker" in sys.argv[0]:
+    print("a library says hello on stdout", file=sys.stderr)
+    if os.environ["NOISE"] == "print":
+        print("hello", flush=True)
+    else:
+        os.close(1)
+        time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("noise, says", [
+    ("print", "it printed 'hello' instead of its readiness line"),
+    ("close", "it closed its output after"),
+])
+def test_a_worker_whose_start_up_writes_to_stdout_is_named_with_its_log(
+    tmp_path, monkeypatch, noise, says
+):
+    """Code that runs in the worker before it is ready (a sitecustomize here) and prints to
+    stdout, or closes it: a one-line error naming what happened and the log, no traceback."""
+    (tmp_path / "sitecustomize.py").write_text(_NOISY_START)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("NOISE", noise)
+    result = run("launch", "bob", "--cluster-file", str(tmp_path / "c.json"),
+                 "--log-dir", str(tmp_path))
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert "worker 'bob' failed to start" in result.stderr and says in result.stderr
+    assert "a library says hello on stdout" in result.stderr  # its log's tail
+    assert not (tmp_path / "c.json").exists()
 
 
 def test_a_failed_start_shows_only_this_runs_log_lines(tmp_path, monkeypatch):

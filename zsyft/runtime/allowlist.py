@@ -27,7 +27,8 @@ eq erf erfc erfinv exp exp2 expm1 floor floor_divide fmod frac ge gt le lt ne hy
 log log10 log1p log2 logaddexp logical_and logical_not logical_or logical_xor logit maximum
 minimum fmax fmin mul nan_to_num neg negative pow rad2deg reciprocal remainder round rsqrt
 sigmoid sign sgn signbit sin sinh sqrt square sub rsub tan tanh trunc where xlogy isnan isinf
-isfinite isneginf isposinf real imag conj_physical _conj resolve_conj resolve_neg true_divide heaviside gcd lcm relu relu6 gelu
+isfinite isneginf isposinf real imag conj_physical _conj resolve_conj resolve_neg true_divide
+heaviside gcd lcm relu relu6 gelu
 silu mish elu selu celu leaky_relu hardtanh hardsigmoid hardswish softplus softshrink hardshrink
 threshold log_sigmoid_forward sinc special_xlog1py polygamma i0 special_i0e special_i1
 special_i1e special_ndtri special_erfcx special_entr special_log_ndtr nextafter softshrink
