@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -73,6 +75,7 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
         validate_names(list(names))
     except LaunchError as exc:
         raise click.UsageError(str(exc)) from None
+    _check_host(host)
     if port == 0:
         port = None
     if port is not None and port + len(names) - 1 > 65535:
@@ -116,6 +119,23 @@ def launch(names: tuple[str, ...], host: str, port: int | None, log_dir: Path | 
             signal.signal(signum, signal.SIG_IGN)
         supervisor.stop()
         click.echo("stopped all workers", err=True)
+
+
+def _check_host(host: str) -> None:
+    """Refuse a --host ZeroMQ cannot listen on (an IP address, `*`, `localhost` or a network
+    interface's name), before anything starts, saying what would work."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(bare)
+        return
+    except ValueError:
+        if bare in ("*", "localhost") or bare in {name for _, name in socket.if_nameindex()}:
+            return
+    raise click.BadParameter(
+        f"{host!r} is not an address of this host; give an IP address (127.0.0.1 or ::1: this "
+        "host only; 0.0.0.0 or ::: every interface) or an interface name",
+        param_hint="'--host'",
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

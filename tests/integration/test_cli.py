@@ -488,10 +488,19 @@ def test_other_hosts_record_an_address_clients_can_dial(launched, hook, host, re
 
 
 def test_worker_that_cannot_start_is_named_with_the_reason(tmp_path):
-    result = run("launch", "bob", "--host", "999.1.1.1", "--cluster-file",
+    # 192.0.2.1 is an address (TEST-NET-1) that no host of ours has: binding it fails
+    result = run("launch", "bob", "--host", "192.0.2.1", "--cluster-file",
                  str(tmp_path / "c.json"), "--log-dir", str(tmp_path))
     assert result.returncode != 0
-    assert "worker 'bob' failed to start" in result.stderr and "999.1.1.1" in result.stderr
+    assert "worker 'bob' failed to start" in result.stderr and "192.0.2.1" in result.stderr
+    assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "tcp://127.0.0.1", "", "no-such-host.invalid"])
+def test_a_host_that_is_no_address_is_refused_before_anything_starts(tmp_path, host):
+    result = run("launch", "bob", "--host", host, "--cluster-file", str(tmp_path / "c.json"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is not an address of this host" in result.stderr and "127.0.0.1" in result.stderr
     assert not (tmp_path / "c.json").exists()
 
 
