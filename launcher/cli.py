@@ -204,6 +204,14 @@ def status(cluster_file: Path | None, timeout: float) -> None:
 def stop(cluster_file: Path | None, timeout: float) -> None:
     """Stop a cluster started by `zsyft launch` (in another terminal or in the background)."""
     path = cluster_file or cluster.default_path()
+    starting = cluster.starting_launch(path)
+    if starting is not None and process_is(starting, "launch"):
+        os.kill(starting, signal.SIGTERM)  # it stops the workers it started so far
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and cluster.launch_running(path):
+            time.sleep(0.05)
+        click.echo(f"stopped the launch (pid {starting}) that was still starting its workers")
+        return
     try:
         recorded = cluster.read(path)
     except ClusterFileError as exc:

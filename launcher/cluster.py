@@ -116,6 +116,18 @@ def claim_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
+def starting_launch(path: Path) -> int | None:
+    """The pid of a `zsyft launch` that holds the claim on `path` but has not written the
+    cluster file yet (it is starting its workers), if any."""
+    if path.exists() or not launch_running(path):
+        return None
+    try:
+        text = claim_path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def launch_running(path: Path) -> bool:
     """Whether a `zsyft launch` still runs for the cluster file at `path` (it holds the claim's
     lock while it runs, whatever pid it had; a pid recorded in a stale file may belong to an

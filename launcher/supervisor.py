@@ -129,6 +129,8 @@ class Supervisor:
                 f"{what} with the cluster file {self.cluster_file}; stop it with `zsyft stop`"
                 " or pass another --cluster-file"
             ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())  # `zsyft stop` finds a launch still starting
         self._claim = fd
 
     def _release_cluster_file(self) -> None:

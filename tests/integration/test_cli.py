@@ -524,8 +524,10 @@ if "zsyft-worker" in sys.argv[0]:
     print("a library says hello on stdout", file=sys.stderr)
     if os.environ["NOISE"] == "print":
         print("hello", flush=True)
-    else:
+    elif os.environ["NOISE"] == "close":
         os.close(1)
+        time.sleep(60)
+    else:  # a start-up that takes long
         time.sleep(60)
 """
 
@@ -548,6 +550,24 @@ def test_a_worker_whose_start_up_writes_to_stdout_is_named_with_its_log(
     assert "worker 'bob' failed to start" in result.stderr and says in result.stderr
     assert "a library says hello on stdout" in result.stderr  # its log's tail
     assert not (tmp_path / "c.json").exists()
+
+
+def test_stop_stops_a_launch_that_is_still_starting_its_workers(tmp_path, monkeypatch):
+    (tmp_path / "sitecustomize.py").write_text(_NOISY_START)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("NOISE", "slow")
+    launch = Launch(tmp_path, "slow1")
+    cluster_file = launch.cluster_file
+    try:
+        assert wait_until(lambda: zsyft_pids("zsyft-worker slow1"), 10)  # it is starting
+        stopped = run("stop", "--cluster-file", str(cluster_file))
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stopped the launch" in stopped.stdout and "still starting" in stopped.stdout
+        assert launch.proc.wait(10) != 0
+        assert wait_until(lambda: not zsyft_pids("zsyft-worker slow1"), 5)
+        assert not cluster_file.exists()
+    finally:
+        launch.stop()
 
 
 def test_a_failed_start_shows_only_this_runs_log_lines(tmp_path, monkeypatch):
