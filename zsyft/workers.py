@@ -109,7 +109,7 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
         except BaseException:
             handle.link.close()
             raise
-        _warn_if_replacing_objects(name, new=f"sy.connect({name!r}) to another worker")
+        _warn_if_replacing_objects(name, new="sy.connect to another worker")
         handles.append(_register(handle))
     return handles[0] if len(handles) == 1 else tuple(handles)
 

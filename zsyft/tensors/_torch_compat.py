@@ -162,12 +162,18 @@ def functional_of(func: torch._ops.OpOverload) -> tuple[torch._ops.OpOverload, s
     if len(outs) != 1:
         return None
     wanted = [(a.name, str(a.type)) for a in func._schema.arguments if not a.is_out]
-    packet = func.overloadpacket
+    candidate = _returning_overload(func.overloadpacket, wanted)
+    return None if candidate is None else (candidate, outs[0])
+
+
+def _returning_overload(packet: Any, wanted: list[tuple[str, str]]) -> Any:
+    """The overload of `packet` that takes exactly the arguments `wanted` (name, type) and
+    writes into none of them, or None."""
     for name in packet.overloads():
         candidate = getattr(packet, name)
         schema = candidate._schema
         if not schema.is_mutable and [(a.name, str(a.type)) for a in schema.arguments] == wanted:
-            return candidate, outs[0]
+            return candidate
     return None
 
 
@@ -180,13 +186,7 @@ def out_of_place_of(func: torch._ops.OpOverload) -> torch._ops.OpOverload | None
     packet = getattr(torch.ops.aten, name[:-1], None) if name.endswith("_") else None
     if packet is None:
         return None
-    wanted = [(a.name, str(a.type)) for a in func._schema.arguments]
-    for overload in packet.overloads():
-        candidate = getattr(packet, overload)
-        schema = candidate._schema
-        if not schema.is_mutable and [(a.name, str(a.type)) for a in schema.arguments] == wanted:
-            return candidate
-    return None
+    return _returning_overload(packet, [(a.name, str(a.type)) for a in func._schema.arguments])
 
 
 class WithoutOwnMemory:

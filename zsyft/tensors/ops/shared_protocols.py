@@ -301,7 +301,7 @@ def add_product(func: Any, args: tuple, kwargs: dict) -> Any:
     share-wise scaling and addition (a fractional beta or alpha costs one truncation)."""
     bias, x, y = args[0], args[1], args[2]
     beta, alpha = kwargs.get("beta", 1), kwargs.get("alpha", 1)
-    product_ = _PRODUCTS[func](x, y)
+    product_ = _matmul(func, x, y) if func is aten.addmm.default else _PRODUCTS[func](x, y)
     if integral_value(alpha) != 1:
         product_ = torch.mul(product_, alpha)
     if integral_value(beta) == 0:  # as in torch: the bias is ignored
