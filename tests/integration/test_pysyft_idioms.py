@@ -338,6 +338,7 @@ def test_module_and_tensor_copy_as_in_pysyft(bob, alice, james):
 
 @pytest.mark.parametrize("options", [{"precision_fractional": 7}, {"precision_fractional": 8},
                                      {"base": 2, "precision_fractional": 24}])
+@pytest.mark.filterwarnings("ignore:with base=10, precision_fractional=8")  # products: < 461
 def test_sigmoid_and_tanh_stay_accurate_at_high_precisions(bob, alice, james, options):
     values = torch.tensor([-4.0, -1.0, 0.0, 1.0, 4.0])
     x = values.fix_precision(**options).share(bob, alice, crypto_provider=james)

@@ -306,6 +306,7 @@ def test_unsupported_ops_name_the_op(fn, op):
     assert "fixed-precision" in str(info.value) or "fixed" in str(info.value)
 
 
+@pytest.mark.filterwarnings("ignore:with base=10, precision_fractional=12")
 def test_methods_that_do_not_apply():
     x = torch.tensor([1.0]).fix_precision()
     with pytest.raises(TypeError, match="already"):
