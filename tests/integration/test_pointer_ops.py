@@ -138,6 +138,21 @@ def test_op_matches_plain_torch(bob, name, fn):
     torch.testing.assert_close(result.get(), expected)
 
 
+def test_a_channels_last_convolution_has_the_layout_its_pointer_describes(bob):
+    """torch's CPU convolution keeps channels-last where its meta kernel (which the client
+    infers metadata with) gives a contiguous result: the worker follows the pointer's layout,
+    so what the client allows (`view`) works there and reads the right elements."""
+    torch.manual_seed(0)
+    image, weight = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    expected = F.conv2d(image, weight)
+    image_ptr = image.send(bob).contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(image_ptr, weight.send(bob))
+    torch.testing.assert_close(out.contiguous().view(-1).get(), expected.reshape(-1))
+    pooled = F.adaptive_avg_pool2d(image_ptr, 1)
+    torch.testing.assert_close(pooled.view(-1).get(), F.adaptive_avg_pool2d(image, 1).view(-1))
+    del image_ptr, out
+
+
 def test_complex_conjugates_run_remotely(bob):
     z = torch.tensor([1 + 2j, 3 - 1j])
     p = z.send(bob)

@@ -111,8 +111,18 @@ def _schema_facts(op: Op) -> tuple[bool, dict[str, Any]]:
     return returns, {a.name: factory[a.name] for a in op._schema.arguments if a.name in factory}
 
 
+class _Sized:
+    """A meta run's verdict: the bytes `op` allocates, and the (shape, stride) of each tensor
+    output that is new memory (None for a view or an in-place result), in output order."""
+
+    __slots__ = ("layouts", "nbytes")
+
+    def __init__(self, nbytes: int, layouts: tuple) -> None:
+        self.nbytes, self.layouts = nbytes, layouts
+
+
 def _meta_bytes(op: Op, args: list, kwargs: dict) -> Any:
-    """Bytes `op` allocates for these meta arguments, or `_DATA_DEPENDENT`, or a failure."""
+    """`_Sized` for these meta arguments, or `_DATA_DEPENDENT`, or a failure."""
     kwargs.update(_schema_facts(op)[1])  # allocate nothing but meta, even for `device="cpu"`
     seen = {t.untyped_storage()._cdata for t in tree_leaves([args, kwargs]) if type(t) is _Tensor}
     try:
@@ -121,16 +131,19 @@ def _meta_bytes(op: Op, args: list, kwargs: dict) -> Any:
         return _DATA_DEPENDENT
     except Exception as exc:
         return (_FAILED, type(exc), str(exc))
-    total = 0
+    total, layouts = 0, []
     for out in tree_leaves(result):
         if not isinstance(out, _Tensor):
             continue
+        layout = None
         if out.layout != torch.strided:  # sparse: at most every element, with its indices
             total += out.numel() * (out.element_size() + 8 * out.dim())
         elif (storage := out.untyped_storage())._cdata not in seen:
             seen.add(storage._cdata)
             total += storage.nbytes()
-    return total
+            layout = (out.shape, out.stride())
+        layouts.append(layout)
+    return _Sized(total, tuple(layouts))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -183,18 +196,23 @@ def _bound(op: Op, args: list, kwargs: dict) -> Any:
     return x.numel() * (x.element_size() + 16) if name in _UNIQUE else None
 
 
-def check_allocation(op: Op, args: list, kwargs: dict, cap_bytes: int, worker: str) -> None:
-    """Raise `OpNotAllowedError` if `op(*args, **kwargs)` would allocate over `cap_bytes`."""
+def check_allocation(
+    op: Op, args: list, kwargs: dict, cap_bytes: int, worker: str
+) -> tuple | None:
+    """Raise `OpNotAllowedError` if `op(*args, **kwargs)` would allocate over `cap_bytes`.
+    Returns the layouts meta inference gives its new tensor outputs (see `_Sized`), if known."""
     if not _schema_facts(op)[0]:
-        return  # scalar, string and list ops (`add.int`, `split.str`): nothing to size
+        return None  # scalar, string and list ops (`add.int`, `split.str`): nothing to size
     budget = [KEY_BUDGET]
     try:
         key = (_describe(args, budget), _describe(kwargs, budget) if kwargs else None)
     except _Forwarded:
-        return
-    nbytes = _verdict(op, key) if budget[0] >= 0 else _verdict.__wrapped__(op, key)
-    if nbytes is _DATA_DEPENDENT:
-        nbytes = _bound(op, args, kwargs)
+        return None
+    verdict = _verdict(op, key) if budget[0] >= 0 else _verdict.__wrapped__(op, key)
+    layouts = verdict.layouts if type(verdict) is _Sized else None
+    if verdict is _DATA_DEPENDENT:  # run synchronously: the client gets the real metadata
+        verdict = _bound(op, args, kwargs)
+    nbytes = verdict.nbytes if type(verdict) is _Sized else verdict
     if type(nbytes) is tuple:  # (_FAILED, exception type, message)
         raise nbytes[1](nbytes[2]) if nbytes[1] in _ERRORS else RuntimeError(nbytes[2])
     if nbytes is None or nbytes is _DATA_DEPENDENT:
@@ -207,6 +225,7 @@ def check_allocation(op: Op, args: list, kwargs: dict, cap_bytes: int, worker: s
             f"Work in smaller pieces, or start the worker with {ENV_VAR}=<bytes> to raise the cap",
             worker=worker,
         )
+    return layouts
 
 
 def warm_up() -> None:

@@ -48,6 +48,29 @@ def flatten_outputs(out: Any) -> list[Any]:
     return [out]
 
 
+def as_inferred(outputs: list[Any], layouts: tuple) -> None:
+    """Copy into the strides meta inference gives (`layouts`, see `allocation`) each new
+    output whose strides differ from them. The client infers a result's metadata on meta
+    tensors too, and torch's CPU kernels sometimes choose another memory format than their
+    meta kernels (a convolution of a channels-last input): the pointer would describe
+    another layout than the data's, so a `view` the client allows would fail here, and an
+    `as_strided` would read other elements. Strides of size-1 dimensions do not matter."""
+    if len(outputs) == 1:  # most ops: one tensor, whose strides are the inferred ones
+        layout, out = layouts[0], outputs[0]
+        if layout is None or not isinstance(out, torch.Tensor) or out.stride() == layout[1]:
+            return
+    tensors = [i for i, out in enumerate(outputs) if isinstance(out, torch.Tensor)]
+    if len(tensors) != len(layouts):
+        return
+    for i, layout in zip(tensors, layouts, strict=True):
+        out = outputs[i]
+        if layout is None or out.layout is not torch.strided or out.shape != layout[0]:
+            continue
+        shape, stride = layout
+        if any(a != b for n, a, b in zip(shape, out.stride(), stride, strict=True) if n > 1):
+            outputs[i] = torch.empty_strided(shape, stride, dtype=out.dtype).copy_(out)
+
+
 class Executor:
     """Runs commands against one store, with the worker's name for error messages."""
 
@@ -104,8 +127,10 @@ class Executor:
         if forwarded and self.forward is not None:
             outputs = flatten_outputs(self.forward(op, args, kwargs))
         else:
-            check_allocation(op, args, kwargs, self.max_alloc_bytes, self.worker)
+            layouts = check_allocation(op, args, kwargs, self.max_alloc_bytes, self.worker)
             outputs = flatten_outputs(op(*args, **kwargs))
+            if layouts:
+                as_inferred(outputs, layouts)
         if op_name in UNINITIALIZED_OPS:
             for output in outputs:
                 output.zero_()
