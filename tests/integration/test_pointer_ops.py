@@ -106,6 +106,16 @@ def test_gradients_match_plain_torch(bob, name, fn, shapes):
         torch.testing.assert_close(got.get().grad, want.grad, atol=1e-4, rtol=1e-4)
 
 
+def test_a_local_gradient_given_to_backward_gives_a_remote_grad(bob):
+    """The gradient of `x * 2` needs no remote data: from a local `gradient` torch would
+    compute it here, leaving a local `.grad` on a remote leaf."""
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True).send(bob)
+    (x * 2).backward(torch.ones(3))
+    assert isinstance(x.grad, sy.PointerTensor) and x.grad.location is bob
+    assert x.grad.get().tolist() == [2.0, 2.0, 2.0]
+    del x
+
+
 def test_dropout_in_training_keeps_torchs_scaling_and_mask_in_the_gradient(bob):
     x = torch.ones(200, requires_grad=True).send(bob)
     y = F.dropout(x, 0.5, training=True)

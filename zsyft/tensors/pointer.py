@@ -264,6 +264,17 @@ class PointerTensor(WithoutOwnMemory, torch.Tensor):
             return grad
         return None
 
+    def backward(  # type: ignore[override]
+        self, gradient: Any = None, retain_graph: Any = None, create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        """`torch.Tensor.backward`; a local `gradient` is sent where this tensor is first. Else
+        a gradient that does not depend on remote data (that of `x * 2`) would be computed
+        here, and the remote leaf's `.grad` would be a local tensor."""
+        if type(gradient) is torch.Tensor:
+            gradient = gradient.send(self.location)
+        super().backward(gradient, retain_graph, create_graph, inputs)
+
     def mid_get(self) -> PointerTensor:
         """PySyft's other name for `remote_get()`: the middle worker of a chain gets the data."""
         return self.remote_get()
