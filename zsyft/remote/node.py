@@ -190,13 +190,19 @@ class LocalNode:
         something was sent to it since its last reply and its loss was not raised yet.
         """
         for handle in list(self.workers.values()):
-            posted = handle.dirty and handle.id not in self.gone  # deletes cannot be lost
+            posted = self.unconfirmed(handle)
             try:
                 handle.sync()
             except WorkerUnavailableError as exc:
                 if posted or exc.worker != handle.id:  # lost ops, or another worker's loss
                     raise
         self.raise_pending()
+
+    def unconfirmed(self, handle: WorkerHandle) -> bool:
+        """Whether `handle`'s worker may not have run commands this node posted to it, so that
+        its loss loses them and a sync must fail with it. Not once its loss was raised: what
+        is posted since then is deletes, which cannot be lost."""
+        return handle.dirty and handle.id not in self.gone
 
     def shutdown(self) -> None:
         """Close every handle (stopping worker processes this node started); at a worker it

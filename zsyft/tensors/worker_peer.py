@@ -131,9 +131,7 @@ class WorkerPeer:
             force, body = True, AFTER_RELAY
 
     def _sync_peer(self, handle: Any, force: bool, body: str | None) -> None:
-        # Commands this sync would confirm ran, unless the peer's loss was reported already
-        # (what is posted since then is deletes), as `LocalNode.sync` has it.
-        posted = handle.dirty and handle.id not in self.node.gone
+        posted = self.node.unconfirmed(handle)
         try:
             if force and not handle.in_flight:  # a request in flight reads the link anyway
                 handle.request(Kind.SYNC, body)
