@@ -388,6 +388,16 @@ def test_pipelined_error_surfaces_at_the_next_sync(bob):
     sy.sync()  # reported once
 
 
+def test_a_workers_own_sync_is_a_sync_point_too(bob):
+    """`bob.sync()` waits for bob as `sy.sync()` waits for every worker, and raises what
+    failed meanwhile: a user who syncs one worker learns that an op there failed."""
+    x = torch.ones(3).send(bob)
+    x[torch.tensor([7]).send(bob)]  # fails remotely; nobody waits for it
+    with pytest.raises(sy.RemoteError, match=r"index\.Tensor"):
+        bob.sync()
+    bob.sync()  # reported once
+
+
 def test_an_error_raised_by_get_is_not_raised_again_at_the_next_sync_point(bob):
     x = torch.ones(3).send(bob)
     y = x[torch.tensor([7]).send(bob)]  # fails remotely

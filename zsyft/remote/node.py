@@ -1,12 +1,13 @@
 """The local node "me": the registry of worker handles, error collection and sync points.
 
 Pipelined commands do not wait for replies, so an op that fails inside a worker is reported
-later, at a *sync point*: `get()`, `_objects`, an op whose result shape
-depends on data (`nonzero`, `unique`, ...), or `sy.sync()`. Exactly: an error is raised at the
-first sync point that starts after its worker reported it; `sy.sync()` waits for every worker
-and therefore always raises errors of every op issued before it. Fetching a value that was
-computed from a failed op raises that op's error directly. An error never makes a sync point
-discard data: a `get()` that succeeds returns its tensor, and the error comes at the next one.
+later, at a *sync point*: `get()`, `_objects`, an op whose result shape depends on data
+(`nonzero`, `unique`, ...), `sy.sync()` or one worker's `bob.sync()`. Exactly: an error is
+raised at the first sync point that starts after its worker reported it; `sy.sync()` waits
+for every worker and therefore always raises errors of every op issued before it. Fetching a
+value that was computed from a failed op raises that op's error directly. An error never
+makes a sync point discard data: a `get()` that succeeds returns its tensor, and the error
+comes at the next one.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class LocalNode:
             if handle.link.socket.closed:
                 self.forwarders.discard(handle)
             elif handle is not target and handle.dirty and not handle.in_flight:
-                handle.sync()
+                handle.barrier()
 
     @property
     def _objects(self) -> dict:
@@ -192,7 +193,7 @@ class LocalNode:
         for handle in list(self.workers.values()):
             posted = self.unconfirmed(handle)
             try:
-                handle.sync()
+                handle.barrier()
             except WorkerUnavailableError as exc:
                 if posted or exc.worker != handle.id:  # lost ops, or another worker's loss
                     raise

@@ -33,7 +33,13 @@ class WorkerApi:
         return self.request(Kind.PING, None, timeout)
 
     def sync(self) -> None:
-        """Wait until the worker has run every message sent so far."""
+        """Wait until the worker has run every message sent so far; a sync point, like
+        `sy.sync()` for one worker: raises the first error a worker reported meanwhile."""
+        self.barrier()
+        self.node.raise_pending()
+
+    def barrier(self) -> None:
+        """Wait until the worker has run every message sent so far, raising nothing else."""
         self.request(Kind.SYNC, None)
 
     @property

@@ -109,7 +109,7 @@ def fence(handle: WorkerHandle) -> None:
     waiting again would deadlock, because it defers our messages until it answered us).
     """
     while handle.unsynced and not handle.in_flight:  # again if it served a message nested
-        handle.sync()  # and posted to the same worker meanwhile
+        handle.barrier()  # and posted to the same worker meanwhile
 
 
 def send(value: torch.Tensor, worker: Any, owner: str, object_id: bytes | None = None) -> Any:
