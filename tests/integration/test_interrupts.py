@@ -114,6 +114,28 @@ def test_a_reply_lost_while_decoded_is_fetched_again(bob, monkeypatch):
     assert torch.equal(x.get(), torch.full((BIG,), 2.0))
 
 
+def test_a_lost_reply_is_fetched_again_after_a_get_of_something_else(bob, monkeypatch):
+    """Another get() at the same worker in between completes its own round, but must not
+    free what the interrupted one left set aside there."""
+    _never_wait_for_lost_replies(monkeypatch)
+    x, z = torch.arange(10.0).send(bob), torch.ones(2).send(bob)
+    real = handle_module.decode
+
+    def decode(frames):  # Ctrl-C while decoding x's reply: its frames are gone
+        message = real(frames)
+        if message.kind == Kind.DATA:
+            monkeypatch.setattr(handle_module, "decode", real)
+            raise KeyboardInterrupt
+        return message
+
+    monkeypatch.setattr(handle_module, "decode", decode)
+    with pytest.raises(KeyboardInterrupt):
+        x.get()
+    assert torch.equal(z.get(), torch.ones(2))
+    assert torch.equal(x.get(), torch.arange(10.0))
+    assert not bob.unreceived and bob.ping()["objects"] == 0
+
+
 def test_a_reply_cut_between_its_frames_is_fetched_again(bob, monkeypatch):
     _never_wait_for_lost_replies(monkeypatch)
     x = torch.full((BIG,), 3.0).send(bob)

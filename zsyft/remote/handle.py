@@ -99,6 +99,9 @@ class WorkerHandle(WorkerApi):
         self._early: dict[int, Any] = {}  # replies that came while waiting for another one
         self.lost_reply = False  # an interrupt cut off reading a message (see `_receive`)
         self.gets_done = 0  # completed get()s here: the round of `FetchMode.HAND_OVER`
+        # Objects whose hand-over reply an interrupt cut off: the worker keeps them set aside
+        # in round `gets_done`, which stays until they are fetched again or deleted.
+        self.unreceived: set[bytes] = set()
 
     def endpoint(self) -> dict[str, Any]:
         """How another worker reaches this one: name, address and public key."""
@@ -113,6 +116,7 @@ class WorkerHandle(WorkerApi):
     def release(self, object_id: bytes, principal: str | None = None) -> None:
         """Queue a delete (only appends, never does I/O)."""
         self._pending_deletes.append((object_id, principal))
+        self.unreceived.discard(object_id)  # the delete frees it where it was set aside
 
     @property
     def unsynced(self) -> bool:

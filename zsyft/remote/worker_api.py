@@ -23,6 +23,7 @@ class WorkerApi:
     node: LocalNode
     link: Link
     answered: bool
+    unreceived: set[bytes]
 
     def request(self, kind: int, body: Any, timeout: float | None = None) -> Any:
         raise NotImplementedError  # `WorkerHandle.request`
@@ -60,6 +61,7 @@ class WorkerApi:
         Everything issued before runs first (a sync point)."""
         self.node.sync()
         self.request(Kind.CLEAR, None)
+        self.unreceived.clear()  # what interrupted get()s left set aside is gone too
         return self
 
     def add_worker(self, worker: WorkerApi) -> WorkerApi:

@@ -70,8 +70,11 @@ def _fetch(pointers: Sequence[PointerTensor], sync_point: bool) -> list[torch.Te
         for pointer, _, rid in requests[len(values):]:
             pointer.location.abandon(rid)  # after an error: its reply is not wanted
     locations = {id(p.location): p.location for p in pointers}.values()
+    for pointer, own, _ in requests:
+        pointer.location.unreceived.discard(own.ref.id)
     for location in locations:
-        location.gets_done += 1  # its next fetch frees what this one set aside there
+        if not location.unreceived:  # (else an interrupted get()'s object waits set aside)
+            location.gets_done += 1  # its next fetch frees what this one set aside there
     if any(_big(value) for value in values):
         for location in locations:
             location.flush()  # the deletes of big tensors set aside, at once
@@ -124,6 +127,8 @@ def _keep_for_next_get(requests: Sequence[tuple], values: list[torch.Tensor]) ->
         values.append(_take(pointer, own, reply))
     for (pointer, _, _), value in zip(requests, values, strict=False):
         pointer.__dict__[KEPT] = value
+    for pointer, own, _ in requests[len(values):]:  # set aside in this round: keep the round
+        pointer.location.unreceived.add(own.ref.id)
 
 
 def _own_copy(pointer: PointerTensor) -> PointerTensor:
