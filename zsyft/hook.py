@@ -5,9 +5,10 @@ adds to `torch.Tensor`: `send`, `id`, `fix_precision`/`fix_prec`, `float_precisi
 `float_prec` and `share`; to `nn.Module`: `send`, `get`, `fix_precision`/`fix_prec`,
 `float_precision`/`float_prec` and `share`; to `torch.optim.Optimizer`: `fix_precision`/
 `fix_prec`, and a check before every optimizer's step that refuses, with a clear error, the
-optimizers it cannot run on encrypted parameters. Pointers, fixed-precision and shared
-tensors carry their own versions of these (`get`, `float_precision`, ...) as methods of
-their classes.
+optimizers it cannot run on encrypted parameters; it replaces `F.one_hot` and DLPack export
+with versions that handle zsyft's tensors (`tensors.torch_functions`). Pointers,
+fixed-precision and shared tensors carry their own versions of these (`get`,
+`float_precision`, ...) as methods of their classes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from zsyft.tensors.fixed_precision import FixedPrecisionTensor, fix_precision
 from zsyft.tensors.pointer import PointerTensor, refuse_several_workers
 from zsyft.tensors.shared import SharedTensor
 from zsyft.tensors.sharing import share
+from zsyft.tensors.torch_functions import install as install_torch_functions
 from zsyft.tensors.transfer import send
 
 
@@ -191,6 +193,7 @@ class TorchHook:
         nn.Module.share = share_module  # type: ignore[attr-defined]
         torch.optim.Optimizer.fix_precision = _optimizer_fix_precision  # type: ignore[attr-defined]
         torch.optim.Optimizer.fix_prec = _optimizer_fix_precision  # type: ignore[attr-defined]
+        install_torch_functions()  # F.one_hot and DLPack export, aware of zsyft's tensors
         global _step_hook
         if _step_hook is None:
             _step_hook = register_optimizer_step_pre_hook(_refuse_encrypted_step)

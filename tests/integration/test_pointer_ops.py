@@ -306,11 +306,27 @@ def test_data_dependent_shapes_run_synchronously(bob):
 @pytest.mark.parametrize("reveal", [bool, float, lambda p: p.item(), lambda p: p.tolist(),
                                     lambda p: p.numpy(), lambda p: torch.equal(p, p),
                                     lambda p: torch.allclose(p, p),
-                                    lambda p: p.share_memory_(), torch.from_dlpack])
+                                    lambda p: p.share_memory_(), torch.from_dlpack,
+                                    lambda p: p.apply_(abs),
+                                    lambda p: torch.utils.dlpack.to_dlpack(p)])
 def test_implicit_reveal_is_refused_naming_get(bob, reveal):
     ptr = torch.tensor([1.0]).send(bob)
     with pytest.raises(sy.PointerUsageError, match=r"\.get\(\)"):
         reveal(ptr)
+
+
+def test_one_hot_of_a_pointer_checks_its_labels_at_the_worker(bob):
+    """For a tensor subclass torch's one_hot skips its checks of the labels: a label out of
+    range gave a row of zeros. It runs at the worker, whose kernel checks them."""
+    labels = torch.tensor([0, 2, 1])
+    assert torch.equal(F.one_hot(labels.send(bob), 3).get(), F.one_hot(labels, 3))
+    for bad in ([0, 5], [0, -1]):
+        with pytest.raises(sy.RemoteError, match="Class values must be"):
+            F.one_hot(torch.tensor(bad).send(bob), 3).get()
+    with pytest.raises(sy.PointerUsageError, match="num_classes"):
+        F.one_hot(labels.send(bob))
+    sy.sync()
+    assert len(bob._objects) == 0
 
 
 def test_a_refused_reveal_names_what_the_user_wrote(bob):

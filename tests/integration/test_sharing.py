@@ -606,8 +606,10 @@ def test_max_pooling_with_padding_works_on_a_padded_input(bob, alice, james):
 
 @pytest.mark.parametrize(
     "fn", [bool, lambda x: x.item(), lambda x: x.tolist(), lambda x: x.float_precision(),
-           lambda x: x.share_memory_(), torch.from_dlpack],
-    ids=["bool", "item", "tolist", "float_precision", "share_memory_", "from_dlpack"],
+           lambda x: x.share_memory_(), torch.from_dlpack, lambda x: x.apply_(abs),
+           lambda x: torch.utils.dlpack.to_dlpack(x)],
+    ids=["bool", "item", "tolist", "float_precision", "share_memory_", "from_dlpack", "apply_",
+         "to_dlpack"],
 )
 def test_revealing_ops_say_get_first(bob, alice, fn):
     xs = torch.tensor([1.0]).fix_precision().share(bob, alice)

@@ -206,3 +206,6 @@ class WithoutOwnMemory:
 
     def __dlpack_device__(self) -> Any:
         raise self.memory_error("DLPack export")
+
+    def apply_(self, callable: Any) -> Any:
+        raise self.memory_error("apply_()")
