@@ -273,6 +273,7 @@ class Worker:
                 if rid:
                     self._requesting.pop()
         except Exception as exc:
+            rid = rid or getattr(exc, "rid", 0)  # a request whose values failed to decode
             if not isinstance(exc, ProtocolError | TypeError | ValueError):
                 log.exception("request failed")
             reply = Kind.ERROR, exception_body(self, exc, None, None)

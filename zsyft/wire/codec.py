@@ -126,7 +126,12 @@ class _Encoder:
         if isinstance(obj, torch.dtype):
             return msgpack.ExtType(_EXT_DTYPE, bytes([_DTYPE_CODE[obj]]))
         if isinstance(obj, torch.device):
-            return msgpack.ExtType(_EXT_DEVICE, str(obj).encode())
+            if obj.type != "cpu":  # refused here, at the user's call, not by the worker later
+                raise ProtocolError(
+                    f"device {str(obj)!r} is not available on workers: they compute on the "
+                    "CPU; use device='cpu' or leave it out"
+                )
+            return msgpack.ExtType(_EXT_DEVICE, b"cpu")  # "cpu:0" is the same device
         if isinstance(obj, torch.layout):
             return msgpack.ExtType(_EXT_LAYOUT, bytes([_LAYOUTS.index(obj)]))
         if isinstance(obj, torch.memory_format):
@@ -328,6 +333,15 @@ def _unpack_options(limits: Limits) -> dict[str, Any]:
     }
 
 
+def _request_id(header: bytes, options: dict[str, Any]) -> int:
+    """The request id of a header whose values failed to decode (0 if unreadable)."""
+    try:
+        obj = msgpack.unpackb(header, **options)
+    except Exception:
+        return 0
+    return obj[2] if isinstance(obj, list) and len(obj) > 2 and type(obj[2]) is int else 0
+
+
 def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
     """Decode `[header, *buffers]` (bytes or zmq.Frame) into a `Message`, enforcing `limits`."""
     if not frames:
@@ -356,7 +370,8 @@ def decode(frames: Sequence[Any], limits: Limits = DEFAULT_LIMITS) -> Message:
         options = dict(options, **_container_budget(limits.max_containers))
     try:
         obj = msgpack.unpackb(header, ext_hook=decoder.ext_hook, **options)
-    except ProtocolError:
+    except ProtocolError as exc:  # a bad value inside: the reply still goes to its request
+        exc.rid = _request_id(header, options)
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise ProtocolError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from exc
