@@ -147,6 +147,47 @@ def test_leaky_relu_and_relu6_networks_train_like_plaintext(bob, alice, james):
 
 
 
+class _TokenModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding, self.cell, self.head = nn.Embedding(6, 3), nn.GRUCell(3, 2), nn.Linear(2, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.cell(self.embedding(tokens)))
+
+
+@pytest.mark.timeout(300)
+def test_an_embedding_and_a_gru_cell_train_like_plaintext(bob, alice, james):
+    """nn.Embedding looks up public token ids in a shared table (and its backward adds the
+    shared gradient rows back), and nn.GRUCell splits its gates with unsafe_split: both are
+    share-by-share ops."""
+    torch.manual_seed(3)
+    plain = _TokenModel()
+    model = copy.deepcopy(plain)
+    tokens, target = torch.tensor([0, 3, 5, 3]), torch.tensor([[0.5], [-0.2], [0.1], [0.3]])
+    kwargs = {"crypto_provider": james, "requires_grad": True}
+    model.fix_precision().share(bob, alice, **kwargs)
+    shared_target = target.fix_precision().share(bob, alice, **kwargs)
+    opt = optim.SGD(model.parameters(), lr=0.1).fix_precision()
+    plain_opt = optim.SGD(plain.parameters(), lr=0.1)
+    for step in range(3):
+        opt.zero_grad()
+        loss = ((model(tokens) - shared_target) ** 2).sum()
+        loss.backward()
+        opt.step()
+        plain_opt.zero_grad()
+        plain_loss = ((plain(tokens) - target) ** 2).sum()
+        plain_loss.backward()
+        plain_opt.step()
+        got, want = loss.get().float_precision().item(), plain_loss.item()
+        assert abs(got - want) <= 0.02, f"iteration {step}: {got} vs {want}"
+    model.get().float_precision()
+    torch.testing.assert_close(model.embedding.weight.detach(), plain.embedding.weight.detach(),
+                               atol=0.02, rtol=0)
+    del shared_target, loss, opt
+    settle(bob, alice, james)
+
+
 def test_sharing_a_model_is_all_or_nothing_and_can_be_run_again(bob, alice, james,
                                                                  monkeypatch):
     """A notebook user interrupts `model.fix_precision().share(...)` midway: the model is

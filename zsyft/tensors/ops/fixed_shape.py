@@ -32,7 +32,8 @@ STRUCTURAL = (
     aten.split.Tensor, aten.split_with_sizes.default, aten.diagonal.default,
     aten.as_strided.default, aten.unfold.default, aten.tril.default, aten.triu.default,
     aten.gather.default, aten.select_backward.default, aten.slice_backward.default,
-    aten.constant_pad_nd.default,
+    aten.constant_pad_nd.default, aten.unsafe_split.Tensor,
+    aten.unsafe_split_with_sizes.default, aten.embedding.default,
 )
 
 

@@ -38,10 +38,13 @@ PER_SHARE = (
     aten.unbind.int, aten.split.Tensor, aten.split_with_sizes.default, aten.diagonal.default,
     aten.tril.default, aten.triu.default, aten.gather.default, aten.index_put.default,
     aten.index_put_.default, aten.unfold.default, aten.cumsum.default,
+    aten.unsafe_split.Tensor, aten.unsafe_split_with_sizes.default, aten.embedding.default,
+    aten.embedding_dense_backward.default,
 )
 _INDEX_ARGUMENT = {
     aten.index.Tensor: 1, aten.index_select.default: 2, aten.gather.default: 2,
-    aten.index_put.default: 1, aten.index_put_.default: 1,
+    aten.index_put.default: 1, aten.index_put_.default: 1, aten.embedding.default: 1,
+    aten.embedding_dense_backward.default: 1,
 }
 
 
@@ -114,6 +117,12 @@ def _follow_public_value(func: Any, args: tuple, kwargs: dict, result: Any) -> A
 @SHARED_OPS.register(*PER_SHARE)
 def per_share(func: Any, args: tuple, kwargs: dict) -> Any:
     _refuse_shared_index(func, args)
+    if func is aten.embedding_dense_backward.default and (args[4:5] or [False])[0]:
+        raise UnsupportedOpError(
+            "nn.Embedding(scale_grad_by_freq=True) divides gradients by how often each index "
+            "occurs, which shares cannot do exactly; leave scale_grad_by_freq off",
+            op=op_name(func),
+        )
     g, outs = _run(func, args, kwargs)
     if func is aten.index_put_.default:
         return args[0]
