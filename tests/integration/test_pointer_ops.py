@@ -116,6 +116,17 @@ def test_a_local_gradient_given_to_backward_gives_a_remote_grad(bob):
     del x
 
 
+def test_a_pointers_grad_is_set_only_to_a_pointer_or_none(bob):
+    """A local tensor as a pointer's .grad would make the next backward() fail far away
+    (autograd accumulates into it at the worker): refused where it is set, like .data."""
+    w = torch.zeros(3, requires_grad=True).send(bob)
+    with pytest.raises(TypeError, match=r"\.grad of a pointer can be set only to a pointer"):
+        w.grad = torch.full((3,), 7.0)
+    w.grad = torch.ones(3).send(bob)
+    (w * 2).sum().backward()
+    assert torch.equal(w.get().grad, torch.full((3,), 3.0))
+
+
 def test_dropout_in_training_keeps_torchs_scaling_and_mask_in_the_gradient(bob):
     x = torch.ones(200, requires_grad=True).send(bob)
     y = F.dropout(x, 0.5, training=True)

@@ -86,6 +86,19 @@ class PointerTensor(WithoutOwnMemory, torch.Tensor):
 
     data = data_property(_adopt)
 
+    def _set_grad(self, value: Any) -> None:
+        """A pointer's `.grad` is a pointer (or None): autograd accumulates into it at the
+        worker, where a local tensor cannot be written."""
+        if value is not None and not isinstance(value, PointerTensor):
+            raise TypeError(
+                f"the .grad of a pointer can be set only to a pointer or None, got "
+                f"{type(value).__name__}; send the value first, e.g. value.send(bob)"
+            )
+        torch.Tensor.grad.__set__(self, value)
+
+    grad = property(torch.Tensor.grad.__get__, _set_grad, torch.Tensor.grad.__delete__,
+                    doc="The gradient: a pointer at this pointer's worker, or None.")
+
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # type: ignore[override]
         return _run_remote(func, args, kwargs or {})
