@@ -543,6 +543,17 @@ def test_an_op_off_the_allowlist_is_refused_at_the_call_leaving_the_pointer_as_i
     assert x.shape == (6,) and torch.equal(x.get(), torch.zeros(6))
 
 
+def test_the_legacy_new_constructor_makes_pointers_where_the_data_is(bob):
+    x = torch.ones(3, dtype=torch.float64).send(bob)
+    made = {"sizes": x.new(2, 3), "size": x.new(torch.Size([2])), "data": x.new([1.0, 2.0]),
+            "empty": x.new()}
+    assert all(isinstance(p, sy.PointerTensor) and p.location is bob for p in made.values())
+    assert torch.equal(made["sizes"].get(), torch.zeros(2, 3, dtype=torch.float64))
+    assert torch.equal(made["size"].get(), torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(made["data"].get(), torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert made["empty"].get().shape == (0,)
+
+
 def test_new_tensor_and_mid_get_as_in_pysyft(bob, alice):
     p = torch.ones(3).send(bob)
     made = p.new_tensor([1.0, 2.0])

@@ -304,6 +304,17 @@ class PointerTensor(WithoutOwnMemory, torch.Tensor):
             result = self.new_empty(made.shape, dtype=made.dtype).copy_(made)
         return result.requires_grad_(requires_grad)
 
+    def new(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """torch's legacy constructor, where this tensor's data is: `x.new(2, 3)` (or a
+        `torch.Size`) an uninitialized tensor (zeroed at the worker), `x.new([1., 2.])` one
+        from data, `x.new()` an empty one. torch's own would build them here."""
+        sizes = args[0] if len(args) == 1 and isinstance(args[0], torch.Size) else args
+        if all(type(n) is int for n in sizes) and not (set(kwargs) - {"device"}):
+            return self.new_empty(tuple(sizes) or (0,), device=kwargs.get("device"))
+        if len(args) == 1 and isinstance(args[0], list | tuple) and not kwargs:
+            return self.new_tensor(args[0])
+        return super().new(*args, **kwargs)
+
     def copy(self) -> PointerTensor:
         """A pointer to a copy of the data, made at the same worker (PySyft's `ptr.copy()`)."""
         return self.clone()
