@@ -90,6 +90,7 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
                 f"no worker named {name!r} in the cluster; launched: "
                 f"{', '.join(recorded.workers) or 'none'}"
             )
+        _check_running(name, record)  # a handle made before still answers for a dead worker
         known = local_node().workers.get(name)
         if (
             known is not None
@@ -99,7 +100,6 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
         ):
             handles.append(known)
             continue
-        _check_running(name, record)
         handle = WorkerHandle(
             local_node(), name, record.address, record.pid,
             public_key=record.public_key, client_keys=client,

@@ -188,6 +188,7 @@ def test_connecting_again_keeps_the_handle_and_a_dead_worker_fails_at_once(launc
     launch = launched("again1", "dead1")
     workers = launch.wait_ready()["workers"]
     bob = sy.connect("again1", cluster_file=launch.cluster_file)
+    dead = sy.connect("dead1", cluster_file=launch.cluster_file)  # connected while it ran
     try:
         x = torch.tensor([1.0, 2.0]).send(bob)
         assert sy.connect("again1", cluster_file=launch.cluster_file) is bob  # a cell re-run
@@ -200,8 +201,9 @@ def test_connecting_again_keeps_the_handle_and_a_dead_worker_fails_at_once(launc
             sy.connect("dead1", cluster_file=launch.cluster_file)
         assert time.monotonic() - started < 2
     finally:
-        sy.local_worker.workers.pop(bob.id, None)
-        bob.close()
+        for handle in (bob, dead):
+            sy.local_worker.workers.pop(handle.id, None)
+            handle.close()
 
 
 def test_a_launch_whose_output_pipe_is_closed_stops_its_workers_and_cleans_up(tmp_path):
