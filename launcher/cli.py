@@ -221,7 +221,8 @@ def stop(cluster_file: Path | None, timeout: float) -> None:
     launched = cluster.launch_running(path)
     running = [w.name for w in recorded.workers.values()
                if launched and process_is(w.pid, "zsyft-worker")]
-    if launched and process_is(recorded.launcher_pid, "launch"):
+    stopped_launch = launched and process_is(recorded.launcher_pid, "launch")
+    if stopped_launch:
         os.kill(recorded.launcher_pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     pids = [w.pid for w in recorded.workers.values()] if launched else []
@@ -233,6 +234,9 @@ def stop(cluster_file: Path | None, timeout: float) -> None:
     cluster.remove(path)
     if running:
         click.echo(f"stopped {', '.join(running)}")
+    elif stopped_launch:
+        click.echo(f"stopped the launch (pid {recorded.launcher_pid}); none of its workers "
+                   f"({', '.join(recorded.workers)}) was running")
     else:
         click.echo(f"no worker of {path} was running ({', '.join(recorded.workers)}); "
                    "removed the stale cluster file")

@@ -184,6 +184,17 @@ def test_status_reports_a_dead_worker_as_down(launched):
     assert states == {"up1": "up", "down1": "down"} and status.returncode == 1
 
 
+def test_stop_says_it_stopped_a_launch_whose_workers_all_died(launched):
+    launch = launched("lone1")
+    workers = launch.wait_ready()["workers"]
+    os.kill(workers["lone1"]["pid"], signal.SIGKILL)
+    assert wait_until(lambda: not zsyft_pids("zsyft-worker lone1"), 5)
+    stopped = run("stop", "--cluster-file", str(launch.cluster_file))
+    assert stopped.returncode == 0
+    assert "stopped the launch" in stopped.stdout and "stale" not in stopped.stdout
+    launch.proc.wait(5)
+
+
 def test_connecting_again_keeps_the_handle_and_a_dead_worker_fails_at_once(launched, hook):
     launch = launched("again1", "dead1")
     workers = launch.wait_ready()["workers"]
