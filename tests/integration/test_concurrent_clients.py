@@ -86,6 +86,24 @@ def _run_at_once(cluster, programs: list[tuple[str, int]], timeout: float) -> No
         assert client.returncode == 0 and out.strip() == "ok", err[-2000:]
 
 
+@pytest.fixture
+def cluster_never_woken_idle(tmp_path, monkeypatch):
+    """Workers whose waiting parties sleep for an hour when no message comes: a program then
+    finishes only if no message a party handed on waits for such a wake-up."""
+    monkeypatch.setenv("ZSYFT_IDLE_WAKE_MS", str(3_600_000))
+    launch = Launch(tmp_path, "bob", "alice", "james")
+    launch.wait_ready()
+    yield launch.cluster_file
+    launch.stop()
+
+
+def test_protocol_ops_of_two_programs_never_wait_for_an_idle_wake_up(cluster_never_woken_idle):
+    """A party waiting in one program's op ran the other program's message, which deferred
+    that program's next one; it waited for its idle wake-up (100 ms) to hand it on, so two
+    programs computing on shared values at once ran each op ~100 ms late."""
+    _run_at_once(cluster_never_woken_idle, [("encrypted", 10), ("encrypted", 10)], timeout=60)
+
+
 @pytest.mark.parametrize("work", ["move", "encrypted", "train"])
 def test_two_programs_working_at_once_both_finish(cluster, work):
     """`train`: a program's ops, run while a party waits on a protocol round of the other's,

@@ -22,6 +22,7 @@ error naming it. The client only ever sends ids and metadata and receives nothin
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ from zsyft.wire.messages import Kind
 ABORT_ROUND = -1  # an MPC_MSG in this round says the sender gave up on the op
 CLOSED_OPS_KEPT = 4096  # ops remembered as over, so their late messages are dropped
 LIVENESS_CHECK_S = 0.02  # how often a waiting party checks that the peer it waits for is up
+# How long a waiting party sleeps when no message comes: it then checks its peer's liveness
+# (and the deadline). Nothing else may need the wake-up: a test sets it to hours.
+IDLE_WAKE_MS = int(os.environ.get("ZSYFT_IDLE_WAKE_MS", "100"))
 MATERIAL = "material"  # the mailbox entry of an op's correction from the provider
 
 if TYPE_CHECKING:
@@ -163,8 +167,12 @@ class MpcRuntime:
             # later in-place op (another program's SGD step) may not change.
             with torch.inference_mode(False):
                 self.held.take_deferred()
-                self.held.release_before(key)  # ops that may start inside this one now do
-                if poll_awake(poller, awake, 100):
+                # ops that may start inside this one now do; what they ran may defer more
+                while self.held.release_before(key) and self.held.take_deferred():
+                    pass
+                if entry in box:
+                    continue
+                if poll_awake(poller, awake, IDLE_WAKE_MS):
                     self.worker.serve_one(hold=hold)
         return box.pop(entry)
 

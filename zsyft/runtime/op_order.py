@@ -96,22 +96,28 @@ class HeldRuns:
             return True
         return False
 
-    def take_deferred(self) -> None:
+    def take_deferred(self) -> int:
         """Hold the worker's deferred messages whose client is no longer being served, each
-        before its client's later held ones: they can run before the stack unwinds."""
-        for identity, frames in reversed(self.worker.take_unblocked()):
+        before its client's later held ones: they can run before the stack unwinds. Returns
+        how many it took."""
+        taken = self.worker.take_unblocked()
+        for identity, frames in reversed(taken):
             keys = run_keys(frames)
             first = next((i for i, held in enumerate(self._held) if held[0] == identity),
                          len(self._held))
             self._held.insert(first, (identity, frames, max(keys) if keys else NO_OP))
+        return len(taken)
 
-    def release_before(self, waiting_in: OpKey) -> None:
+    def release_before(self, waiting_in: OpKey) -> int:
         """Handle now (nested) the held messages whose ops may start inside `waiting_in`, each
-        after its client's earlier held messages."""
+        after its client's earlier held messages. Returns how many it handled."""
+        released = 0
         while (index := self._next_allowed(waiting_in)) is not None:
             identity, frames, _ = self._held[index]
             del self._held[index]
             self.worker.handle(identity, frames, released=True)
+            released += 1
+        return released
 
     def _next_allowed(self, waiting_in: OpKey) -> int | None:
         blocked: set[bytes] = set()
