@@ -95,12 +95,11 @@ def test_an_interrupt_inside_the_wait_keeps_the_reply_on_its_way(bob, monkeypatc
     assert torch.equal(x.get(), torch.arange(5.0))
 
 
-def test_a_reply_lost_while_decoded_is_fetched_again(bob, monkeypatch):
-    _never_wait_for_lost_replies(monkeypatch)
-    x = torch.full((BIG,), 2.0).send(bob)
+def _interrupt_decoding_the_next_data(monkeypatch):
+    """Ctrl-C while the next DATA reply is decoded: its frames are gone."""
     real = handle_module.decode
 
-    def decode(frames):  # Ctrl-C while decoding the reply: its frames are gone
+    def decode(frames):
         message = real(frames)
         if message.kind == Kind.DATA:
             monkeypatch.setattr(handle_module, "decode", real)
@@ -108,6 +107,12 @@ def test_a_reply_lost_while_decoded_is_fetched_again(bob, monkeypatch):
         return message
 
     monkeypatch.setattr(handle_module, "decode", decode)
+
+
+def test_a_reply_lost_while_decoded_is_fetched_again(bob, monkeypatch):
+    _never_wait_for_lost_replies(monkeypatch)
+    x = torch.full((BIG,), 2.0).send(bob)
+    _interrupt_decoding_the_next_data(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         x.get()
     assert len(bob._objects) == 0  # the worker set the tensor aside for the next get()
@@ -119,16 +124,7 @@ def test_a_lost_reply_is_fetched_again_after_a_get_of_something_else(bob, monkey
     free what the interrupted one left set aside there."""
     _never_wait_for_lost_replies(monkeypatch)
     x, z = torch.arange(10.0).send(bob), torch.ones(2).send(bob)
-    real = handle_module.decode
-
-    def decode(frames):  # Ctrl-C while decoding x's reply: its frames are gone
-        message = real(frames)
-        if message.kind == Kind.DATA:
-            monkeypatch.setattr(handle_module, "decode", real)
-            raise KeyboardInterrupt
-        return message
-
-    monkeypatch.setattr(handle_module, "decode", decode)
+    _interrupt_decoding_the_next_data(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         x.get()
     assert torch.equal(z.get(), torch.ones(2))
