@@ -71,7 +71,9 @@ class Case:
     index: int
     label: str
     frames: list[bytes]
-    rid: int  # the request id of the ERROR reply: 0 when the header cannot be decoded
+    # the request id of the ERROR reply: 0 when the header cannot be decoded; when only a
+    # value in it cannot (a bad tensor or device), the id the header carries
+    rid: int
     answered: bool = True  # False: the worker must not reply at all
 
     def show(self) -> str:
@@ -144,8 +146,9 @@ class Fuzzer:
         """The local decoder must agree with how the input was built."""
         try:
             msg = decode(case.frames)
-        except ProtocolError:
+        except ProtocolError as exc:
             assert case.rid == 0, f"seed={SEED}: built as decodable, does not decode: {case.show()}"
+            case.rid = getattr(exc, "rid", 0)  # the worker answers the request it could read
             return
         except Exception as exc:
             raise AssertionError(
