@@ -57,8 +57,10 @@ def _warn_if_replacing_objects(name: str, new: str = "VirtualWorker") -> None:
     collect_dropped()
     held = claims_at(old)
     if held:
-        fate = ("are lost with it" if isinstance(old, VirtualWorker) else
-                "stay at the launched worker until its lease ends, out of this program's reach")
+        if isinstance(old, VirtualWorker) or not _may_run(old.address, old.pid):
+            fate = "are lost with it"
+        else:
+            fate = "stay at the launched worker until its lease ends, out of this program's reach"
         warnings.warn(
             f"{new} {name!r} replaces the worker of that name, which holds {held} "
             f"object(s) this program still points to (data, shares, a model): they {fate}, "
@@ -114,13 +116,17 @@ def connect(*names: str, cluster_file: str | Path | None = None) -> Any:
     return handles[0] if len(handles) == 1 else tuple(handles)
 
 
+def _may_run(address: str, pid: int | None) -> bool:
+    """False for a worker on this host (loopback and ipc addresses) whose process is gone;
+    a zombie not yet reaped by its launcher has an empty command line: it counts as gone."""
+    local = address.startswith(("ipc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"))
+    return not (local and pid and not process_is(pid, "zsyft-worker"))
+
+
 def _check_running(name: str, record: Any) -> None:
     """Fail at once for a launched worker that is recorded down, or whose process is gone
     (checked for workers on this host, which loopback and ipc addresses are)."""
-    # a zombie not yet reaped by its launcher has an empty command line: it counts as gone
-    local = record.address.startswith(("ipc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"))
-    gone = local and record.pid and not process_is(record.pid, "zsyft-worker")
-    if gone or record.state in ("down", "gave-up"):
+    if not _may_run(record.address, record.pid) or record.state in ("down", "gave-up"):
         raise WorkerUnavailableError(
             f"worker {name!r} (pid {record.pid}) is not running (the cluster file says "
             f"{record.state!r}); see `zsyft status`, and launch it again",

@@ -244,9 +244,15 @@ def test_connecting_to_another_worker_of_the_same_name_warns_about_the_objects_l
             launch.wait_ready()
         handles.append(sy.connect("twin1", cluster_file=launches[0].cluster_file))
         x = torch.ones(2).send(handles[0])
-        with pytest.warns(UserWarning, match=r"replaces the worker of that name, which holds 1"):
+        with pytest.warns(UserWarning, match=r"which holds 1 .* they stay at the launched"):
             handles.append(sy.connect("twin1", cluster_file=launches[1].cluster_file))
-        del x
+        y = torch.ones(2).send(handles[1])
+        launches[1].stop()  # that worker is gone: so are its objects
+        launches[1] = Launch(tmp_path / "c", "twin1")
+        launches[1].wait_ready()
+        with pytest.warns(UserWarning, match=r"which holds 1 .* they are lost with it"):
+            handles.append(sy.connect("twin1", cluster_file=launches[1].cluster_file))
+        del x, y
     finally:
         for handle in handles:
             sy.local_worker.workers.pop(handle.id, None)
